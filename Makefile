@@ -1,0 +1,30 @@
+# `make demo` and `make test` each create .venv and install the project when missing, then run.
+PY := .venv/bin/python
+STAMP := .venv/.installed
+
+.PHONY: demo test test-fast lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv .venv
+	# The CPU machines carry this torch/torchvision pair on disk; pinning it avoids a multi-GB download.
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	.venv/bin/contrastlab fit -c configs/simclr/digits.yaml
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+lint: $(STAMP)
+	.venv/bin/ruff check .
+
+bench: $(STAMP)
+	$(PY) benchmarks/augment.py
+
+clean:
+	rm -rf mlruns checkpoints .pytest_cache

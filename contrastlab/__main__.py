@@ -1,0 +1,3 @@
+from contrastlab.platform.cli import main
+
+main()

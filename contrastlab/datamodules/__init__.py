@@ -1,0 +1,5 @@
+"""DataModules: raw samples out (`x`, `y`, `idx`), no augmentation; workers only decode and crop."""
+
+from contrastlab.datamodules.base import ContrastiveDataModule, DataInfo
+
+__all__ = ["ContrastiveDataModule", "DataInfo"]

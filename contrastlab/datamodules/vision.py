@@ -1,0 +1,367 @@
+"""Image DataModules: digits, MNIST/Fashion-MNIST from IDX files, CIFAR-10/100, STL-10, any image folder.
+
+Every dataset yields uint8 (C, H, W) tensors at a fixed size; augmentation happens later, on the device.
+Nothing downloads unless `download: true` is set; a missing file is an error saying what to put where.
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from contrastlab.datamodules.base import ContrastiveDataModule, DataInfo, TensorSamples
+from contrastlab.errors import ConfigError, DataError
+
+IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+
+def _holdout(n: int, holdout: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (kept, held out) of a seeded random split of n items."""
+    order = np.random.default_rng(seed).permutation(n)
+    return np.sort(order[holdout:]), np.sort(order[:holdout])
+
+
+class InMemoryVision(ContrastiveDataModule):
+    """Image sets small enough to hold as one uint8 tensor; the validation split is held out of train.
+
+    Args:
+        val_size: training samples held out for validation (seeded by `seed`).
+        max_train_samples: keep only this many training samples (a seeded subset), for quick runs.
+    """
+
+    name = "images"
+    channels = 1
+    num_classes = 10
+    size = 28
+    mean: tuple[float, ...] = (0.5,)
+    std: tuple[float, ...] = (0.5,)
+
+    def __init__(self, val_size: int = 5000, max_train_samples: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.val_size = val_size
+        self.max_train_samples = max_train_samples
+        self._train_arrays: tuple[Tensor, Tensor] | None = None
+
+    @property
+    def info(self) -> DataInfo:
+        return DataInfo(self.name, "image", self.channels, self.num_classes, self.size, self.mean, self.std)
+
+    def load_arrays(self, train: bool) -> tuple[Tensor, Tensor]:
+        """(images uint8 (N, C, H, W), labels int64 (N,)) of the official train or test set."""
+        raise NotImplementedError
+
+    def load_split(self, split: str) -> Dataset:
+        if split == "test":
+            return TensorSamples(*self.load_arrays(train=False))
+        if self._train_arrays is None:  # read once for both train and val
+            self._train_arrays = self.load_arrays(train=True)
+        x, y = self._train_arrays
+        if not 0 < self.val_size < len(x):
+            raise ConfigError(f"data.val_size={self.val_size} must be between 1 and the {len(x)} training samples")
+        keep, held = _holdout(len(x), self.val_size, self.seed)
+        if split == "val":
+            return TensorSamples(x[held], y[held])
+        if self.max_train_samples is not None and self.max_train_samples < len(keep):
+            keep = np.sort(np.random.default_rng(self.seed + 1).choice(keep, self.max_train_samples, replace=False))
+        return TensorSamples(x[keep], y[keep])
+
+
+class Digits(InMemoryVision):
+    """scikit-learn's 8x8 handwritten digits (1,797 images, 10 classes), shipped inside scikit-learn.
+
+    There is no official split: a seeded stratified split keeps `test_size` for test and `val_size` for
+    validation (defaults 360 and 180, i.e. 20% and 10%).
+    """
+
+    name = "digits"
+    size = 8
+    mean = (0.3031,)
+    std = (0.3752,)
+
+    def __init__(self, test_size: int = 360, val_size: int = 180, **kwargs):
+        super().__init__(val_size=val_size, **kwargs)
+        self.test_size = test_size
+
+    def load_split(self, split: str) -> Dataset:
+        from sklearn.datasets import load_digits
+        from sklearn.model_selection import train_test_split
+
+        digits = load_digits()
+        x = torch.from_numpy(np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)).unsqueeze(1)
+        y = torch.from_numpy(digits.target).long()
+        idx = np.arange(len(x))
+        rest, test = train_test_split(idx, test_size=self.test_size, stratify=y, random_state=self.seed)
+        train, val = train_test_split(rest, test_size=self.val_size, stratify=y[rest], random_state=self.seed)
+        if split == "train" and self.max_train_samples is not None:
+            train = train[: self.max_train_samples]
+        chosen = {"train": train, "val": val, "test": test}[split]
+        return TensorSamples(x[np.sort(chosen)], y[np.sort(chosen)])
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file (the MNIST format), gzipped or not, as a numpy array."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            zero, dtype_code, ndim = struct.unpack(">HBB", f.read(4))
+            if zero != 0 or dtype_code != 0x08:
+                raise DataError(f"{path} is not an unsigned-byte IDX file (magic {zero:#x} {dtype_code:#x})")
+            shape = struct.unpack(f">{ndim}I", f.read(4 * ndim))
+            data = np.frombuffer(f.read(), dtype=np.uint8)
+    except (OSError, EOFError, struct.error) as err:
+        raise DataError(f"{path} cannot be read as an IDX file ({err})") from err
+    if data.size != int(np.prod(shape)):
+        raise DataError(f"{path} is truncated: {data.size} bytes for shape {shape}")
+    return data.reshape(shape)
+
+
+class IDXImages(InMemoryVision):
+    """MNIST-format IDX files: `{train,t10k}-{images-idx3,labels-idx1}-ubyte`, optionally `.gz`."""
+
+    source_hint = ""
+
+    def __init__(self, root: str, **kwargs):
+        super().__init__(**kwargs)
+        self.root = Path(root).expanduser()
+        for prefix in ("train", "t10k"):
+            for kind in ("images-idx3", "labels-idx1"):
+                self._find(f"{prefix}-{kind}-ubyte")
+
+    def _find(self, stem: str) -> Path:
+        for candidate in (self.root / stem, self.root / f"{stem}.gz"):
+            if candidate.is_file():
+                return candidate
+        raise DataError(f"data.root: {self.root / stem}[.gz] not found; {self.source_hint}")
+
+    def load_arrays(self, train: bool) -> tuple[Tensor, Tensor]:
+        prefix = "train" if train else "t10k"
+        images = read_idx(self._find(f"{prefix}-images-idx3-ubyte"))
+        labels = read_idx(self._find(f"{prefix}-labels-idx1-ubyte"))
+        if len(images) != len(labels):
+            raise DataError(f"{self.root}: {len(images)} {prefix} images but {len(labels)} labels")
+        return torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))
+
+
+class FashionMNIST(IDXImages):
+    """Fashion-MNIST (Xiao et al. 2017): 60k/10k 28x28 grey images of 10 clothing classes."""
+
+    name = "fashion_mnist"
+    mean = (0.2860,)
+    std = (0.3530,)
+    source_hint = "on Debian `apt-get install dataset-fashion-mnist` puts them in /usr/share/datasets/fashion-mnist"
+
+    def __init__(self, root: str = "/usr/share/datasets/fashion-mnist", **kwargs):
+        super().__init__(root=root, **kwargs)
+
+
+class MNIST(IDXImages):
+    """MNIST (LeCun et al. 1998): 60k/10k 28x28 grey digits."""
+
+    name = "mnist"
+    mean = (0.1307,)
+    std = (0.3081,)
+    source_hint = "put the four MNIST IDX files from the MNIST site in that folder"
+
+    def __init__(self, root: str = "data/mnist", **kwargs):
+        super().__init__(root=root, **kwargs)
+
+
+class TorchvisionImages(InMemoryVision):
+    """A torchvision dataset read once into memory; downloads only with `download: true`."""
+
+    channels = 3
+
+    def __init__(self, root: str = "data", download: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.root = Path(root).expanduser()
+        self.download = download
+
+    def open_torchvision(self, split: str):
+        raise NotImplementedError
+
+    def _open(self, split: str):
+        try:
+            return self.open_torchvision(split)
+        except RuntimeError as err:  # torchvision's "Dataset not found or corrupted"
+            raise DataError(
+                f"data.root: {self.name} not found under {self.root} ({err}); put the extracted dataset "
+                "there, or set data.download: true on a machine with network access"
+            ) from err
+
+
+class CIFAR10(TorchvisionImages):
+    """CIFAR-10 (Krizhevsky 2009): 50k/10k 32x32 colour images, 10 classes."""
+
+    name = "cifar10"
+    size = 32
+    mean = (0.4914, 0.4822, 0.4465)
+    std = (0.2470, 0.2435, 0.2616)
+
+    def open_torchvision(self, split: str):
+        from torchvision.datasets import CIFAR10 as TV
+
+        return TV(str(self.root), train=split == "train", download=self.download)
+
+    def load_arrays(self, train: bool) -> tuple[Tensor, Tensor]:
+        ds = self._open("train" if train else "test")
+        return torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous(), torch.tensor(ds.targets)
+
+
+class CIFAR100(CIFAR10):
+    """CIFAR-100 (Krizhevsky 2009): 50k/10k 32x32 colour images, 100 classes."""
+
+    name = "cifar100"
+    num_classes = 100
+    mean = (0.5071, 0.4865, 0.4409)
+    std = (0.2673, 0.2564, 0.2762)
+
+    def open_torchvision(self, split: str):
+        from torchvision.datasets import CIFAR100 as TV
+
+        return TV(str(self.root), train=split == "train", download=self.download)
+
+
+class STL10(TorchvisionImages):
+    """STL-10 (Coates et al. 2011): 96x96 colour; pre-training uses the 100k unlabelled images too.
+
+    Training reads `train+unlabeled` (unlabelled samples carry y = -1), the kNN bank and validation use
+    the labelled train split (5k, `val_size` held out) and test the 8k test split.
+    """
+
+    name = "stl10"
+    size = 96
+    mean = (0.4467, 0.4398, 0.4066)
+    std = (0.2603, 0.2566, 0.2713)
+
+    def __init__(self, use_unlabeled: bool = True, val_size: int = 500, **kwargs):
+        super().__init__(val_size=val_size, **kwargs)
+        self.use_unlabeled = use_unlabeled
+
+    def open_torchvision(self, split: str):
+        from torchvision.datasets import STL10 as TV
+
+        return TV(str(self.root), split=split, download=self.download)
+
+    def load_arrays(self, train: bool) -> tuple[Tensor, Tensor]:
+        ds = self._open("train" if train else "test")
+        return torch.from_numpy(ds.data), torch.from_numpy(ds.labels.astype(np.int64))
+
+    def load_split(self, split: str) -> Dataset:
+        labelled = super().load_split(split)
+        if split != "train" or not self.use_unlabeled:
+            return labelled
+        unlabeled = self._open("unlabeled")
+        x = torch.cat([labelled.x, torch.from_numpy(unlabeled.data)])
+        y = torch.cat([labelled.y, torch.full((len(unlabeled.data),), -1, dtype=torch.long)])
+        return TensorSamples(x, y)
+
+    def val_dataloader(self):
+        # The bank must hold labels: the labelled train split, not train+unlabeled.
+        return [self._loader(super().load_split("train"), train=False), self._loader(self.split("val"), train=False)]
+
+    def test_dataloader(self):
+        return [self._loader(super().load_split("train"), train=False), self._loader(self.split("test"), train=False)]
+
+
+class ImageFiles(Dataset):
+    """Image files decoded and resized on access (in loader workers): shorter side to `size`, centre crop."""
+
+    def __init__(self, files: list[Path], labels: list[int], size: int, channels: int):
+        self.files, self.labels, self.size, self.channels = files, labels, size, channels
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> dict[str, Tensor | int]:
+        from PIL import Image, ImageOps
+
+        try:
+            with Image.open(self.files[i]) as img:
+                img = ImageOps.fit(img.convert("L" if self.channels == 1 else "RGB"), (self.size, self.size))
+        except OSError as err:
+            raise DataError(f"{self.files[i]} cannot be decoded as an image ({err}); remove or replace it") from err
+        array = np.asarray(img, dtype=np.uint8)
+        x = torch.from_numpy(array.copy()).unsqueeze(0) if array.ndim == 2 else torch.from_numpy(array).permute(2, 0, 1)
+        return {"x": x, "y": self.labels[i], "idx": i}
+
+
+class ImageFolder(ContrastiveDataModule):
+    """Any folder of images, labelled or not.
+
+    Layouts: `root/<class>/<image>` (labelled, classes sorted by name), or images directly in `root`
+    (unlabelled, y = -1), or either of these under `root/train`, `root/val`, `root/test`. Without split
+    folders a seeded split holds out `val_fraction` and `test_fraction` of the images.
+
+    Args:
+        root: the folder.
+        size: images are resized (shorter side) and centre-cropped to size x size.
+        channels: 3 for RGB, 1 for grey.
+        mean, std: per-channel normalisation (ImageNet's by default).
+    """
+
+    def __init__(
+        self,
+        root: str,
+        size: int = 64,
+        channels: int = 3,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.1,
+        mean: tuple[float, ...] | None = None,
+        std: tuple[float, ...] | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.root = Path(root).expanduser()
+        if not self.root.is_dir():
+            raise DataError(f"data.root: folder {self.root} not found; point it at a folder of images")
+        if channels not in (1, 3):
+            raise ConfigError(f"data.channels must be 1 or 3, got {channels}")
+        self.size, self.channels = size, channels
+        self.val_fraction, self.test_fraction = val_fraction, test_fraction
+        self.mean = tuple(mean) if mean else (0.485, 0.456, 0.406)[:channels] if channels == 3 else (0.449,)
+        self.std = tuple(std) if std else (0.229, 0.224, 0.225)[:channels] if channels == 3 else (0.226,)
+        self.has_split_folders = (self.root / "train").is_dir()
+        self.classes = self._classes(self.root / "train" if self.has_split_folders else self.root)
+        if not self._scan(self.root / "train" if self.has_split_folders else self.root)[0]:
+            raise DataError(f"data.root: no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) found under {self.root}")
+
+    @staticmethod
+    def _classes(folder: Path) -> list[str]:
+        return sorted(p.name for p in folder.iterdir() if p.is_dir())
+
+    def _scan(self, folder: Path) -> tuple[list[Path], list[int]]:
+        if not self.classes:
+            files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+            return files, [-1] * len(files)
+        files, labels = [], []
+        for label, name in enumerate(self.classes):
+            found = sorted(p for p in (folder / name).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+            files += found
+            labels += [label] * len(found)
+        return files, labels
+
+    @property
+    def info(self) -> DataInfo:
+        return DataInfo(self.root.name, "image", self.channels, len(self.classes), self.size, self.mean, self.std)
+
+    def load_split(self, split: str) -> Dataset:
+        if self.has_split_folders:
+            folder = self.root / split
+            if not folder.is_dir():
+                raise DataError(f"data.root: {folder} not found; with a train/ folder, val/ and test/ are needed too")
+            files, labels = self._scan(folder)
+        else:
+            files, labels = self._scan(self.root)
+            n = len(files)
+            order = np.random.default_rng(self.seed).permutation(n)
+            n_val, n_test = int(n * self.val_fraction), int(n * self.test_fraction)
+            chosen = {"val": order[:n_val], "test": order[n_val : n_val + n_test], "train": order[n_val + n_test :]}
+            picked = np.sort(chosen[split])
+            files, labels = [files[i] for i in picked], [labels[i] for i in picked]
+        return ImageFiles(files, labels, self.size, self.channels)

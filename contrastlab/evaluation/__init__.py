@@ -1,0 +1,1 @@
+"""Representation quality: kNN, probes and embedding statistics. Returns numbers; callers log them."""

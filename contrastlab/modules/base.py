@@ -1,0 +1,153 @@
+"""ContrastiveModule: what every method shares, so that a method file holds only its algorithm.
+
+It owns the backbone, the batched augmentation (run in `on_after_batch_transfer`, on the batch's
+device), normalisation by the data's statistics, the optimiser and schedule, the online linear probe
+(trained on detached features, so it never changes the encoder) and cross-rank gathering. A method
+subclasses it and implements `contrastive_loss(feats, batch)`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from contrastlab.augment.vision import ImageViews
+from contrastlab.datamodules.base import DataInfo
+from contrastlab.errors import ConfigError
+from contrastlab.evaluation.online import QUERY, EmbeddingMetrics
+from contrastlab.modules import optim
+from contrastlab.modules.backbones import create_backbone
+
+Batch = dict[str, Any]
+
+
+class ContrastiveModule(L.LightningModule):
+    """Base of every method.
+
+    Args:
+        backbone: a timm model name or a local one (`small_cnn`); see `modules/backbones.py`.
+        backbone_kwargs: extra constructor arguments of the backbone.
+        cifar_stem: 3x3 stride-1 stem without max-pool for ResNets on 32x32 images.
+        pretrained: load timm's pretrained weights (needs network access).
+        augment: the view pipeline; defaults to SimCLR's image recipe at the data's size.
+        optimizer: optimiser and schedule, see `OptimizerConfig`.
+        probe_lr: learning rate of the online linear probe (defaults to optimizer.lr).
+        knn_k, knn_temperature: the weighted kNN evaluation.
+        data_info: what the data is (channels, classes, statistics); the CLI links it from the DataModule.
+    """
+
+    def __init__(
+        self,
+        backbone: str = "resnet18",
+        backbone_kwargs: dict[str, Any] | None = None,
+        cifar_stem: bool = False,
+        pretrained: bool = False,
+        augment: nn.Module | None = None,
+        optimizer: optim.OptimizerConfig | None = None,
+        probe_lr: float | None = None,
+        knn_k: int = 20,
+        knn_temperature: float = 0.07,
+        data_info: DataInfo | None = None,
+    ):
+        super().__init__()
+        if data_info is None:
+            raise ConfigError("model.data_info is missing: the CLI links it from `data`; in Python pass data.info")
+        self.save_hyperparameters(ignore=["augment"])
+        self.data_info = data_info
+        self.optimizer_config = optimizer or optim.OptimizerConfig()
+        self.backbone = create_backbone(
+            backbone, in_chans=data_info.channels, pretrained=pretrained, cifar_stem=cifar_stem,
+            **(backbone_kwargs or {}),
+        )
+        self.feature_dim: int = self.backbone.num_features
+        self.augment = augment if augment is not None else ImageViews(size=data_info.size)
+        self.register_buffer("mean", torch.tensor(data_info.mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(data_info.std).view(1, -1, 1, 1), persistent=False)
+        self.probe = nn.Linear(self.feature_dim, data_info.num_classes) if data_info.num_classes > 0 else None
+
+    def contrastive_loss(self, feats: list[Tensor], batch: Batch) -> Tensor:
+        """The method's loss from the backbone features of each view (`batch["views"]` holds the views)."""
+        raise NotImplementedError
+
+    def configure_callbacks(self) -> list[L.Callback]:
+        hp = self.hparams
+        return [EmbeddingMetrics(self.data_info.num_classes, knn_k=hp.knn_k, knn_temperature=hp.knn_temperature)]
+
+    # -- data on the device -------------------------------------------------------------------------
+
+    def normalize(self, x: Tensor) -> Tensor:
+        return (x - self.mean) / self.std
+
+    def on_after_batch_transfer(self, batch: Batch, dataloader_idx: int) -> Batch:
+        x = batch["x"]
+        if self.trainer.training:
+            batch["views"] = [self.normalize(v) for v in self.augment(x)]
+            return batch
+        batch["eval_view"] = self.normalize(self.augment.eval_view(x))
+        if dataloader_idx == QUERY and self.augment.num_views >= 2:
+            batch["views"] = [self.normalize(v) for v in self.augment(x)[:2]]
+        return batch
+
+    def gather(self, x: Tensor) -> Tensor:
+        """x from every rank, concatenated in rank order, with gradients flowing back to each rank's part."""
+        if self._trainer is None or self.trainer.world_size == 1:
+            return x
+        return self.all_gather(x, sync_grads=True).flatten(0, 1)
+
+    # -- steps ----------------------------------------------------------------------------------------
+
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        feats = [self.backbone(v) for v in batch["views"]]
+        loss = self.contrastive_loss(feats, batch)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        if self.probe is not None:
+            labelled = batch["y"] >= 0
+            if labelled.any():
+                probe_loss = F.cross_entropy(self.probe(feats[0].detach()[labelled]), batch["y"][labelled])
+                self.log("train/probe_loss", probe_loss, on_step=True, on_epoch=True)
+                loss = loss + probe_loss
+        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False)
+        return loss
+
+    def _eval_step(self, batch: Batch, dataloader_idx: int) -> dict[str, Tensor]:
+        feats = self.backbone(batch["eval_view"])
+        out = {"features": feats, "y": batch["y"]}
+        if dataloader_idx == QUERY:
+            if self.probe is not None:
+                out["probe_logits"] = self.probe(feats)
+            if "views" in batch:
+                out["view1"], out["view2"] = (self.backbone(v) for v in batch["views"])
+        return out
+
+    def validation_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Tensor]:
+        return self._eval_step(batch, dataloader_idx)
+
+    def test_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Tensor]:
+        return self._eval_step(batch, dataloader_idx)
+
+    # -- optimisation ---------------------------------------------------------------------------------
+
+    def configure_optimizers(self):
+        cfg = self.optimizer_config
+        global_batch = self.trainer.world_size * self.trainer.accumulate_grad_batches * self._train_batch_size()
+        lr = cfg.peak_lr(global_batch)
+        exclude = [self.probe] if self.probe is not None else []
+        groups = optim.param_groups(self, cfg.weight_decay, exclude=exclude)
+        if self.probe is not None:
+            groups.append({"params": list(self.probe.parameters()), "weight_decay": 0.0, "lars_exclude": True,
+                           "lr": self.hparams.probe_lr or lr})
+        optimizer = optim.build_optimizer(cfg, groups, lr)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        epochs = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else 1
+        warmup = int(cfg.warmup_epochs * total / epochs)
+        schedule = optim.warmup_cosine(total, warmup, cfg.min_lr_ratio)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def _train_batch_size(self) -> int:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        return getattr(datamodule, "batch_size", 256)

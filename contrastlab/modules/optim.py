@@ -1,0 +1,123 @@
+"""Optimisers and the learning-rate schedule shared by every method."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from contrastlab.errors import ConfigError
+
+
+@dataclass
+class OptimizerConfig:
+    """The optimiser and its schedule: linear warm-up, then cosine decay to `min_lr_ratio * lr`, per step.
+
+    Args:
+        name: sgd, adamw or lars (You et al. 2017; the SimCLR/BYOL choice for large batches).
+        lr: peak learning rate, before `lr_scaling`.
+        weight_decay: applied to weights only: never to biases and norm parameters.
+        momentum: for sgd and lars.
+        warmup_epochs: epochs of linear warm-up (fractions allowed).
+        min_lr_ratio: final learning rate as a fraction of the peak.
+        lr_scaling: scale lr by the global batch B (all devices and nodes): linear lr*B/256, sqrt lr*sqrt(B/256).
+        lars_eta: LARS trust coefficient.
+    """
+
+    name: Literal["sgd", "adamw", "lars"] = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    warmup_epochs: float = 10.0
+    min_lr_ratio: float = 0.0
+    lr_scaling: Literal["none", "linear", "sqrt"] = "none"
+    lars_eta: float = 0.02
+
+    def __post_init__(self):
+        if self.lr <= 0:
+            raise ConfigError(f"model.optimizer.lr must be > 0, got {self.lr}")
+        if self.weight_decay < 0:
+            raise ConfigError(f"model.optimizer.weight_decay must be >= 0, got {self.weight_decay}")
+        if self.warmup_epochs < 0 or not 0 <= self.min_lr_ratio <= 1:
+            raise ConfigError("model.optimizer: warmup_epochs must be >= 0 and min_lr_ratio in [0, 1]")
+
+    def peak_lr(self, global_batch: int) -> float:
+        ratio = global_batch / 256
+        return self.lr * {"none": 1.0, "linear": ratio, "sqrt": math.sqrt(ratio)}[self.lr_scaling]
+
+
+class LARS(torch.optim.Optimizer):
+    """SGD with momentum and a layer-wise trust ratio (You et al. 2017).
+
+    For a parameter w with gradient g (weight decay folded in), the step is scaled by
+    eta * ||w|| / ||g||. Groups with `lars_exclude=True` (biases, norms, the probe) take plain SGD steps.
+    """
+
+    def __init__(self, params: Iterable, lr: float, momentum: float = 0.9, weight_decay: float = 0.0, eta: float = 0.02):
+        defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta, lars_exclude=False)
+        super().__init__(params, defaults)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad.add(p, alpha=group["weight_decay"]) if group["weight_decay"] else p.grad.clone()
+                if not group["lars_exclude"]:
+                    w_norm, g_norm = p.norm(), g.norm()
+                    trust = torch.where((w_norm > 0) & (g_norm > 0), group["eta"] * w_norm / g_norm, 1.0)
+                    g.mul_(trust)
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = g
+                else:
+                    state["momentum_buffer"].mul_(group["momentum"]).add_(g)
+                p.add_(state["momentum_buffer"], alpha=-group["lr"])
+        return loss
+
+
+def param_groups(model: nn.Module, weight_decay: float, exclude: Iterable[nn.Module] = ()) -> list[dict]:
+    """Trainable parameters of `model` (minus those in `exclude`) split into decayed weights and
+    non-decayed biases/norm parameters (Goyal et al. 2017), the latter also excluded from LARS adaptation."""
+    skip = {id(p) for m in exclude for p in m.parameters()}
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad or id(p) in skip:
+            continue
+        (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0, "lars_exclude": True},
+    ]
+
+
+def build_optimizer(config: OptimizerConfig, groups: list[dict], lr: float) -> torch.optim.Optimizer:
+    groups = [g for g in groups if g["params"]]
+    if config.name == "lars":
+        return LARS(groups, lr=lr, momentum=config.momentum, eta=config.lars_eta)
+    for g in groups:
+        g.pop("lars_exclude", None)
+    if config.name == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=config.momentum)
+    return torch.optim.AdamW(groups, lr=lr)
+
+
+def warmup_cosine(total_steps: int, warmup_steps: int, min_ratio: float = 0.0):
+    """The lr multiplier at step s: s/warmup during warm-up, then a half cosine from 1 to min_ratio."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
