@@ -23,6 +23,8 @@ from contrastlab.modules import optim
 from contrastlab.modules.backbones import create_backbone
 
 Batch = dict[str, Any]
+# Checkpoints keep these in their hyper-parameters; Lightning loads checkpoints with weights_only=True.
+torch.serialization.add_safe_globals([DataInfo, optim.OptimizerConfig])
 
 
 class ContrastiveModule(L.LightningModule):
@@ -56,7 +58,8 @@ class ContrastiveModule(L.LightningModule):
         super().__init__()
         if data_info is None:
             raise ConfigError("model.data_info is missing: the CLI links it from `data`; in Python pass data.info")
-        self.save_hyperparameters(ignore=["augment"])
+        # logger=False: the CLI logs the whole config as params, not just the model's arguments.
+        self.save_hyperparameters(ignore=["augment"], logger=False)
         self.data_info = data_info
         self.optimizer_config = optimizer or optim.OptimizerConfig()
         self.backbone = create_backbone(

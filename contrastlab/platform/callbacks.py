@@ -1,0 +1,101 @@
+"""Callbacks that tie a training to its MLflow run: config, checkpoints, system metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import SaveConfigCallback
+from lightning.pytorch.loggers import MLFlowLogger
+
+from contrastlab.platform import checkpoints, tracking
+
+
+def mlflow_logger(trainer: L.Trainer) -> MLFlowLogger | None:
+    return next((lg for lg in trainer.loggers if isinstance(lg, MLFlowLogger)), None)
+
+
+class MLflowSaveConfig(SaveConfigCallback):
+    """Logs the resolved config to the run: `config.yaml` as an artifact and every key as a param.
+
+    Lightning's own SaveConfigCallback writes into `trainer.log_dir`, which a database or server store
+    does not have; this writes to MLflow instead. A resumed run keeps the config it started with.
+    """
+
+    def __init__(self, parser, config, **kwargs):
+        kwargs["save_to_log_dir"] = False
+        super().__init__(parser, config, **kwargs)
+
+    def save_config(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        logger = mlflow_logger(trainer)
+        if logger is None or getattr(logger, "resumed", False) or stage != "fit":
+            return
+        client, run_id = logger.experiment, logger.run_id
+        client.log_text(run_id, self.parser.dump(self.config, skip_none=False), "config.yaml")
+        from mlflow.entities import Param
+
+        params = [Param(k, v) for k, v in tracking.run_params(self.config.as_dict()).items()]
+        for start in range(0, len(params), 100):  # MLflow takes at most 100 params per batch
+            client.log_batch(run_id, params=params[start : start + 100])
+
+
+class RunCheckpoint(ModelCheckpoint):
+    """`last.ckpt` and the best checkpoint by `monitor`, in the run's own folder, with the run id inside."""
+
+    def __init__(self, root: str, experiment: str, monitor: str, mode: str, method: str):
+        super().__init__(
+            dirpath=None, filename="best-{epoch}-{step}", monitor=monitor, mode=mode, save_last=True, save_top_k=1
+        )
+        self.root, self.experiment, self.method = Path(root), experiment, method
+        self.run_id: str | None = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self.run_id is None:
+            logger = mlflow_logger(trainer)
+            # Only rank 0 talks to MLflow; the other ranks learn the run id from it.
+            run_id = logger.run_id if trainer.is_global_zero and logger is not None else None
+            self.run_id = trainer.strategy.broadcast(run_id)
+            self.dirpath = str(checkpoints.run_dir(self.root, self.experiment, self.run_id or "no-run"))
+        super().setup(trainer, pl_module, stage)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Lightning refreshes last.ckpt only when a top-k checkpoint is saved; a resume needs it every epoch.
+        super().on_train_epoch_end(trainer, pl_module)
+        if not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
+        checkpoint[checkpoints.META_KEY] = {"run_id": self.run_id, "method": self.method,
+                                            "experiment": self.experiment}
+
+
+class SystemMetrics(L.Callback):
+    """MLflow's system metrics (CPU, memory, disk, network; GPU with pynvml) sampled into the run on rank 0."""
+
+    def __init__(self, interval: float, tracking_uri: str, resumed: bool):
+        self.interval, self.tracking_uri, self.resumed = interval, tracking_uri, resumed
+        self._monitor = None
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        logger = mlflow_logger(trainer)
+        if not trainer.is_global_zero or logger is None or self.interval <= 0:
+            return
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        self._monitor = SystemMetricsMonitor(
+            logger.run_id, sampling_interval=self.interval, resume_logging=self.resumed,
+            tracking_uri=self.tracking_uri,
+        )
+        self._monitor.start()
+
+    def _stop(self) -> None:
+        if self._monitor is not None:
+            self._monitor.finish()
+            self._monitor = None
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        self._stop()
+
+    def on_exception(self, trainer, pl_module, exception) -> None:
+        self._stop()

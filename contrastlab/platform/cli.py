@@ -1,0 +1,209 @@
+"""The `contrastlab` command: LightningCLI verbs (fit, validate, test, predict) tracked in MLflow, plus `ui`.
+
+Every key of a YAML config can be overridden on the command line (`--model.temperature 0.5`), and
+`--print_config` shows the resolved config. A run goes to the embedded MLflow store unless
+`--tracking-uri` (or MLFLOW_TRACKING_URI) names another; `--resume` continues a run from its last
+checkpoint, in the same MLflow run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+from pathlib import Path
+
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import MLFlowLogger
+from lightning.pytorch.utilities import rank_zero_only
+
+from contrastlab.datamodules.base import ContrastiveDataModule
+from contrastlab.errors import CheckpointError, ConfigError, find_user_error
+from contrastlab.modules.base import ContrastiveModule
+from contrastlab.platform import checkpoints, tracking
+from contrastlab.platform.callbacks import MLflowSaveConfig, RunCheckpoint, SystemMetrics
+
+log = logging.getLogger("contrastlab")
+TRAINER_DEFAULTS = {"log_every_n_steps": 10, "num_sanity_val_steps": 0}
+
+
+class ContrastlabArgumentParser(LightningArgumentParser):
+    """Parse errors as one line naming the key, instead of the usage text and a nested report."""
+
+    def error(self, message: str, ex: Exception | None = None):
+        if not self.exit_on_error:  # jsonargparse probing alternatives internally
+            return super().error(message, ex)
+        prog = self.prog.replace(" [options]", "")
+        raise ConfigError(f"{condense_parse_error(message)} (see `{prog} --help`)") from ex
+
+
+def condense_parse_error(message: str) -> str:
+    """jsonargparse's multi-line report as one line, without the alternatives that did not apply."""
+    noise = ("Does not validate against any of the Union subtypes", "Subtypes:", "Errors:", "Given value",
+             "Expected a <class 'NoneType'>")
+    kept = [line.strip().lstrip("- ") for line in message.splitlines() if line.strip()]
+    kept = [line for line in kept if not line.startswith(noise)]
+    return " ".join(kept)
+
+
+class ContrastlabCLI(LightningCLI):
+    def __init__(self, **kwargs):
+        super().__init__(
+            ContrastiveModule,
+            ContrastiveDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            save_config_callback=MLflowSaveConfig,
+            save_config_kwargs={"overwrite": True},
+            trainer_defaults=TRAINER_DEFAULTS,
+            seed_everything_default=0,
+            parser_kwargs={"default_env": False},
+            auto_configure_optimizers=False,
+            parser_class=ContrastlabArgumentParser,
+            **kwargs,
+        )
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_dataclass_arguments(tracking.TrackingConfig, "tracking")
+        parser.add_argument(
+            "--resume", type=str | None, default=None,
+            help="continue a run: 'last' (newest run of the experiment), a run id, or a checkpoint path",
+        )
+        parser.add_argument("--test_after_fit", type=bool, default=True,
+                            help="after fit, evaluate on the test split and log test/* metrics to the run")
+        parser.link_arguments("data.info", "model.init_args.data_info", apply_on="instantiate")
+
+    # -- tracking set-up, once the model and data exist -------------------------------------------
+
+    def instantiate_trainer(self, **kwargs):
+        cfg = self.config_init[self.subcommand]
+        tracking_cfg: tracking.TrackingConfig = cfg["tracking"]
+        info = self.datamodule.info
+        method = type(self.model).__name__.lower()
+        experiment = tracking_cfg.experiment or info.name
+        uri = tracking.resolve_uri(tracking_cfg.uri)
+
+        resume_value = cfg.get("resume") or cfg.get("ckpt_path")
+        point = None
+        if resume_value and self.subcommand == "fit":
+            point = checkpoints.resolve_resume(str(resume_value), Path(tracking_cfg.checkpoint_dir), experiment)
+            if point.method and point.method != method:
+                raise CheckpointError(f"{point.ckpt_path} was written by {point.method}, but this config trains "
+                                      f"{method}: resume with that method's config or start a new run")
+            cfg["ckpt_path"] = str(point.ckpt_path)
+        elif resume_value and self.subcommand in ("validate", "test"):
+            try:  # evaluate into the run that wrote the checkpoint, when it has one
+                point = checkpoints.resolve_resume(str(resume_value), Path(tracking_cfg.checkpoint_dir), experiment)
+            except CheckpointError:
+                point = None
+
+        logger = MLFlowLogger(
+            experiment_name=experiment,
+            run_name=tracking_cfg.run_name or tracking.default_run_name(method, info.name),
+            tracking_uri=uri,
+            tags=tracking.run_tags(method, info.modality, info.name, str(self.model.hparams.get("backbone")),
+                                   tracking_cfg.tags),
+            log_model=tracking_cfg.log_checkpoints,
+            artifact_location=tracking.artifact_location(uri, experiment),
+            run_id=point.run_id if point else None,
+        )
+        logger.resumed = point is not None
+        if point is not None and self.subcommand == "fit" and rank_zero_only.rank == 0:
+            self._reopen_run(logger, point)
+
+        monitor, mode = ("val/knn_top1", "max") if info.num_classes > 0 else ("train/loss_epoch", "min")
+        callbacks = list(cfg["trainer"].get("callbacks") or [])
+        callbacks += [
+            RunCheckpoint(tracking_cfg.checkpoint_dir, experiment, monitor, mode, method),
+            SystemMetrics(tracking_cfg.system_metrics_interval, uri, resumed=point is not None),
+        ]
+        self.tracking_uri, self.experiment_name = uri, experiment
+        return super().instantiate_trainer(logger=logger, callbacks=callbacks, **kwargs)
+
+    def _reopen_run(self, logger: MLFlowLogger, point: checkpoints.ResumePoint) -> None:
+        """Refuse a resume that changes what is trained; then mark the run RUNNING again."""
+        from mlflow.exceptions import MlflowException
+
+        client = logger._mlflow_client
+        try:
+            run = client.get_run(point.run_id)
+        except MlflowException as err:
+            raise CheckpointError(
+                f"{point.ckpt_path} belongs to MLflow run {point.run_id}, which {logger._tracking_uri} does not "
+                "hold: pass the --tracking-uri the run was logged to"
+            ) from err
+        current = tracking.run_params(self.config[self.subcommand].as_dict())
+        changed = tracking.changed_params(run.data.params, current)
+        if changed:
+            listing = ", ".join(f"{k}: {old} -> {new}" for k, (old, new) in changed.items())
+            raise ConfigError(f"--resume: the config differs from run {point.run_id} ({listing}); resume with the "
+                              "run's own config, or start a new run")
+        client.update_run(point.run_id, status="RUNNING")
+
+    # -- after fit: evaluate on the test split and say where the run is ----------------------------
+
+    def after_fit(self) -> None:
+        if self.trainer.interrupted:
+            return
+        if self.config_init[self.subcommand].get("test_after_fit"):
+            self.trainer.test(self.model, datamodule=self.datamodule, verbose=False)
+        if self.trainer.is_global_zero:
+            self._print_summary()
+
+    def _print_summary(self) -> None:
+        logger = next(lg for lg in self.trainer.loggers if isinstance(lg, MLFlowLogger))
+        metrics = self.trainer.callback_metrics
+        shown = [k for k in ("test/knn_top1", "test/probe_acc", "val/knn_top1", "val/probe_acc") if k in metrics]
+        ckpt = self.trainer.checkpoint_callback
+        lines = [
+            f"run {logger.run_id} in experiment '{self.experiment_name}' ({self.tracking_uri})",
+            *(f"  {k:<16} {float(metrics[k]):.4f}" for k in shown),
+            f"  checkpoints      {ckpt.dirpath if ckpt else '-'}",
+            "browse it: contrastlab ui  (then open http://127.0.0.1:5000)",
+        ]
+        print("\n".join(lines), flush=True)
+
+
+def _normalise_argv(argv: list[str]) -> list[str]:
+    """Accept `--tracking-uri X` and a bare `--resume` (meaning `--resume last`)."""
+    out: list[str] = []
+    for i, arg in enumerate(argv):
+        if arg == "--tracking-uri" or arg.startswith("--tracking-uri="):
+            arg = arg.replace("--tracking-uri", "--tracking.uri", 1)
+        out.append(arg)
+        if arg == "--resume" and (i + 1 == len(argv) or argv[i + 1].startswith("--")):
+            out.append("last")
+    return out
+
+
+def _quiet_known_warnings() -> None:
+    """Silence warnings that are expected here and say nothing to a user of contrastlab."""
+    for message in (
+        r".*overridden `on_after_batch_transfer`.*",  # augmentation on the device is the design
+        r".*LeafSpec.*",
+        r".*smaller than the logging interval.*",
+        r".*callbacks returned in `LightningModule.configure_callbacks` will override.*",
+        r".*does not have many workers.*",  # in-memory datasets are fastest without workers
+    ):
+        warnings.filterwarnings("ignore", message=message)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "ui":
+        from contrastlab.platform.ui import main as ui_main
+
+        raise SystemExit(ui_main(argv[1:]))
+    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+    _quiet_known_warnings()
+    # DDP launchers re-run sys.argv for the other ranks, so the normalised form goes there.
+    sys.argv = [sys.argv[0], *_normalise_argv(argv)]
+    try:
+        ContrastlabCLI()
+    except Exception as exc:
+        err = find_user_error(exc)
+        if err is None:
+            raise
+        print(f"contrastlab: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,0 +1,154 @@
+"""MLflow tracking: where the store is, how runs are named and tagged, and how a run is continued.
+
+The default store is embedded: `sqlite:///mlruns/mlflow.db` with artifacts in `mlruns/artifacts`,
+relative to the working directory. A team sets `--tracking-uri` (or MLFLOW_TRACKING_URI) to a server.
+We always pass the URI explicitly: Lightning's MLFlowLogger falls back to a `file:` store, which
+MLflow 3 no longer supports.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from contrastlab.errors import ConfigError
+
+DEFAULT_STORE_DIR = Path("mlruns")
+SQLITE_PREFIX = "sqlite:///"
+MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value
+TRACKED_PACKAGES = ("contrastlab", "torch", "lightning", "mlflow", "timm", "kornia", "torchmetrics", "optuna")
+# Keys that may change when a run is resumed: how long and where it trains, not what it trains.
+RESUMABLE_KEYS = (
+    "config", "ckpt_path", "resume", "tracking.", "test_after_fit", "data.num_workers",
+    "trainer.max_epochs", "trainer.max_steps", "trainer.max_time", "trainer.devices", "trainer.num_nodes",
+    "trainer.accelerator", "trainer.strategy", "trainer.enable_progress_bar", "trainer.callbacks",
+    "trainer.logger", "trainer.default_root_dir",
+)
+
+
+@dataclass
+class TrackingConfig:
+    """Where and how a run is tracked.
+
+    Args:
+        uri: MLflow tracking URI; default MLFLOW_TRACKING_URI, else the embedded `sqlite:///mlruns/mlflow.db`.
+        experiment: MLflow experiment; default the dataset's name.
+        run_name: default `<method>-<dataset>-<date>-<time>`.
+        checkpoint_dir: checkpoints go to `<checkpoint_dir>/<experiment>/<run id>/`.
+        system_metrics_interval: seconds between CPU/memory/GPU samples; 0 turns them off.
+        log_checkpoints: copy the best and last checkpoints into the run's artifacts when it ends.
+        tags: extra tags for the run.
+    """
+
+    uri: str | None = None
+    experiment: str | None = None
+    run_name: str | None = None
+    checkpoint_dir: str = "checkpoints"
+    system_metrics_interval: float = 5.0
+    log_checkpoints: bool = True
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def resolve_uri(uri: str | None) -> str:
+    """The tracking URI to use, creating the folder of an embedded SQLite store."""
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or f"{SQLITE_PREFIX}{DEFAULT_STORE_DIR}/mlflow.db"
+    if uri.startswith("file:") or "://" not in uri:
+        raise ConfigError(
+            f"tracking.uri={uri!r}: MLflow's file store is no longer supported; use the default "
+            f"{SQLITE_PREFIX}mlruns/mlflow.db, another sqlite:/// path, or an http(s):// server"
+        )
+    if uri.startswith(SQLITE_PREFIX):
+        Path(uri[len(SQLITE_PREFIX):]).parent.mkdir(parents=True, exist_ok=True)
+    return uri
+
+
+def artifact_location(uri: str, experiment: str) -> str | None:
+    """For an embedded store, `<store dir>/artifacts/<experiment>` as a file URI; a server picks its own."""
+    if not uri.startswith(SQLITE_PREFIX):
+        return None
+    root = Path(uri[len(SQLITE_PREFIX):]).resolve().parent / "artifacts"
+    return (root / safe_name(experiment)).as_uri()
+
+
+def safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "default"
+
+
+def git_commit(path: Path | None = None) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=path or Path.cwd(), capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in TRACKED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def run_tags(method: str, modality: str, dataset: str, backbone: str, extra: dict[str, str]) -> dict[str, str]:
+    tags = {"method": method, "modality": modality, "dataset": dataset, "backbone": backbone,
+            "host": socket.gethostname()}
+    commit = git_commit() or git_commit(Path(__file__).resolve().parent)
+    if commit:
+        tags["git_commit"] = commit
+        tags["mlflow.source.git.commit"] = commit
+    tags.update({f"version.{k}": v for k, v in package_versions().items()})
+    tags.update(extra)
+    return tags
+
+
+def default_run_name(method: str, dataset: str) -> str:
+    return f"{method}-{dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def flatten_config(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """A nested config as MLflow params: `model.temperature`, `model.optimizer.lr`, with a component's
+    class path under its own key (`model` -> `contrastlab.modules.SimCLR`)."""
+    flat: dict[str, str] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and "class_path" in value:
+            flat[name] = str(value["class_path"])
+            flat.update(flatten_config(value.get("init_args") or {}, f"{name}."))
+        elif isinstance(value, dict) and value:
+            flat.update(flatten_config(value, f"{name}."))
+        else:
+            flat[name] = str(value)[:MAX_PARAM_LENGTH]
+    return flat
+
+
+def run_params(config: dict[str, Any]) -> dict[str, str]:
+    """The params a run records: the flattened config minus what only says how to launch it."""
+    skip = ("config", "ckpt_path", "resume")
+    return {
+        k: v for k, v in flatten_config(config).items()
+        if k.split(".")[0] not in skip and not k.endswith(".data_info")  # data_info is linked from data
+    }
+
+
+def changed_params(logged: dict[str, str], current: dict[str, str]) -> dict[str, tuple[str | None, str | None]]:
+    """Params whose value differs between a logged run and the current config, ignoring RESUMABLE_KEYS."""
+    changed = {}
+    for key in sorted(set(logged) | set(current)):
+        if key.startswith(RESUMABLE_KEYS):
+            continue
+        if logged.get(key) != current.get(key):
+            changed[key] = (logged.get(key), current.get(key))
+    return changed
