@@ -152,7 +152,10 @@ class SimCLRViews(ImageViews):
 
 
 class BYOLViews(ImageViews):
-    """BYOL's asymmetric recipe (Grill et al. 2020, table 6): blur 1.0/0.1, solarize 0.0/0.2, jitter (0.4, 0.4, 0.2, 0.1)."""
+    """BYOL's asymmetric recipe (Grill et al. 2020, table 6).
+
+    Blur with p = 1.0 / 0.1 and solarize with p = 0.0 / 0.2 on the two views; jitter (0.4, 0.4, 0.2, 0.1).
+    """
 
     def __init__(
         self,

@@ -38,9 +38,7 @@ class EmbeddingMetrics(L.Callback):
     def _compute(self, trainer: L.Trainer, pl_module: L.LightningModule, prefix: str) -> None:
         if trainer.sanity_checking:
             return
-        bank, query = (
-            {k: self._gather(pl_module, v) for k, v in self._store[i].items()} for i in (BANK, QUERY)
-        )
+        bank, query = ({k: self._gather(pl_module, v) for k, v in self._store[i].items()} for i in (BANK, QUERY))
         self._reset()
         if "features" not in query:
             return
@@ -51,8 +49,13 @@ class EmbeddingMetrics(L.Callback):
         labelled = self.num_classes > 0 and (query["y"] >= 0).any()
         if labelled and "features" in bank and (bank["y"] >= 0).any():
             metrics["knn_top1"] = knn_accuracy(
-                bank["features"], bank["y"], query["features"], query["y"], self.num_classes,
-                k=self.knn_k, temperature=self.knn_temperature,
+                bank["features"],
+                bank["y"],
+                query["features"],
+                query["y"],
+                self.num_classes,
+                k=self.knn_k,
+                temperature=self.knn_temperature,
             )
         if labelled and "probe_logits" in query:
             has_label = query["y"] >= 0

@@ -61,7 +61,9 @@ def create_backbone(
     """
     if name in LOCAL_BACKBONES:
         if pretrained:
-            raise ConfigError(f"model.backbone={name!r} is a local net with no pretrained weights: set pretrained false")
+            raise ConfigError(
+                f"model.backbone={name!r} is a local net with no pretrained weights: set pretrained false"
+            )
         if cifar_stem:
             raise ConfigError(f"model.cifar_stem applies to ResNet-style timm models, not {name!r}: set it false")
         return LOCAL_BACKBONES[name](in_chans=in_chans, **kwargs)

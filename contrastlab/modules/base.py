@@ -63,7 +63,10 @@ class ContrastiveModule(L.LightningModule):
         self.data_info = data_info
         self.optimizer_config = optimizer or optim.OptimizerConfig()
         self.backbone = create_backbone(
-            backbone, in_chans=data_info.channels, pretrained=pretrained, cifar_stem=cifar_stem,
+            backbone,
+            in_chans=data_info.channels,
+            pretrained=pretrained,
+            cifar_stem=cifar_stem,
             **(backbone_kwargs or {}),
         )
         self.feature_dim: int = self.backbone.num_features
@@ -141,8 +144,14 @@ class ContrastiveModule(L.LightningModule):
         exclude = [self.probe] if self.probe is not None else []
         groups = optim.param_groups(self, cfg.weight_decay, exclude=exclude)
         if self.probe is not None:
-            groups.append({"params": list(self.probe.parameters()), "weight_decay": 0.0, "lars_exclude": True,
-                           "lr": self.hparams.probe_lr or lr})
+            groups.append(
+                {
+                    "params": list(self.probe.parameters()),
+                    "weight_decay": 0.0,
+                    "lars_exclude": True,
+                    "lr": self.hparams.probe_lr or lr,
+                }
+            )
         optimizer = optim.build_optimizer(cfg, groups, lr)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         epochs = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else 1

@@ -57,7 +57,9 @@ class LARS(torch.optim.Optimizer):
     eta * ||w|| / ||g||. Groups with `lars_exclude=True` (biases, norms, the probe) take plain SGD steps.
     """
 
-    def __init__(self, params: Iterable, lr: float, momentum: float = 0.9, weight_decay: float = 0.0, eta: float = 0.02):
+    def __init__(
+        self, params: Iterable, lr: float, momentum: float = 0.9, weight_decay: float = 0.0, eta: float = 0.02
+    ):
         defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta, lars_exclude=False)
         super().__init__(params, defaults)
 

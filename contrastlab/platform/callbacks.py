@@ -66,8 +66,7 @@ class RunCheckpoint(ModelCheckpoint):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
-        checkpoint[checkpoints.META_KEY] = {"run_id": self.run_id, "method": self.method,
-                                            "experiment": self.experiment}
+        checkpoint[checkpoints.META_KEY] = {"run_id": self.run_id, "method": self.method, "experiment": self.experiment}
 
 
 class SystemMetrics(L.Callback):
@@ -84,7 +83,9 @@ class SystemMetrics(L.Callback):
         from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
         self._monitor = SystemMetricsMonitor(
-            logger.run_id, sampling_interval=self.interval, resume_logging=self.resumed,
+            logger.run_id,
+            sampling_interval=self.interval,
+            resume_logging=self.resumed,
             tracking_uri=self.tracking_uri,
         )
         self._monitor.start()

@@ -80,8 +80,10 @@ def resolve_resume(resume: str, root: Path, experiment: str) -> ResumePoint:
     if resume.lower() in ("last", "true"):
         runs = [d for d in exp_dir.glob("*") if d.is_dir() and any(d.glob("*.ckpt"))] if exp_dir.is_dir() else []
         if not runs:
-            raise ConfigError(f"--resume: no checkpoints of experiment {experiment!r} under {exp_dir}; "
-                              "train without --resume first, or pass a checkpoint path")
+            raise ConfigError(
+                f"--resume: no checkpoints of experiment {experiment!r} under {exp_dir}; "
+                "train without --resume first, or pass a checkpoint path"
+            )
         newest = max(runs, key=lambda d: max(p.stat().st_mtime for p in d.glob("*.ckpt")))
         path, meta = _first_readable(_candidates(newest))
     elif Path(resume).suffix == ".ckpt" or Path(resume).is_file():
@@ -95,6 +97,7 @@ def resolve_resume(resume: str, root: Path, experiment: str) -> ResumePoint:
     elif (exp_dir / resume).is_dir():
         path, meta = _first_readable(_candidates(exp_dir / resume))
     else:
-        raise ConfigError(f"--resume={resume!r} is neither 'last', a run id with checkpoints under {exp_dir}, "
-                          "nor a checkpoint file")
+        raise ConfigError(
+            f"--resume={resume!r} is neither 'last', a run id with checkpoints under {exp_dir}, nor a checkpoint file"
+        )
     return ResumePoint(ckpt_path=path, run_id=meta["run_id"], method=meta.get("method", ""))

@@ -40,8 +40,13 @@ class ContrastlabArgumentParser(LightningArgumentParser):
 
 def condense_parse_error(message: str) -> str:
     """jsonargparse's multi-line report as one line, without the alternatives that did not apply."""
-    noise = ("Does not validate against any of the Union subtypes", "Subtypes:", "Errors:", "Given value",
-             "Expected a <class 'NoneType'>")
+    noise = (
+        "Does not validate against any of the Union subtypes",
+        "Subtypes:",
+        "Errors:",
+        "Given value",
+        "Expected a <class 'NoneType'>",
+    )
     kept = [line.strip().lstrip("- ") for line in message.splitlines() if line.strip()]
     kept = [line for line in kept if not line.startswith(noise)]
     return " ".join(kept)
@@ -67,11 +72,17 @@ class ContrastlabCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_dataclass_arguments(tracking.TrackingConfig, "tracking")
         parser.add_argument(
-            "--resume", type=str | None, default=None,
+            "--resume",
+            type=str | None,
+            default=None,
             help="continue a run: 'last' (newest run of the experiment), a run id, or a checkpoint path",
         )
-        parser.add_argument("--test_after_fit", type=bool, default=True,
-                            help="after fit, evaluate on the test split and log test/* metrics to the run")
+        parser.add_argument(
+            "--test_after_fit",
+            type=bool,
+            default=True,
+            help="after fit, evaluate on the test split and log test/* metrics to the run",
+        )
         parser.link_arguments("data.info", "model.init_args.data_info", apply_on="instantiate")
 
     # -- tracking set-up, once the model and data exist -------------------------------------------
@@ -89,8 +100,10 @@ class ContrastlabCLI(LightningCLI):
         if resume_value and self.subcommand == "fit":
             point = checkpoints.resolve_resume(str(resume_value), Path(tracking_cfg.checkpoint_dir), experiment)
             if point.method and point.method != method:
-                raise CheckpointError(f"{point.ckpt_path} was written by {point.method}, but this config trains "
-                                      f"{method}: resume with that method's config or start a new run")
+                raise CheckpointError(
+                    f"{point.ckpt_path} was written by {point.method}, but this config trains "
+                    f"{method}: resume with that method's config or start a new run"
+                )
             cfg["ckpt_path"] = str(point.ckpt_path)
         elif resume_value and self.subcommand in ("validate", "test"):
             try:  # evaluate into the run that wrote the checkpoint, when it has one
@@ -98,17 +111,18 @@ class ContrastlabCLI(LightningCLI):
             except CheckpointError:
                 point = None
 
-        logger = MLFlowLogger(
+        logger = tracking.RunLogger(
             experiment_name=experiment,
             run_name=tracking_cfg.run_name or tracking.default_run_name(method, info.name),
             tracking_uri=uri,
-            tags=tracking.run_tags(method, info.modality, info.name, str(self.model.hparams.get("backbone")),
-                                   tracking_cfg.tags),
+            tags=tracking.run_tags(
+                method, info.modality, info.name, str(self.model.hparams.get("backbone")), tracking_cfg.tags
+            ),
             log_model=tracking_cfg.log_checkpoints,
             artifact_location=tracking.artifact_location(uri, experiment),
             run_id=point.run_id if point else None,
+            resumed=point is not None,
         )
-        logger.resumed = point is not None
         if point is not None and self.subcommand == "fit" and rank_zero_only.rank == 0:
             self._reopen_run(logger, point)
 
@@ -121,7 +135,7 @@ class ContrastlabCLI(LightningCLI):
         self.tracking_uri, self.experiment_name = uri, experiment
         return super().instantiate_trainer(logger=logger, callbacks=callbacks, **kwargs)
 
-    def _reopen_run(self, logger: MLFlowLogger, point: checkpoints.ResumePoint) -> None:
+    def _reopen_run(self, logger: tracking.RunLogger, point: checkpoints.ResumePoint) -> None:
         """Refuse a resume that changes what is trained; then mark the run RUNNING again."""
         from mlflow.exceptions import MlflowException
 
@@ -137,8 +151,10 @@ class ContrastlabCLI(LightningCLI):
         changed = tracking.changed_params(run.data.params, current)
         if changed:
             listing = ", ".join(f"{k}: {old} -> {new}" for k, (old, new) in changed.items())
-            raise ConfigError(f"--resume: the config differs from run {point.run_id} ({listing}); resume with the "
-                              "run's own config, or start a new run")
+            raise ConfigError(
+                f"--resume: the config differs from run {point.run_id} ({listing}); resume with the "
+                "run's own config, or start a new run"
+            )
         client.update_run(point.run_id, status="RUNNING")
 
     # -- after fit: evaluate on the test split and say where the run is ----------------------------

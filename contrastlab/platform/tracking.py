@@ -14,10 +14,13 @@ import re
 import socket
 import subprocess
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from lightning.pytorch.loggers import MLFlowLogger
 
 from contrastlab.errors import ConfigError
 
@@ -27,10 +30,23 @@ MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value
 TRACKED_PACKAGES = ("contrastlab", "torch", "lightning", "mlflow", "timm", "kornia", "torchmetrics", "optuna")
 # Keys that may change when a run is resumed: how long and where it trains, not what it trains.
 RESUMABLE_KEYS = (
-    "config", "ckpt_path", "resume", "tracking.", "test_after_fit", "data.num_workers",
-    "trainer.max_epochs", "trainer.max_steps", "trainer.max_time", "trainer.devices", "trainer.num_nodes",
-    "trainer.accelerator", "trainer.strategy", "trainer.enable_progress_bar", "trainer.callbacks",
-    "trainer.logger", "trainer.default_root_dir",
+    "config",
+    "ckpt_path",
+    "resume",
+    "tracking.",
+    "test_after_fit",
+    "data.num_workers",
+    "trainer.max_epochs",
+    "trainer.max_steps",
+    "trainer.max_time",
+    "trainer.devices",
+    "trainer.num_nodes",
+    "trainer.accelerator",
+    "trainer.strategy",
+    "trainer.enable_progress_bar",
+    "trainer.callbacks",
+    "trainer.logger",
+    "trainer.default_root_dir",
 )
 
 
@@ -66,7 +82,7 @@ def resolve_uri(uri: str | None) -> str:
             f"{SQLITE_PREFIX}mlruns/mlflow.db, another sqlite:/// path, or an http(s):// server"
         )
     if uri.startswith(SQLITE_PREFIX):
-        Path(uri[len(SQLITE_PREFIX):]).parent.mkdir(parents=True, exist_ok=True)
+        Path(uri[len(SQLITE_PREFIX) :]).parent.mkdir(parents=True, exist_ok=True)
     return uri
 
 
@@ -74,7 +90,7 @@ def artifact_location(uri: str, experiment: str) -> str | None:
     """For an embedded store, `<store dir>/artifacts/<experiment>` as a file URI; a server picks its own."""
     if not uri.startswith(SQLITE_PREFIX):
         return None
-    root = Path(uri[len(SQLITE_PREFIX):]).resolve().parent / "artifacts"
+    root = Path(uri[len(SQLITE_PREFIX) :]).resolve().parent / "artifacts"
     return (root / safe_name(experiment)).as_uri()
 
 
@@ -103,8 +119,13 @@ def package_versions() -> dict[str, str]:
 
 
 def run_tags(method: str, modality: str, dataset: str, backbone: str, extra: dict[str, str]) -> dict[str, str]:
-    tags = {"method": method, "modality": modality, "dataset": dataset, "backbone": backbone,
-            "host": socket.gethostname()}
+    tags = {
+        "method": method,
+        "modality": modality,
+        "dataset": dataset,
+        "backbone": backbone,
+        "host": socket.gethostname(),
+    }
     commit = git_commit() or git_commit(Path(__file__).resolve().parent)
     if commit:
         tags["git_commit"] = commit
@@ -138,7 +159,8 @@ def run_params(config: dict[str, Any]) -> dict[str, str]:
     """The params a run records: the flattened config minus what only says how to launch it."""
     skip = ("config", "ckpt_path", "resume")
     return {
-        k: v for k, v in flatten_config(config).items()
+        k: v
+        for k, v in flatten_config(config).items()
         if k.split(".")[0] not in skip and not k.endswith(".data_info")  # data_info is linked from data
     }
 
@@ -152,3 +174,24 @@ def changed_params(logged: dict[str, str], current: dict[str, str]) -> dict[str,
         if logged.get(key) != current.get(key):
             changed[key] = (logged.get(key), current.get(key))
     return changed
+
+
+class RunLogger(MLFlowLogger):
+    """MLFlowLogger that knows whether it continues a run, and logs `epoch` once per step.
+
+    Lightning adds `epoch` to every metrics dict it logs, so a plain MLFlowLogger writes it several
+    times at the same step; a metric history with one value per step is what the UI and resume checks read.
+    """
+
+    def __init__(self, *args, resumed: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.resumed = resumed
+        self._epoch_logged_at: int | None = None
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        if "epoch" in metrics:
+            if self._epoch_logged_at == step:
+                metrics = {k: v for k, v in metrics.items() if k != "epoch"}
+            self._epoch_logged_at = step
+        if metrics:
+            super().log_metrics(metrics, step)

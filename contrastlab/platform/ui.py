@@ -24,10 +24,20 @@ def main(argv: list[str]) -> int:
     if not uri.startswith(tracking.SQLITE_PREFIX):
         print(f"{uri} is a tracking server: open it in a browser; `contrastlab ui` serves local stores")
         return 0
-    artifacts = Path(uri[len(tracking.SQLITE_PREFIX):]).resolve().parent / "artifacts"
+    artifacts = Path(uri[len(tracking.SQLITE_PREFIX) :]).resolve().parent / "artifacts"
     command = [
-        sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
-        "--default-artifact-root", artifacts.as_uri(), "--host", args.host, "--port", str(args.port),
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        uri,
+        "--default-artifact-root",
+        artifacts.as_uri(),
+        "--host",
+        args.host,
+        "--port",
+        str(args.port),
     ]
     print(f"MLflow UI for {uri} at http://{args.host}:{args.port} (Ctrl-C to stop)", flush=True)
     try:
