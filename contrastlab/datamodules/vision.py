@@ -286,8 +286,8 @@ class ImageFiles(Dataset):
                 img = ImageOps.fit(img.convert("L" if self.channels == 1 else "RGB"), (self.size, self.size))
         except OSError as err:
             raise DataError(f"{self.files[i]} cannot be decoded as an image ({err}); remove or replace it") from err
-        array = np.asarray(img, dtype=np.uint8)
-        x = torch.from_numpy(array.copy()).unsqueeze(0) if array.ndim == 2 else torch.from_numpy(array).permute(2, 0, 1)
+        x = torch.from_numpy(np.array(img, dtype=np.uint8))
+        x = x.unsqueeze(0) if x.ndim == 2 else x.permute(2, 0, 1)
         return {"x": x, "y": self.labels[i], "idx": i}
 
 

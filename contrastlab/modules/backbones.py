@@ -66,18 +66,22 @@ def create_backbone(
             )
         if cifar_stem:
             raise ConfigError(f"model.cifar_stem applies to ResNet-style timm models, not {name!r}: set it false")
-        return LOCAL_BACKBONES[name](in_chans=in_chans, **kwargs)
+        return _construct(LOCAL_BACKBONES[name], name, in_chans=in_chans, **kwargs)
     if not timm.is_model(name):
         close = difflib.get_close_matches(name, available_backbones(), n=3, cutoff=0.6)
         hint = f"did you mean {', '.join(close)}?" if close else "see timm.list_models() or use small_cnn"
         raise ConfigError(f"model.backbone: unknown backbone {name!r}; {hint}")
-    try:
-        model = timm.create_model(name, pretrained=pretrained, num_classes=0, in_chans=in_chans, **kwargs)
-    except TypeError as err:
-        raise ConfigError(f"model.backbone_kwargs: {name!r} does not accept these arguments ({err})") from err
+    model = _construct(timm.create_model, name, name, pretrained=pretrained, num_classes=0, in_chans=in_chans, **kwargs)
     if cifar_stem:
         _use_cifar_stem(model, name, in_chans)
     return model
+
+
+def _construct(factory: Callable[..., nn.Module], name: str, *args, **kwargs) -> nn.Module:
+    try:
+        return factory(*args, **kwargs)
+    except TypeError as err:
+        raise ConfigError(f"model.backbone_kwargs: {name!r} does not accept these arguments ({err})") from err
 
 
 def _use_cifar_stem(model: nn.Module, name: str, in_chans: int) -> None:

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DIGITS_CONFIG = REPO / "configs" / "simclr" / "digits.yaml"
+SHARED_DATA = REPO.parent / "shared" / "data"
+# A short digits run: 2 epochs, validation each epoch, system metrics sampled fast enough to appear.
+QUICK = [
+    "--trainer.max_epochs", "2", "--trainer.check_val_every_n_epoch", "1",
+    "--tracking.system_metrics_interval", "0.5", "--model.init_args.proj_hidden_dim", "128",
+]
+
+
+def run_cli(*args: str, cwd: Path, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:
+    """`contrastlab ARGS` in a fresh process, as a user runs it, in `cwd`."""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "contrastlab", *args], cwd=cwd, env=env, capture_output=True, text=True,
+        timeout=timeout,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"contrastlab {' '.join(args)} exited {proc.returncode}:\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def store_client(cwd: Path):
+    import mlflow
+
+    return mlflow.MlflowClient(f"sqlite:///{cwd / 'mlruns' / 'mlflow.db'}")
+
+
+@pytest.fixture
+def digits_info():
+    from contrastlab.datamodules.vision import Digits
+
+    return Digits().info

@@ -1,0 +1,84 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from contrastlab.modules import losses
+
+
+def nt_xent_reference(z1, z2, temperature):
+    """SimCLR eq. 1 as written, one pair at a time."""
+    z = F.normalize(torch.cat([z1, z2]), dim=1)
+    n = z1.shape[0]
+    total = 0.0
+    for i in range(2 * n):
+        j = (i + n) % (2 * n)
+        denominator = sum(torch.exp(z[i] @ z[k] / temperature) for k in range(2 * n) if k != i)
+        total = total - torch.log(torch.exp(z[i] @ z[j] / temperature) / denominator)
+    return total / (2 * n)
+
+
+def supcon_reference(z, labels, temperature):
+    """Khosla et al. eq. 2 (L_out) as written."""
+    z = F.normalize(z, dim=1)
+    total, anchors = 0.0, 0
+    for i in range(len(z)):
+        positives = [p for p in range(len(z)) if p != i and labels[p] == labels[i]]
+        if not positives:
+            continue
+        denominator = sum(torch.exp(z[i] @ z[a] / temperature) for a in range(len(z)) if a != i)
+        total = total - sum(torch.log(torch.exp(z[i] @ z[p] / temperature) / denominator) for p in positives) / len(
+            positives
+        )
+        anchors += 1
+    return total / anchors
+
+
+@pytest.mark.parametrize("batch", [2, 5, 16])
+@pytest.mark.parametrize("temperature", [0.07, 0.2, 1.0])
+def test_nt_xent_matches_reference_values_and_gradients(batch, temperature):
+    torch.manual_seed(batch)
+    z1 = torch.randn(batch, 8, dtype=torch.float64, requires_grad=True)
+    z2 = torch.randn(batch, 8, dtype=torch.float64, requires_grad=True)
+    ours = losses.nt_xent(z1, z2, temperature)
+    ref = nt_xent_reference(z1, z2, temperature)
+    assert torch.allclose(ours, ref, rtol=1e-10, atol=1e-10)
+    g_ours = torch.autograd.grad(ours, [z1, z2])
+    g_ref = torch.autograd.grad(ref, [z1, z2])
+    for a, b in zip(g_ours, g_ref, strict=True):
+        assert torch.allclose(a, b, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("temperature", [0.1, 0.5])
+def test_multi_positive_info_nce_is_supcon_with_label_positives(temperature):
+    torch.manual_seed(0)
+    z = torch.randn(12, 6, dtype=torch.float64, requires_grad=True)
+    labels = torch.tensor([0, 1, 2, 0, 1, 2, 0, 3, 1, 2, 0, 1])
+    ours = losses.multi_positive_info_nce(z, labels[:, None] == labels[None, :], temperature)
+    ref = supcon_reference(z, labels, temperature)
+    assert torch.allclose(ours, ref, rtol=1e-10)
+    assert torch.allclose(torch.autograd.grad(ours, z)[0], torch.autograd.grad(ref, z)[0], rtol=1e-8, atol=1e-12)
+
+
+def test_nt_xent_of_identical_views_is_near_its_lower_bound():
+    # Aligned positives, orthogonal negatives: loss = log(1 + (2N-2) e^{-1/T})
+    z = torch.eye(4, dtype=torch.float64) * 10
+    loss = losses.nt_xent(z, z, temperature=0.1)
+    expected = math.log(1 + 6 * math.exp(-10))  # positive similarity 1, negatives 0, over T=0.1
+    assert loss.item() == pytest.approx(expected, rel=1e-4)
+
+
+def test_view_positives_pairs_each_sample_with_its_other_views():
+    mask = losses.view_positives(3, 2)
+    assert mask.shape == (6, 6)
+    assert mask[0, 3] and mask[3, 0] and not mask[0, 1] and mask.sum() == 12  # diagonal included
+
+
+def test_bad_inputs_are_named():
+    with pytest.raises(ValueError, match="temperature"):
+        losses.nt_xent(torch.randn(4, 3), torch.randn(4, 3), temperature=0.0)
+    with pytest.raises(ValueError, match="shape"):
+        losses.nt_xent(torch.randn(4, 3), torch.randn(5, 3))
+    with pytest.raises(ValueError, match="no anchor has a positive"):
+        losses.multi_positive_info_nce(torch.randn(3, 2), torch.zeros(3, 3, dtype=torch.bool), 0.5)

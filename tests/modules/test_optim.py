@@ -1,0 +1,47 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from contrastlab.errors import ConfigError
+from contrastlab.modules import optim
+
+
+def test_warmup_then_cosine():
+    f = optim.warmup_cosine(total_steps=110, warmup_steps=10, min_ratio=0.1)
+    assert f(0) == pytest.approx(0.1)
+    assert f(9) == pytest.approx(1.0)
+    assert f(10) == pytest.approx(1.0)
+    assert f(60) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert f(110) == pytest.approx(0.1)
+
+
+def test_no_weight_decay_on_biases_and_norms():
+    model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Linear(8, 2))
+    probe = model[2]
+    decay, no_decay = optim.param_groups(model, 0.1, exclude=[probe])
+    assert [p.shape for p in decay["params"]] == [(8, 4)]
+    assert {tuple(p.shape) for p in no_decay["params"]} == {(8,)}
+    assert no_decay["weight_decay"] == 0.0 and no_decay["lars_exclude"]
+
+
+def test_lars_step_follows_its_formula():
+    torch.manual_seed(0)
+    w = nn.Parameter(torch.randn(5, 3))
+    b = nn.Parameter(torch.randn(5))
+    w.grad, b.grad = torch.randn(5, 3), torch.randn(5)
+    w0, b0, gw, gb = w.detach().clone(), b.detach().clone(), w.grad.clone(), b.grad.clone()
+    lr, wd, eta = 0.5, 0.01, 0.02
+    opt = optim.LARS([{"params": [w], "weight_decay": wd}, {"params": [b], "weight_decay": 0.0, "lars_exclude": True}],
+                     lr=lr, eta=eta)
+    opt.step()
+    g = gw + wd * w0
+    assert torch.allclose(w, w0 - lr * eta * w0.norm() / g.norm() * g)
+    assert torch.allclose(b, b0 - lr * gb)  # excluded: plain SGD
+
+
+def test_bad_optimizer_values_name_the_key():
+    with pytest.raises(ConfigError, match="model.optimizer.lr"):
+        optim.OptimizerConfig(lr=0)
+    assert optim.OptimizerConfig(lr=0.3, lr_scaling="linear").peak_lr(512) == pytest.approx(0.6)
