@@ -80,6 +80,8 @@ class ContrastiveModule(L.LightningModule):
         raise NotImplementedError
 
     def configure_callbacks(self) -> list[L.Callback]:
+        if self._trainer is not None and any(isinstance(c, EmbeddingMetrics) for c in self.trainer.callbacks):
+            return []  # already attached by an earlier fit/test on this trainer
         hp = self.hparams
         return [EmbeddingMetrics(self.data_info.num_classes, knn_k=hp.knn_k, knn_temperature=hp.knn_temperature)]
 

@@ -13,6 +13,7 @@ import platform
 import re
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -111,6 +112,10 @@ def git_commit(path: Path | None = None) -> str | None:
 def package_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
     for name in TRACKED_PACKAGES:
+        module = sys.modules.get(name)
+        if getattr(module, "__version__", None):  # torch's carries its build, e.g. 2.5.1+cu124
+            versions[name] = str(module.__version__)
+            continue
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

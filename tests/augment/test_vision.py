@@ -60,3 +60,34 @@ def test_per_view_values_must_match_views():
 def test_views_stay_on_the_gpu():
     views = ImageViews(size=32)(colour_batch().cuda())
     assert all(v.is_cuda for v in views)
+
+
+def test_colour_adjustments_match_torchvision_per_sample():
+    import torchvision.transforms.v2.functional as TF
+
+    from contrastlab.augment.vision import jitter_colour
+
+    x = colour_batch(n=4).float() / 255
+    factors = torch.tensor([0.6, 1.0, 1.3, 1.4])
+    cases = [
+        ({"brightness": factors}, TF.adjust_brightness),
+        ({"contrast": factors}, TF.adjust_contrast),
+        ({"saturation": factors}, TF.adjust_saturation),
+    ]
+    for kwargs, reference in cases:
+        args = {"brightness": None, "contrast": None, "saturation": None, "hue": None, **kwargs}
+        ours = jitter_colour(x.clone(), **args)
+        expected = torch.stack([reference(x[i], float(factors[i])) for i in range(4)])
+        assert torch.allclose(ours, expected, atol=1e-5), kwargs
+
+
+def test_hue_rotation_keeps_luma_and_zero_is_identity():
+    from contrastlab.augment.vision import jitter_colour
+
+    x = colour_batch(n=4).float() / 255 * 0.2 + 0.4  # low chroma: rotations stay inside [0, 1]
+    same = jitter_colour(x.clone(), None, None, None, torch.zeros(4))
+    assert torch.allclose(same, x, atol=1e-5)
+    shifted = jitter_colour(x.clone(), None, None, None, torch.tensor([0.05, 0.1, -0.1, 0.02]))
+    luma = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    assert not torch.allclose(shifted, x, atol=1e-3)
+    assert torch.allclose((shifted * luma).sum(1), (x * luma).sum(1), atol=1e-4)

@@ -1,0 +1,183 @@
+"""The CLI as a user drives it: YAML config, overrides, a real MLflow store in a temporary folder."""
+
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import DIGITS_CONFIG, QUICK, REPO, run_cli, store_client
+
+
+def only_run(cwd: Path, experiment: str = "digits"):
+    client = store_client(cwd)
+    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    assert len(runs) == 1
+    return client, runs[0]
+
+
+def steps(client, run_id: str, key: str) -> list[int]:
+    return [m.step for m in client.get_metric_history(run_id, key)]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One short SimCLR run on digits, shared by the tests that read it back."""
+    cwd = tmp_path_factory.mktemp("fit")
+    proc = run_cli("fit", "-c", str(DIGITS_CONFIG), *QUICK, cwd=cwd)
+    return cwd, proc
+
+
+def test_fit_logs_params_metrics_tags_and_artifacts(trained):
+    cwd, proc = trained
+    client, run = only_run(cwd)
+    assert run.info.status == "FINISHED"
+    params = run.data.params
+    assert params["model"] == "contrastlab.modules.SimCLR"
+    assert params["model.temperature"] == "0.2" and params["model.optimizer.lr"] == "0.003"
+    assert params["model.proj_hidden_dim"] == "128"  # the command-line override, not the YAML value
+    assert params["data"] == "contrastlab.datamodules.vision.Digits" and params["trainer.max_epochs"] == "2"
+    tags = run.data.tags
+    assert (tags["method"], tags["modality"], tags["dataset"], tags["backbone"]) == (
+        "simclr", "image", "digits", "small_cnn"
+    )
+    assert re.fullmatch(r"[0-9a-f]{40}", tags["git_commit"]) and tags["version.torch"] == torch.__version__
+    metrics = run.data.metrics
+    for key in ("val/knn_top1", "val/probe_acc", "val/alignment", "val/uniformity", "val/effective_rank",
+                "test/knn_top1", "train/loss_epoch", "train/loss_step"):
+        assert key in metrics, key
+    assert 0.5 < metrics["test/knn_top1"] <= 1.0
+    assert any(k.startswith("system/cpu_utilization") for k in metrics)
+    assert steps(client, run.info.run_id, "train/loss_step") == [1, 3, 5, 7]
+    assert steps(client, run.info.run_id, "val/knn_top1") == [3, 7]
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert "config.yaml" in artifacts and "last" in artifacts
+    config = Path(client.download_artifacts(run.info.run_id, "config.yaml", str(cwd)))
+    assert "class_path: contrastlab.modules.SimCLR" in config.read_text()
+    ckpt_dir = cwd / "checkpoints" / "digits" / run.info.run_id
+    assert (ckpt_dir / "last.ckpt").is_file() and list(ckpt_dir.glob("best-*.ckpt"))
+    assert run.info.run_id in proc.stdout and "test/knn_top1" in proc.stdout and "contrastlab ui" in proc.stdout
+
+
+def test_resume_continues_the_same_run_without_duplicate_steps(tmp_path):
+    run_cli("fit", "-c", str(DIGITS_CONFIG), *QUICK, cwd=tmp_path)
+    client, first = only_run(tmp_path)
+    run_cli("fit", "-c", str(DIGITS_CONFIG), *QUICK, "--trainer.max_epochs", "4", "--resume", cwd=tmp_path)
+    client, resumed = only_run(tmp_path)  # still one run
+    run_id = resumed.info.run_id
+    assert run_id == first.info.run_id and resumed.info.status == "FINISHED"
+    assert steps(client, run_id, "train/loss_step") == [1, 3, 5, 7, 9, 11, 13, 15]
+    assert steps(client, run_id, "val/knn_top1") == [3, 7, 11, 15]
+    assert steps(client, run_id, "epoch") == sorted(set(steps(client, run_id, "epoch")))
+    last = torch.load(tmp_path / "checkpoints" / "digits" / run_id / "last.ckpt", weights_only=False)
+    assert last["global_step"] == 16 and last["contrastlab"]["run_id"] == run_id
+
+    # --ckpt_path last means the same; a changed hyper-parameter is refused and leaves the run as it was
+    bad = run_cli("fit", "-c", str(DIGITS_CONFIG), *QUICK, "--trainer.max_epochs", "5", "--ckpt_path", "last",
+                  "--model.temperature", "0.5", cwd=tmp_path, check=False)
+    assert bad.returncode == 2
+    assert "model.temperature: 0.2 -> 0.5" in bad.stderr and "Traceback" not in bad.stderr
+    assert store_client(tmp_path).get_run(run_id).info.status == "FINISHED"
+    run_cli("fit", "-c", str(DIGITS_CONFIG), *QUICK, "--trainer.max_epochs", "5", "--ckpt_path", "last",
+            "--test_after_fit", "false", cwd=tmp_path)
+    client, again = only_run(tmp_path)
+    assert steps(client, run_id, "val/knn_top1") == [3, 7, 11, 15, 19]
+
+
+def test_truncated_last_checkpoint_falls_back_then_fails_clearly(tmp_path):
+    run_cli("fit", "-c", str(DIGITS_CONFIG), *QUICK, "--trainer.max_epochs", "1", "--test_after_fit", "false",
+            cwd=tmp_path)
+    run_dir = next((tmp_path / "checkpoints" / "digits").iterdir())
+    last = run_dir / "last.ckpt"
+    last.write_bytes(last.read_bytes()[:2000])
+    run_cli("fit", "-c", str(DIGITS_CONFIG), *QUICK, "--test_after_fit", "false", "--resume", cwd=tmp_path)
+    client, run = only_run(tmp_path)
+    assert steps(client, run.info.run_id, "val/knn_top1") == [3, 7]  # resumed from best-epoch=0 at step 4
+
+    for ckpt in run_dir.glob("*.ckpt"):
+        ckpt.write_bytes(b"garbage")
+    proc = run_cli("fit", "-c", str(DIGITS_CONFIG), "--resume", str(run_dir / "last.ckpt"), cwd=tmp_path,
+                   check=False)
+    assert proc.returncode == 2
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith("contrastlab: error:") and "last.ckpt is not a readable checkpoint" in line
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model.init_args.backbone", "resnet81"], "model.backbone: unknown backbone 'resnet81'; did you mean"),
+        (["--data.class_path", "contrastlab.datamodules.vision.FashionMNIST", "--data.init_args.root", "/nope"],
+         "data.root: /nope/train-images-idx3-ubyte"),
+        (["--model.init_args.temprature", "0.5"], "Option 'temprature' is not accepted"),
+        (["--trainer.max_epochs", "many"], 'Parser key "trainer.max_epochs": Expected a <class \'int\'>'),
+        (["--resume", "0123456789abcdef"], "--resume='0123456789abcdef' is neither"),
+        (["--tracking-uri", "file:./mlruns"], "MLflow's file store is no longer supported"),
+    ],
+    ids=["backbone", "data-path", "config-key", "value-type", "resume-target", "file-store"],
+)
+def test_bad_input_is_one_clear_line(tmp_path, args, message):
+    proc = run_cli("fit", "-c", str(DIGITS_CONFIG), *args, cwd=tmp_path, check=False)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("contrastlab: error:")]
+    assert len(errors) == 1 and message in errors[0], proc.stderr[-2000:]
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_print_config_shows_overrides(tmp_path):
+    proc = run_cli("fit", "-c", str(DIGITS_CONFIG), "--model.temperature", "0.5", "--print_config", cwd=tmp_path)
+    assert "temperature: 0.5" in proc.stdout and "class_path: contrastlab.modules.SimCLR" in proc.stdout
+    assert not (tmp_path / "mlruns").exists()
+
+
+def test_tracking_uri_points_runs_at_another_store(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'team' / 'store.db'}"
+    run_cli("fit", "-c", str(DIGITS_CONFIG), *QUICK, "--trainer.max_epochs", "1", "--test_after_fit", "false",
+            "--tracking-uri", uri, "--tracking.experiment", "shared", cwd=tmp_path)
+    import mlflow
+
+    client = mlflow.MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("shared").experiment_id])
+    assert len(runs) == 1 and "val/knn_top1" in runs[0].data.metrics
+    assert runs[0].info.artifact_uri.startswith((tmp_path / "team" / "artifacts").as_uri())
+    assert not (tmp_path / "mlruns").exists()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ui_serves_the_default_store(trained):
+    cwd, _ = trained
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "contrastlab", "ui", "--port", str(port)], cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert f"http://127.0.0.1:{port}" in proc.stdout.readline()
+        body, deadline = None, time.time() + 60
+        while body is None and time.time() < deadline:
+            try:
+                url = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search?max_results=10"
+                body = urllib.request.urlopen(url, timeout=2).read().decode()
+            except OSError:
+                time.sleep(0.5)
+        assert body is not None and '"name": "digits"' in body.replace('":"', '": "')
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_readme_quick_start_commands_exist():
+    readme = (REPO / "README.md").read_text()
+    assert "make demo" in readme and "make test" in readme
+    makefile = (REPO / "Makefile").read_text()
+    assert "configs/simclr/digits.yaml" in makefile
