@@ -12,8 +12,14 @@ DIGITS_CONFIG = REPO / "configs" / "simclr" / "digits.yaml"
 SHARED_DATA = REPO.parent / "shared" / "data"
 # A short digits run: 2 epochs, validation each epoch, system metrics sampled fast enough to appear.
 QUICK = [
-    "--trainer.max_epochs", "2", "--trainer.check_val_every_n_epoch", "1",
-    "--tracking.system_metrics_interval", "0.5", "--model.init_args.proj_hidden_dim", "128",
+    "--trainer.max_epochs",
+    "2",
+    "--trainer.check_val_every_n_epoch",
+    "1",
+    "--tracking.system_metrics_interval",
+    "0.5",
+    "--model.init_args.proj_hidden_dim",
+    "128",
 ]
 
 
@@ -21,7 +27,11 @@ def run_cli(*args: str, cwd: Path, timeout: float = 300, check: bool = True) -> 
     """`contrastlab ARGS` in a fresh process, as a user runs it, in `cwd`."""
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     proc = subprocess.run(
-        [sys.executable, "-m", "contrastlab", *args], cwd=cwd, env=env, capture_output=True, text=True,
+        [sys.executable, "-m", "contrastlab", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=timeout,
     )
     if check and proc.returncode != 0:

@@ -2,12 +2,15 @@
 
 Normalisation by the dataset's mean and std is not done here: the method applies it from the data's
 `DataInfo`, so one recipe serves every dataset of its kind. Grey (1-channel) batches skip the
-colour-only ops (saturation, hue, grayscale), which have no meaning there. Colour ops are our own
-batched tensor code (see `ColourJitter`); geometric ones are Kornia's.
+colour-only ops (saturation, hue, grayscale), which have no meaning there. Crops and colour are our
+own batched tensor code (`RandomGeometry`, `ColourJitter`, ...: one resampling and a few per-sample
+blends per view; Kornia's generic ops spent most of their time outside the arithmetic on small
+images, see benchmarks/README.md); the Gaussian blur is Kornia's.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import kornia.augmentation as K
@@ -39,6 +42,88 @@ _YIQ_TO_RGB = torch.linalg.inv(_RGB_TO_YIQ)
 _GREY = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale weights
 
 
+class RandomGeometry(nn.Module):
+    """Random resized crop, horizontal flip and a small affine in one batched resampling.
+
+    The crop follows torchvision's RandomResizedCrop (area fraction from `scale`, log-uniform aspect
+    ratio from `ratio`, ten tries, then the centre crop); flip and affine are folded into the same 2x3
+    matrix per sample, so each view costs one `grid_sample` instead of one pass per op. The affine
+    (rotation in degrees, translation as a fraction of the crop) acts on the crop's frame and samples
+    the image around it, so it leaves black corners only where it leaves the image.
+    """
+
+    TRIES = 10
+
+    def __init__(
+        self,
+        size: int,
+        scale: tuple[float, float] = (0.08, 1.0),
+        ratio: tuple[float, float] = (3 / 4, 4 / 3),
+        hflip_p: float = 0.5,
+        affine_degrees: float = 0.0,
+        affine_translate: float = 0.0,
+        affine_p: float = 0.0,
+    ):
+        super().__init__()
+        if not 0 < scale[0] <= scale[1] <= 1:
+            raise ValueError(f"crop_scale must satisfy 0 < low <= high <= 1, got {scale}")
+        self.size, self.scale, self.ratio, self.hflip_p = size, scale, ratio, hflip_p
+        self.affine_degrees, self.affine_translate, self.affine_p = affine_degrees, affine_translate, affine_p
+
+    def crop_boxes(self, n: int, height: int, width: int, device: torch.device) -> Tensor:
+        """(n, 4) boxes (centre x, centre y, width, height) in pixels, torchvision's sampling."""
+        area = height * width
+        target = torch.empty(n, self.TRIES, device=device).uniform_(*self.scale) * area
+        log_ratio = torch.empty(n, self.TRIES, device=device).uniform_(math.log(self.ratio[0]), math.log(self.ratio[1]))
+        aspect = log_ratio.exp()
+        w = (target * aspect).sqrt().round()
+        h = (target / aspect).sqrt().round()
+        fits = (w > 0) & (h > 0) & (w <= width) & (h <= height)
+        first = torch.where(fits.any(dim=1), fits.int().argmax(dim=1), -1)
+        # Fallback (no try fits): the largest centred crop with the ratio clamped into range.
+        in_ratio = width / height
+        fw, fh = (
+            (width, round(width / self.ratio[1]))
+            if in_ratio > self.ratio[1]
+            else (round(height * self.ratio[0]), height)
+            if in_ratio < self.ratio[0]
+            else (width, height)
+        )
+        pick = first.clamp(min=0).unsqueeze(1)
+        w = torch.where(first >= 0, w.gather(1, pick).squeeze(1), torch.full((n,), float(fw), device=device))
+        h = torch.where(first >= 0, h.gather(1, pick).squeeze(1), torch.full((n,), float(fh), device=device))
+        x0 = (torch.rand(n, device=device) * (width - w + 1)).floor()
+        y0 = (torch.rand(n, device=device) * (height - h + 1)).floor()
+        x0 = torch.where(first >= 0, x0, (width - w) / 2)
+        y0 = torch.where(first >= 0, y0, (height - h) / 2)
+        return torch.stack([x0 + w / 2, y0 + h / 2, w, h], dim=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        n, _, height, width = x.shape
+        device = x.device
+        cx, cy, w, h = self.crop_boxes(n, height, width, device).unbind(dim=1)
+        flip = torch.where(torch.rand(n, device=device) < self.hflip_p, -1.0, 1.0)
+        angle = torch.zeros(n, device=device)
+        shift = torch.zeros(n, 2, device=device)
+        if self.affine_p > 0:
+            apply = torch.rand(n, device=device) < self.affine_p
+            angle = torch.empty(n, device=device).uniform_(-self.affine_degrees, self.affine_degrees) * apply
+            angle = angle * (math.pi / 180)
+            shift = torch.empty(n, 2, device=device).uniform_(-1, 1) * (2 * self.affine_translate) * apply[:, None]
+        # Output coords p in [-1, 1]^2 -> crop frame: rotate, shift, flip -> input normalised coords.
+        cos, sin = angle.cos(), angle.sin()
+        sx, sy = w / width * flip, h / height
+        theta = torch.stack(
+            [
+                torch.stack([sx * cos, -sx * sin, sx * shift[:, 0] + (2 * cx / width - 1)], dim=1),
+                torch.stack([sy * sin, sy * cos, sy * shift[:, 1] + (2 * cy / height - 1)], dim=1),
+            ],
+            dim=1,
+        )
+        grid = F.affine_grid(theta.to(x.dtype), [n, x.shape[1], self.size, self.size], align_corners=False)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
 class ColourJitter(nn.Module):
     """Batched colour jitter with per-sample factors, applied with probability p to each sample.
 
@@ -67,8 +152,11 @@ class ColourJitter(nn.Module):
         if self.hue:
             hue = torch.empty(x.shape[0], device=x.device).uniform_(-self.hue, self.hue) * apply
         return jitter_colour(
-            x, self._factors(self.brightness, apply), self._factors(self.contrast, apply),
-            self._factors(self.saturation, apply), hue,
+            x,
+            self._factors(self.brightness, apply),
+            self._factors(self.contrast, apply),
+            self._factors(self.saturation, apply),
+            hue,
         )
 
 
@@ -112,6 +200,30 @@ class RandomGrey(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         apply = (torch.rand(x.shape[0], device=x.device) < self.p).view(-1, 1, 1, 1)
         return torch.where(apply, _grey(x).expand_as(x), x)
+
+
+class RandomSolarize(nn.Module):
+    """Invert the pixels above `threshold` (x -> 1 - x) of each sample with probability p."""
+
+    def __init__(self, p: float = 0.2, threshold: float = 0.5):
+        super().__init__()
+        self.p, self.threshold = p, threshold
+
+    def forward(self, x: Tensor) -> Tensor:
+        apply = (torch.rand(x.shape[0], device=x.device) < self.p).view(-1, 1, 1, 1)
+        return torch.where(apply & (x >= self.threshold), 1 - x, x)
+
+
+class RandomNoise(nn.Module):
+    """Additive Gaussian noise of standard deviation `std` on each sample with probability p."""
+
+    def __init__(self, std: float = 0.05, p: float = 0.5):
+        super().__init__()
+        self.std, self.p = std, p
+
+    def forward(self, x: Tensor) -> Tensor:
+        apply = (torch.rand(x.shape[0], device=x.device) < self.p).view(-1, 1, 1, 1)
+        return x + torch.randn_like(x) * self.std * apply
 
 
 def _grey(x: Tensor) -> Tensor:
@@ -173,16 +285,9 @@ class ImageViews(nn.Module):
         self.colour = nn.ModuleList()
         self.photometric = nn.ModuleList()
         for v in range(num_views):
-            geometric: list[nn.Module] = [
-                K.RandomResizedCrop((size, size), scale=crop_scale, ratio=crop_ratio, cropping_mode="resample")
-            ]
-            if hflip_p > 0:
-                geometric.append(K.RandomHorizontalFlip(p=hflip_p))
-            if affine_p > 0:
-                geometric.append(
-                    K.RandomAffine(affine_degrees, translate=(affine_translate, affine_translate), p=affine_p)
-                )
-            self.geometric.append(nn.Sequential(*geometric))
+            self.geometric.append(
+                RandomGeometry(size, crop_scale, crop_ratio, hflip_p, affine_degrees, affine_translate, affine_p)
+            )
             colour: list[nn.Module] = []
             if jitter_p > 0 and any(jitter):
                 colour.append(ColourJitter(brightness, contrast, saturation, hue, p=jitter_p))
@@ -194,9 +299,9 @@ class ImageViews(nn.Module):
                 kernel = _odd_kernel(size)
                 photometric.append(K.RandomGaussianBlur((kernel, kernel), blur_sigma, p=blur[v]))
             if solarize[v] > 0:
-                photometric.append(K.RandomSolarize(thresholds=0.0, additions=0.0, p=solarize[v]))
+                photometric.append(RandomSolarize(p=solarize[v]))
             if noise_p > 0 and noise_std > 0:
-                photometric.append(K.RandomGaussianNoise(std=noise_std, p=noise_p))
+                photometric.append(RandomNoise(std=noise_std, p=noise_p))
             self.photometric.append(nn.Sequential(*photometric))
 
     @staticmethod

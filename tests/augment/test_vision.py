@@ -49,6 +49,32 @@ def test_byol_recipe_is_asymmetric():
     aug = BYOLViews(size=32)
     assert len(aug.photometric[0]) == 1 and len(aug.photometric[1]) == 2  # blur; blur + solarize
     assert aug.photometric[0][0].p == 1.0 and aug.photometric[1][0].p == pytest.approx(0.1)
+    assert aug.photometric[1][1].p == pytest.approx(0.2)
+
+
+def test_solarize_inverts_bright_pixels_of_chosen_samples():
+    from contrastlab.augment.vision import RandomSolarize
+
+    x = torch.tensor([0.2, 0.5, 0.9]).view(1, 1, 1, 3).repeat(2, 1, 1, 1)
+    assert torch.allclose(RandomSolarize(p=1.0)(x)[0, 0, 0], torch.tensor([0.2, 0.5, 0.1]))
+    assert torch.equal(RandomSolarize(p=0.0)(x), x)
+
+
+def test_crop_boxes_follow_scale_and_ratio():
+    from contrastlab.augment.vision import RandomGeometry
+
+    boxes = RandomGeometry(32, scale=(0.3, 0.6), ratio=(0.5, 2.0)).crop_boxes(2000, 64, 48, torch.device("cpu"))
+    cx, cy, w, h = boxes.unbind(1)
+    area = w * h / (64 * 48)
+    assert area.min() > 0.28 and area.max() < 0.62
+    assert (w / h).min() > 0.45 and (w / h).max() < 2.2
+    assert (cx - w / 2).min() >= 0 and (cx + w / 2).max() <= 48 and (cy - h / 2).min() >= 0 and (cy + h / 2).max() <= 64
+    # a full-image "crop" with no flip or affine reproduces the image
+    x = colour_batch(n=2).float() / 255
+    same = RandomGeometry(32, scale=(1.0, 1.0), ratio=(1.0, 1.0), hflip_p=0.0)(x)
+    assert torch.allclose(same, x, atol=1e-5)
+    flipped = RandomGeometry(32, scale=(1.0, 1.0), ratio=(1.0, 1.0), hflip_p=1.0)(x)
+    assert torch.allclose(flipped, x.flip(-1), atol=1e-5)
 
 
 def test_per_view_values_must_match_views():

@@ -33,8 +33,11 @@ def test_lars_step_follows_its_formula():
     w.grad, b.grad = torch.randn(5, 3), torch.randn(5)
     w0, b0, gw, gb = w.detach().clone(), b.detach().clone(), w.grad.clone(), b.grad.clone()
     lr, wd, eta = 0.5, 0.01, 0.02
-    opt = optim.LARS([{"params": [w], "weight_decay": wd}, {"params": [b], "weight_decay": 0.0, "lars_exclude": True}],
-                     lr=lr, eta=eta)
+    opt = optim.LARS(
+        [{"params": [w], "weight_decay": wd}, {"params": [b], "weight_decay": 0.0, "lars_exclude": True}],
+        lr=lr,
+        eta=eta,
+    )
     opt.step()
     g = gw + wd * w0
     assert torch.allclose(w, w0 - lr * eta * w0.norm() / g.norm() * g)

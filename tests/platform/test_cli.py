@@ -44,12 +44,23 @@ def test_fit_logs_params_metrics_tags_and_artifacts(trained):
     assert params["data"] == "contrastlab.datamodules.vision.Digits" and params["trainer.max_epochs"] == "2"
     tags = run.data.tags
     assert (tags["method"], tags["modality"], tags["dataset"], tags["backbone"]) == (
-        "simclr", "image", "digits", "small_cnn"
+        "simclr",
+        "image",
+        "digits",
+        "small_cnn",
     )
     assert re.fullmatch(r"[0-9a-f]{40}", tags["git_commit"]) and tags["version.torch"] == torch.__version__
     metrics = run.data.metrics
-    for key in ("val/knn_top1", "val/probe_acc", "val/alignment", "val/uniformity", "val/effective_rank",
-                "test/knn_top1", "train/loss_epoch", "train/loss_step"):
+    for key in (
+        "val/knn_top1",
+        "val/probe_acc",
+        "val/alignment",
+        "val/uniformity",
+        "val/effective_rank",
+        "test/knn_top1",
+        "train/loss_epoch",
+        "train/loss_step",
+    ):
         assert key in metrics, key
     assert 0.5 < metrics["test/knn_top1"] <= 1.0
     assert any(k.startswith("system/cpu_utilization") for k in metrics)
@@ -78,20 +89,44 @@ def test_resume_continues_the_same_run_without_duplicate_steps(tmp_path):
     assert last["global_step"] == 16 and last["contrastlab"]["run_id"] == run_id
 
     # --ckpt_path last means the same; a changed hyper-parameter is refused and leaves the run as it was
-    bad = run_cli("fit", "-c", str(DIGITS_CONFIG), *QUICK, "--trainer.max_epochs", "5", "--ckpt_path", "last",
-                  "--model.temperature", "0.5", cwd=tmp_path, check=False)
+    bad = run_cli(
+        "fit",
+        "-c",
+        str(DIGITS_CONFIG),
+        *QUICK,
+        "--trainer.max_epochs",
+        "5",
+        "--ckpt_path",
+        "last",
+        "--model.temperature",
+        "0.5",
+        cwd=tmp_path,
+        check=False,
+    )
     assert bad.returncode == 2
     assert "model.temperature: 0.2 -> 0.5" in bad.stderr and "Traceback" not in bad.stderr
     assert store_client(tmp_path).get_run(run_id).info.status == "FINISHED"
-    run_cli("fit", "-c", str(DIGITS_CONFIG), *QUICK, "--trainer.max_epochs", "5", "--ckpt_path", "last",
-            "--test_after_fit", "false", cwd=tmp_path)
+    run_cli(
+        "fit",
+        "-c",
+        str(DIGITS_CONFIG),
+        *QUICK,
+        "--trainer.max_epochs",
+        "5",
+        "--ckpt_path",
+        "last",
+        "--test_after_fit",
+        "false",
+        cwd=tmp_path,
+    )
     client, again = only_run(tmp_path)
     assert steps(client, run_id, "val/knn_top1") == [3, 7, 11, 15, 19]
 
 
 def test_truncated_last_checkpoint_falls_back_then_fails_clearly(tmp_path):
-    run_cli("fit", "-c", str(DIGITS_CONFIG), *QUICK, "--trainer.max_epochs", "1", "--test_after_fit", "false",
-            cwd=tmp_path)
+    run_cli(
+        "fit", "-c", str(DIGITS_CONFIG), *QUICK, "--trainer.max_epochs", "1", "--test_after_fit", "false", cwd=tmp_path
+    )
     run_dir = next((tmp_path / "checkpoints" / "digits").iterdir())
     last = run_dir / "last.ckpt"
     last.write_bytes(last.read_bytes()[:2000])
@@ -101,8 +136,7 @@ def test_truncated_last_checkpoint_falls_back_then_fails_clearly(tmp_path):
 
     for ckpt in run_dir.glob("*.ckpt"):
         ckpt.write_bytes(b"garbage")
-    proc = run_cli("fit", "-c", str(DIGITS_CONFIG), "--resume", str(run_dir / "last.ckpt"), cwd=tmp_path,
-                   check=False)
+    proc = run_cli("fit", "-c", str(DIGITS_CONFIG), "--resume", str(run_dir / "last.ckpt"), cwd=tmp_path, check=False)
     assert proc.returncode == 2
     line = proc.stderr.strip().splitlines()[-1]
     assert line.startswith("contrastlab: error:") and "last.ckpt is not a readable checkpoint" in line
@@ -113,10 +147,12 @@ def test_truncated_last_checkpoint_falls_back_then_fails_clearly(tmp_path):
     ("args", "message"),
     [
         (["--model.init_args.backbone", "resnet81"], "model.backbone: unknown backbone 'resnet81'; did you mean"),
-        (["--data.class_path", "contrastlab.datamodules.vision.FashionMNIST", "--data.init_args.root", "/nope"],
-         "data.root: /nope/train-images-idx3-ubyte"),
+        (
+            ["--data.class_path", "contrastlab.datamodules.vision.FashionMNIST", "--data.init_args.root", "/nope"],
+            "data.root: /nope/train-images-idx3-ubyte",
+        ),
         (["--model.init_args.temprature", "0.5"], "Option 'temprature' is not accepted"),
-        (["--trainer.max_epochs", "many"], 'Parser key "trainer.max_epochs": Expected a <class \'int\'>'),
+        (["--trainer.max_epochs", "many"], "Parser key \"trainer.max_epochs\": Expected a <class 'int'>"),
         (["--resume", "0123456789abcdef"], "--resume='0123456789abcdef' is neither"),
         (["--tracking-uri", "file:./mlruns"], "MLflow's file store is no longer supported"),
     ],
@@ -139,8 +175,21 @@ def test_print_config_shows_overrides(tmp_path):
 
 def test_tracking_uri_points_runs_at_another_store(tmp_path):
     uri = f"sqlite:///{tmp_path / 'team' / 'store.db'}"
-    run_cli("fit", "-c", str(DIGITS_CONFIG), *QUICK, "--trainer.max_epochs", "1", "--test_after_fit", "false",
-            "--tracking-uri", uri, "--tracking.experiment", "shared", cwd=tmp_path)
+    run_cli(
+        "fit",
+        "-c",
+        str(DIGITS_CONFIG),
+        *QUICK,
+        "--trainer.max_epochs",
+        "1",
+        "--test_after_fit",
+        "false",
+        "--tracking-uri",
+        uri,
+        "--tracking.experiment",
+        "shared",
+        cwd=tmp_path,
+    )
     import mlflow
 
     client = mlflow.MlflowClient(uri)
@@ -159,8 +208,13 @@ def free_port() -> int:
 def test_ui_serves_the_default_store(trained):
     cwd, _ = trained
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "contrastlab", "ui", "--port", str(port)], cwd=cwd,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "contrastlab", "ui", "--port", str(port)],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         assert f"http://127.0.0.1:{port}" in proc.stdout.readline()
         body, deadline = None, time.time() + 60
