@@ -176,23 +176,35 @@ class TorchvisionImages(InMemoryVision):
     """A torchvision dataset read once into memory; downloads only with `download: true`."""
 
     channels = 3
+    torchvision_name = ""
 
     def __init__(self, root: str = "data", download: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.root = Path(root).expanduser()
         self.download = download
+        folder = self.root / self.torchvision_class().base_folder
+        if not download and not folder.is_dir():  # fail before a run is created, not at setup
+            raise self._missing(f"{folder} does not exist")
+
+    def torchvision_class(self):
+        import torchvision.datasets
+
+        return getattr(torchvision.datasets, self.torchvision_name)
 
     def open_torchvision(self, split: str):
-        raise NotImplementedError
+        return self.torchvision_class()(str(self.root), train=split == "train", download=self.download)
+
+    def _missing(self, reason: str) -> DataError:
+        return DataError(
+            f"data.root: {self.name} not found under {self.root} ({reason}); put the extracted dataset "
+            "there, or set data.download: true on a machine with network access"
+        )
 
     def _open(self, split: str):
         try:
             return self.open_torchvision(split)
         except RuntimeError as err:  # torchvision's "Dataset not found or corrupted"
-            raise DataError(
-                f"data.root: {self.name} not found under {self.root} ({err}); put the extracted dataset "
-                "there, or set data.download: true on a machine with network access"
-            ) from err
+            raise self._missing(str(err)) from err
 
 
 class CIFAR10(TorchvisionImages):
@@ -202,11 +214,7 @@ class CIFAR10(TorchvisionImages):
     size = 32
     mean = (0.4914, 0.4822, 0.4465)
     std = (0.2470, 0.2435, 0.2616)
-
-    def open_torchvision(self, split: str):
-        from torchvision.datasets import CIFAR10 as TV
-
-        return TV(str(self.root), train=split == "train", download=self.download)
+    torchvision_name = "CIFAR10"
 
     def load_arrays(self, train: bool) -> tuple[Tensor, Tensor]:
         ds = self._open("train" if train else "test")
@@ -220,11 +228,7 @@ class CIFAR100(CIFAR10):
     num_classes = 100
     mean = (0.5071, 0.4865, 0.4409)
     std = (0.2673, 0.2564, 0.2762)
-
-    def open_torchvision(self, split: str):
-        from torchvision.datasets import CIFAR100 as TV
-
-        return TV(str(self.root), train=split == "train", download=self.download)
+    torchvision_name = "CIFAR100"
 
 
 class STL10(TorchvisionImages):
@@ -243,10 +247,10 @@ class STL10(TorchvisionImages):
         super().__init__(val_size=val_size, **kwargs)
         self.use_unlabeled = use_unlabeled
 
-    def open_torchvision(self, split: str):
-        from torchvision.datasets import STL10 as TV
+    torchvision_name = "STL10"
 
-        return TV(str(self.root), split=split, download=self.download)
+    def open_torchvision(self, split: str):
+        return self.torchvision_class()(str(self.root), split=split, download=self.download)
 
     def load_arrays(self, train: bool) -> tuple[Tensor, Tensor]:
         ds = self._open("train" if train else "test")

@@ -21,6 +21,7 @@ from contrastlab.errors import ConfigError
 from contrastlab.evaluation.online import QUERY, EmbeddingMetrics
 from contrastlab.modules import optim
 from contrastlab.modules.backbones import create_backbone
+from contrastlab.modules.distributed import gather_with_grad
 
 Batch = dict[str, Any]
 # Checkpoints keep these in their hyper-parameters; Lightning loads checkpoints with weights_only=True.
@@ -102,9 +103,7 @@ class ContrastiveModule(L.LightningModule):
 
     def gather(self, x: Tensor) -> Tensor:
         """x from every rank, concatenated in rank order, with gradients flowing back to each rank's part."""
-        if self._trainer is None or self.trainer.world_size == 1:
-            return x
-        return self.all_gather(x, sync_grads=True).flatten(0, 1)
+        return gather_with_grad(x)
 
     # -- steps ----------------------------------------------------------------------------------------
 

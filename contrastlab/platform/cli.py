@@ -201,6 +201,8 @@ def _quiet_known_warnings() -> None:
         r".*smaller than the logging interval.*",
         r".*callbacks returned in `LightningModule.configure_callbacks` will override.*",
         r".*does not have many workers.*",  # in-memory datasets are fastest without workers
+        r".*when logging on epoch level in distributed setting.*",  # our epoch metrics are computed on gathered data
+        r".*all_gather is deprecated.*",
     ):
         warnings.filterwarnings("ignore", message=message)
 

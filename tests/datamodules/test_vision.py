@@ -97,11 +97,30 @@ def test_batch_larger_than_data_is_a_config_error(tmp_path):
         dm.train_dataloader()
 
 
-def test_cifar_without_files_does_not_download(tmp_path):
-    dm = vision.CIFAR10(root=str(tmp_path))
-    with pytest.raises(DataError, match="data.download: true"):
-        dm.split("train")
+@pytest.mark.parametrize("cls", [vision.CIFAR10, vision.CIFAR100, vision.STL10])
+def test_torchvision_sets_without_files_do_not_download(tmp_path, cls):
+    with pytest.raises(DataError, match=r"data.root: .* not found under .*data.download: true"):
+        cls(root=str(tmp_path))
     assert not any(tmp_path.iterdir())
+
+
+def test_cifar_arrays_from_torchvision_files(tmp_path, monkeypatch):
+    import pickle
+
+    import torchvision
+
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name, n in [*((f"data_batch_{i}", 20) for i in range(1, 6)), ("test_batch", 30)]:
+        batch = {"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), "labels": list(rng.integers(0, 10, n))}
+        (folder / name).write_bytes(pickle.dumps(batch))
+    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": [str(i) for i in range(10)]}))
+    # torchvision checks the official files' digests, which files written here cannot match
+    monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda *args: True)
+    dm = vision.CIFAR10(root=str(tmp_path), val_size=10)
+    train, test = dm.split("train"), dm.split("test")
+    assert len(train) == 90 and len(test) == 30 and train.x.shape[1:] == (3, 32, 32) and train.x.dtype == torch.uint8
 
 
 def write_pngs(folder: Path, n: int, colour=(255, 0, 0)):

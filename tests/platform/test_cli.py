@@ -235,3 +235,26 @@ def test_readme_quick_start_commands_exist():
     assert "make demo" in readme and "make test" in readme
     makefile = (REPO / "Makefile").read_text()
     assert "configs/simclr/digits.yaml" in makefile
+
+
+@pytest.mark.slow
+def test_two_process_ddp_fit_is_one_run(tmp_path):
+    run_cli(
+        "fit",
+        "-c",
+        str(DIGITS_CONFIG),
+        *QUICK,
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.devices",
+        "2",
+        "--trainer.strategy",
+        "ddp",
+        cwd=tmp_path,
+    )
+    client, run = only_run(tmp_path)
+    assert run.info.status == "FINISHED" and run.data.params["trainer.devices"] == "2"
+    # global batch 2 x 256 over 1,257 samples: 2 steps an epoch, each logged once by rank 0
+    assert steps(client, run.info.run_id, "train/loss_step") == [1, 3]
+    assert run.data.metrics["test/knn_top1"] > 0.5
+    assert [d.name for d in (tmp_path / "checkpoints" / "digits").iterdir()] == [run.info.run_id]
