@@ -2,7 +2,7 @@
 
 A dataset yields dicts `{"x": raw sample, "y": label or -1, "idx": index}`. The train loader shuffles
 and drops the last partial batch; validation and test return two loaders: the train split in order
-(the kNN feature bank) and the split being evaluated.
+(the kNN feature bank) and the split being evaluated; predict reads the test split.
 """
 
 from __future__ import annotations
@@ -85,6 +85,9 @@ class ContrastiveDataModule(L.LightningDataModule):
         return self._splits[name]
 
     def setup(self, stage: str) -> None:
+        if stage == "predict":
+            self.split("test")
+            return
         self.split("train")
         self.split("test" if stage == "test" else "val")
 
@@ -112,3 +115,6 @@ class ContrastiveDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> list[DataLoader]:
         return [self._loader(self.split("train"), train=False), self._loader(self.split("test"), train=False)]
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.split("test"), train=False)

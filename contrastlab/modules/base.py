@@ -130,6 +130,13 @@ class ContrastiveModule(L.LightningModule):
                 out["view1"], out["view2"] = (self.backbone(v) for v in batch["views"])
         return out
 
+    def forward(self, x: Tensor) -> Tensor:
+        """Backbone features of normalised views: the representation being learned."""
+        return self.backbone(x)
+
+    def predict_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Tensor]:
+        return {"features": self.backbone(batch["eval_view"]), "y": batch["y"], "idx": batch["idx"]}
+
     def validation_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Tensor]:
         return self._eval_step(batch, dataloader_idx)
 

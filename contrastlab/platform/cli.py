@@ -105,7 +105,7 @@ class ContrastlabCLI(LightningCLI):
                     f"{method}: resume with that method's config or start a new run"
                 )
             cfg["ckpt_path"] = str(point.ckpt_path)
-        elif resume_value and self.subcommand in ("validate", "test"):
+        elif resume_value and self.subcommand in ("validate", "test", "predict"):
             try:  # evaluate into the run that wrote the checkpoint, when it has one
                 point = checkpoints.resolve_resume(str(resume_value), Path(tracking_cfg.checkpoint_dir), experiment)
             except CheckpointError:

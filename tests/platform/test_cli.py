@@ -75,6 +75,20 @@ def test_fit_logs_params_metrics_tags_and_artifacts(trained):
     assert run.info.run_id in proc.stdout and "test/knn_top1" in proc.stdout and "contrastlab ui" in proc.stdout
 
 
+def test_test_and_predict_verbs_use_the_trained_checkpoint(trained):
+    cwd, _ = trained
+    client, run = only_run(cwd)
+    last = cwd / "checkpoints" / "digits" / run.info.run_id / "last.ckpt"
+    before = [m.step for m in client.get_metric_history(run.info.run_id, "test/knn_top1")]
+    run_cli("test", "-c", str(DIGITS_CONFIG), "--ckpt_path", str(last), cwd=cwd)
+    client, again = only_run(cwd)  # logged into the run that wrote the checkpoint, not a new one
+    history = client.get_metric_history(run.info.run_id, "test/knn_top1")
+    assert len(history) == len(before) + 1 and history[-1].value == pytest.approx(history[0].value)
+    run_cli("predict", "-c", str(DIGITS_CONFIG), "--ckpt_path", str(last), cwd=cwd)
+    only_run(cwd)
+
+
+@pytest.mark.slow
 def test_resume_continues_the_same_run_without_duplicate_steps(tmp_path):
     run_cli("fit", "-c", str(DIGITS_CONFIG), *QUICK, cwd=tmp_path)
     client, first = only_run(tmp_path)
@@ -123,6 +137,7 @@ def test_resume_continues_the_same_run_without_duplicate_steps(tmp_path):
     assert steps(client, run_id, "val/knn_top1") == [3, 7, 11, 15, 19]
 
 
+@pytest.mark.slow
 def test_truncated_last_checkpoint_falls_back_then_fails_clearly(tmp_path):
     run_cli(
         "fit", "-c", str(DIGITS_CONFIG), *QUICK, "--trainer.max_epochs", "1", "--test_after_fit", "false", cwd=tmp_path
@@ -205,6 +220,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_ui_serves_the_default_store(trained):
     cwd, _ = trained
     port = free_port()
