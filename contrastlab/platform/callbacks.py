@@ -100,3 +100,17 @@ class SystemMetrics(L.Callback):
 
     def on_exception(self, trainer, pl_module, exception) -> None:
         self._stop()
+
+
+class EpochSummary(L.Callback):
+    """One line per validation on rank 0 (`epoch 4 step 20 | train/loss 3.58 | val/knn_top1 0.912`), so
+    a run without a progress bar still shows how it goes."""
+
+    KEYS = ("train/loss_epoch", "val/knn_top1", "val/probe_acc", "val/effective_rank")
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        metrics = trainer.callback_metrics
+        shown = [f"{k.replace('_epoch', '')} {float(metrics[k]):.4g}" for k in self.KEYS if k in metrics]
+        print(f"epoch {trainer.current_epoch} step {trainer.global_step} | " + " | ".join(shown), flush=True)

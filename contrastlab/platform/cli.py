@@ -22,9 +22,15 @@ from contrastlab.datamodules.base import ContrastiveDataModule
 from contrastlab.errors import CheckpointError, ConfigError, find_user_error
 from contrastlab.modules.base import ContrastiveModule
 from contrastlab.platform import checkpoints, tracking
-from contrastlab.platform.callbacks import MLflowSaveConfig, RunCheckpoint, SystemMetrics
+from contrastlab.platform.callbacks import EpochSummary, MLflowSaveConfig, RunCheckpoint, SystemMetrics
 
 log = logging.getLogger("contrastlab")
+DESCRIPTION = (
+    "Contrastive and self-supervised representation learning, tracked in MLflow. "
+    "Verbs: fit, validate, test, predict (each takes -c CONFIG and any --key value override) and "
+    "`contrastlab ui` (the MLflow UI over the runs' store). Example: "
+    "contrastlab fit -c configs/simclr/digits.yaml --trainer.max_epochs 5"
+)
 TRAINER_DEFAULTS = {"log_every_n_steps": 10, "num_sanity_val_steps": 0}
 
 
@@ -68,6 +74,10 @@ class ContrastlabCLI(LightningCLI):
             parser_class=ContrastlabArgumentParser,
             **kwargs,
         )
+
+    def setup_parser(self, add_subcommands: bool, main_kwargs: dict, subparser_kwargs: dict) -> None:
+        main_kwargs.setdefault("description", DESCRIPTION)
+        super().setup_parser(add_subcommands, main_kwargs, subparser_kwargs)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_dataclass_arguments(tracking.TrackingConfig, "tracking")
@@ -131,6 +141,7 @@ class ContrastlabCLI(LightningCLI):
         callbacks += [
             RunCheckpoint(tracking_cfg.checkpoint_dir, experiment, monitor, mode, method),
             SystemMetrics(tracking_cfg.system_metrics_interval, uri, resumed=point is not None),
+            EpochSummary(),
         ]
         self.tracking_uri, self.experiment_name = uri, experiment
         return super().instantiate_trainer(logger=logger, callbacks=callbacks, **kwargs)
@@ -205,6 +216,7 @@ def _quiet_known_warnings() -> None:
         r".*all_gather is deprecated.*",
     ):
         warnings.filterwarnings("ignore", message=message)
+    logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)
 
 
 def main(argv: list[str] | None = None) -> None:
