@@ -39,6 +39,11 @@ def run_cli(*args: str, cwd: Path, timeout: float = 300, check: bool = True) -> 
     return proc
 
 
+def fit(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """`contrastlab fit -c configs/simclr/digits.yaml` with the QUICK settings and `args` on top."""
+    return run_cli("fit", "-c", str(DIGITS_CONFIG), *QUICK, *args, cwd=cwd, check=check)
+
+
 def store_client(cwd: Path):
     import mlflow
 

@@ -147,7 +147,7 @@ class ColourJitter(nn.Module):
         return torch.where(apply, f, torch.ones_like(f))
 
     def forward(self, x: Tensor) -> Tensor:
-        apply = torch.rand(x.shape[0], device=x.device) < self.p
+        apply = chosen(x, self.p)
         hue = None
         if self.hue:
             hue = torch.empty(x.shape[0], device=x.device).uniform_(-self.hue, self.hue) * apply
@@ -198,8 +198,7 @@ class RandomGrey(nn.Module):
         self.p = p
 
     def forward(self, x: Tensor) -> Tensor:
-        apply = (torch.rand(x.shape[0], device=x.device) < self.p).view(-1, 1, 1, 1)
-        return torch.where(apply, _grey(x).expand_as(x), x)
+        return torch.where(chosen(x, self.p, per_pixel=True), _grey(x).expand_as(x), x)
 
 
 class RandomSolarize(nn.Module):
@@ -210,8 +209,7 @@ class RandomSolarize(nn.Module):
         self.p, self.threshold = p, threshold
 
     def forward(self, x: Tensor) -> Tensor:
-        apply = (torch.rand(x.shape[0], device=x.device) < self.p).view(-1, 1, 1, 1)
-        return torch.where(apply & (x >= self.threshold), 1 - x, x)
+        return torch.where(chosen(x, self.p, per_pixel=True) & (x >= self.threshold), 1 - x, x)
 
 
 class RandomNoise(nn.Module):
@@ -222,8 +220,13 @@ class RandomNoise(nn.Module):
         self.std, self.p = std, p
 
     def forward(self, x: Tensor) -> Tensor:
-        apply = (torch.rand(x.shape[0], device=x.device) < self.p).view(-1, 1, 1, 1)
-        return x + torch.randn_like(x) * self.std * apply
+        return x + torch.randn_like(x) * self.std * chosen(x, self.p, per_pixel=True)
+
+
+def chosen(x: Tensor, p: float, per_pixel: bool = False) -> Tensor:
+    """Which samples of the batch an op with probability p applies to: (B,) bool, or (B, 1, 1, 1)."""
+    mask = torch.rand(x.shape[0], device=x.device) < p
+    return mask.view(-1, *([1] * (x.ndim - 1))) if per_pixel else mask
 
 
 def _grey(x: Tensor) -> Tensor:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import DIGITS_CONFIG, QUICK, REPO, run_cli, store_client
+from tests.conftest import DIGITS_CONFIG, REPO, fit, run_cli, store_client
 
 
 def only_run(cwd: Path, experiment: str = "digits"):
@@ -29,7 +29,7 @@ def steps(client, run_id: str, key: str) -> list[int]:
 def trained(tmp_path_factory):
     """One short SimCLR run on digits, shared by the tests that read it back."""
     cwd = tmp_path_factory.mktemp("fit")
-    proc = run_cli("fit", "-c", str(DIGITS_CONFIG), *QUICK, cwd=cwd)
+    proc = fit(cwd)
     return cwd, proc
 
 
@@ -90,9 +90,9 @@ def test_test_and_predict_verbs_use_the_trained_checkpoint(trained):
 
 @pytest.mark.slow
 def test_resume_continues_the_same_run_without_duplicate_steps(tmp_path):
-    run_cli("fit", "-c", str(DIGITS_CONFIG), *QUICK, cwd=tmp_path)
+    fit(tmp_path)
     client, first = only_run(tmp_path)
-    run_cli("fit", "-c", str(DIGITS_CONFIG), *QUICK, "--trainer.max_epochs", "4", "--resume", cwd=tmp_path)
+    fit(tmp_path, "--trainer.max_epochs", "4", "--resume")
     client, resumed = only_run(tmp_path)  # still one run
     run_id = resumed.info.run_id
     assert run_id == first.info.run_id and resumed.info.status == "FINISHED"
@@ -103,49 +103,22 @@ def test_resume_continues_the_same_run_without_duplicate_steps(tmp_path):
     assert last["global_step"] == 16 and last["contrastlab"]["run_id"] == run_id
 
     # --ckpt_path last means the same; a changed hyper-parameter is refused and leaves the run as it was
-    bad = run_cli(
-        "fit",
-        "-c",
-        str(DIGITS_CONFIG),
-        *QUICK,
-        "--trainer.max_epochs",
-        "5",
-        "--ckpt_path",
-        "last",
-        "--model.temperature",
-        "0.5",
-        cwd=tmp_path,
-        check=False,
-    )
+    bad = fit(tmp_path, "--trainer.max_epochs", "5", "--ckpt_path", "last", "--model.temperature", "0.5", check=False)
     assert bad.returncode == 2
     assert "model.temperature: 0.2 -> 0.5" in bad.stderr and "Traceback" not in bad.stderr
     assert store_client(tmp_path).get_run(run_id).info.status == "FINISHED"
-    run_cli(
-        "fit",
-        "-c",
-        str(DIGITS_CONFIG),
-        *QUICK,
-        "--trainer.max_epochs",
-        "5",
-        "--ckpt_path",
-        "last",
-        "--test_after_fit",
-        "false",
-        cwd=tmp_path,
-    )
+    fit(tmp_path, "--trainer.max_epochs", "5", "--ckpt_path", "last", "--test_after_fit", "false")
     client, again = only_run(tmp_path)
     assert steps(client, run_id, "val/knn_top1") == [3, 7, 11, 15, 19]
 
 
 @pytest.mark.slow
 def test_truncated_last_checkpoint_falls_back_then_fails_clearly(tmp_path):
-    run_cli(
-        "fit", "-c", str(DIGITS_CONFIG), *QUICK, "--trainer.max_epochs", "1", "--test_after_fit", "false", cwd=tmp_path
-    )
+    fit(tmp_path, "--trainer.max_epochs", "1", "--test_after_fit", "false")
     run_dir = next((tmp_path / "checkpoints" / "digits").iterdir())
     last = run_dir / "last.ckpt"
     last.write_bytes(last.read_bytes()[:2000])
-    run_cli("fit", "-c", str(DIGITS_CONFIG), *QUICK, "--test_after_fit", "false", "--resume", cwd=tmp_path)
+    fit(tmp_path, "--test_after_fit", "false", "--resume")
     client, run = only_run(tmp_path)
     assert steps(client, run.info.run_id, "val/knn_top1") == [3, 7]  # resumed from best-epoch=0 at step 4
 
@@ -190,21 +163,8 @@ def test_print_config_shows_overrides(tmp_path):
 
 def test_tracking_uri_points_runs_at_another_store(tmp_path):
     uri = f"sqlite:///{tmp_path / 'team' / 'store.db'}"
-    run_cli(
-        "fit",
-        "-c",
-        str(DIGITS_CONFIG),
-        *QUICK,
-        "--trainer.max_epochs",
-        "1",
-        "--test_after_fit",
-        "false",
-        "--tracking-uri",
-        uri,
-        "--tracking.experiment",
-        "shared",
-        cwd=tmp_path,
-    )
+    options = "--trainer.max_epochs 1 --test_after_fit false --tracking.experiment shared".split()
+    fit(tmp_path, *options, "--tracking-uri", uri)
     import mlflow
 
     client = mlflow.MlflowClient(uri)
@@ -255,19 +215,7 @@ def test_readme_quick_start_commands_exist():
 
 @pytest.mark.slow
 def test_two_process_ddp_fit_is_one_run(tmp_path):
-    run_cli(
-        "fit",
-        "-c",
-        str(DIGITS_CONFIG),
-        *QUICK,
-        "--trainer.accelerator",
-        "cpu",
-        "--trainer.devices",
-        "2",
-        "--trainer.strategy",
-        "ddp",
-        cwd=tmp_path,
-    )
+    fit(tmp_path, "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp")
     client, run = only_run(tmp_path)
     assert run.info.status == "FINISHED" and run.data.params["trainer.devices"] == "2"
     # global batch 2 x 256 over 1,257 samples: 2 steps an epoch, each logged once by rank 0
