@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import lightning as L
@@ -20,7 +21,8 @@ class MLflowSaveConfig(SaveConfigCallback):
     """Logs the resolved config to the run: `config.yaml` as an artifact and every key as a param.
 
     Lightning's own SaveConfigCallback writes into `trainer.log_dir`, which a database or server store
-    does not have; this writes to MLflow instead. A resumed run keeps the config it started with.
+    does not have; this writes to MLflow instead. A resumed run keeps the params it started with and
+    adds the config of each resume as `resumes/<time>-config.yaml`.
     """
 
     def __init__(self, parser, config, **kwargs):
@@ -29,10 +31,14 @@ class MLflowSaveConfig(SaveConfigCallback):
 
     def save_config(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         logger = mlflow_logger(trainer)
-        if logger is None or getattr(logger, "resumed", False) or stage != "fit":
+        if logger is None or stage != "fit":
             return
         client, run_id = logger.experiment, logger.run_id
-        client.log_text(run_id, self.parser.dump(self.config, skip_none=False), "config.yaml")
+        text = self.parser.dump(self.config, skip_none=False)
+        if getattr(logger, "resumed", False):
+            client.log_text(run_id, text, f"resumes/{time.strftime('%Y%m%d-%H%M%S')}-config.yaml")
+            return
+        client.log_text(run_id, text, "config.yaml")
         from mlflow.entities import Param
 
         params = [Param(k, v) for k, v in tracking.run_params(self.config.as_dict()).items()]

@@ -105,22 +105,7 @@ class ContrastlabCLI(LightningCLI):
         experiment = tracking_cfg.experiment or info.name
         uri = tracking.resolve_uri(tracking_cfg.uri)
 
-        resume_value = cfg.get("resume") or cfg.get("ckpt_path")
-        point = None
-        if resume_value and self.subcommand == "fit":
-            point = checkpoints.resolve_resume(str(resume_value), Path(tracking_cfg.checkpoint_dir), experiment)
-            if point.method and point.method != method:
-                raise CheckpointError(
-                    f"{point.ckpt_path} was written by {point.method}, but this config trains "
-                    f"{method}: resume with that method's config or start a new run"
-                )
-            cfg["ckpt_path"] = str(point.ckpt_path)
-        elif resume_value and self.subcommand in ("validate", "test", "predict"):
-            try:  # evaluate into the run that wrote the checkpoint, when it has one
-                point = checkpoints.resolve_resume(str(resume_value), Path(tracking_cfg.checkpoint_dir), experiment)
-            except CheckpointError:
-                point = None
-
+        point = self._resume_point(cfg, Path(tracking_cfg.checkpoint_dir), experiment, method)
         logger = tracking.RunLogger(
             experiment_name=experiment,
             run_name=tracking_cfg.run_name or tracking.default_run_name(method, info.name),
@@ -134,7 +119,7 @@ class ContrastlabCLI(LightningCLI):
             resumed=point is not None,
         )
         if point is not None and self.subcommand == "fit" and rank_zero_only.rank == 0:
-            self._reopen_run(logger, point)
+            self._reopen_run(logger, point, uri)
 
         monitor, mode = ("val/knn_top1", "max") if info.num_classes > 0 else ("train/loss_epoch", "min")
         callbacks = list(cfg["trainer"].get("callbacks") or [])
@@ -146,16 +131,39 @@ class ContrastlabCLI(LightningCLI):
         self.tracking_uri, self.experiment_name = uri, experiment
         return super().instantiate_trainer(logger=logger, callbacks=callbacks, **kwargs)
 
-    def _reopen_run(self, logger: tracking.RunLogger, point: checkpoints.ResumePoint) -> None:
+    def _resume_point(self, cfg, root: Path, experiment: str, method: str) -> checkpoints.ResumePoint | None:
+        """The checkpoint and run that `--resume`/`--ckpt_path` name, its path written back as `ckpt_path`.
+
+        For fit it must be a usable checkpoint of this method; validate, test and predict log into the
+        run that wrote the checkpoint when it is one of ours, and into a new run otherwise.
+        """
+        value = cfg.get("resume") or cfg.get("ckpt_path")
+        if not value:
+            return None
+        try:
+            point = checkpoints.resolve_resume(str(value), root, experiment)
+        except CheckpointError:
+            if self.subcommand == "fit":
+                raise
+            return None
+        if self.subcommand == "fit" and point.method and point.method != method:
+            raise CheckpointError(
+                f"{point.ckpt_path} was written by {point.method}, but this config trains "
+                f"{method}: resume with that method's config or start a new run"
+            )
+        cfg["ckpt_path"] = str(point.ckpt_path)
+        return point
+
+    def _reopen_run(self, logger: tracking.RunLogger, point: checkpoints.ResumePoint, uri: str) -> None:
         """Refuse a resume that changes what is trained; then mark the run RUNNING again."""
         from mlflow.exceptions import MlflowException
 
-        client = logger._mlflow_client
         try:
+            client = logger.experiment
             run = client.get_run(point.run_id)
         except MlflowException as err:
             raise CheckpointError(
-                f"{point.ckpt_path} belongs to MLflow run {point.run_id}, which {logger._tracking_uri} does not "
+                f"{point.ckpt_path} belongs to MLflow run {point.run_id}, which {uri} does not "
                 "hold: pass the --tracking-uri the run was logged to"
             ) from err
         current = tracking.run_params(self.config[self.subcommand].as_dict())

@@ -99,6 +99,8 @@ def test_resume_continues_the_same_run_without_duplicate_steps(tmp_path):
     assert steps(client, run_id, "train/loss_step") == [1, 3, 5, 7, 9, 11, 13, 15]
     assert steps(client, run_id, "val/knn_top1") == [3, 7, 11, 15]
     assert steps(client, run_id, "epoch") == sorted(set(steps(client, run_id, "epoch")))
+    resumes = [a.path for a in client.list_artifacts(run_id, "resumes")]
+    assert len(resumes) == 1 and resumes[0].endswith("-config.yaml")
     last = torch.load(tmp_path / "checkpoints" / "digits" / run_id / "last.ckpt", weights_only=False)
     assert last["global_step"] == 16 and last["contrastlab"]["run_id"] == run_id
 
