@@ -112,11 +112,14 @@ class ContrastiveModule(L.LightningModule):
         loss = self.contrastive_loss(feats, batch)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
         if self.probe is not None:
-            labelled = batch["y"] >= 0
-            if labelled.any():
-                probe_loss = F.cross_entropy(self.probe(feats[0].detach()[labelled]), batch["y"][labelled])
-                self.log("train/probe_loss", probe_loss, on_step=True, on_epoch=True)
-                loss = loss + probe_loss
+            # Masked rather than skipped when a batch has no labels, so every rank's probe gets a
+            # (zero) gradient and DDP's gradient reduction stays in step.
+            y = batch["y"]
+            labelled = (y >= 0).float()
+            per_sample = F.cross_entropy(self.probe(feats[0].detach()), y.clamp(min=0), reduction="none")
+            probe_loss = (per_sample * labelled).sum() / labelled.sum().clamp(min=1)
+            self.log("train/probe_loss", probe_loss, on_step=True, on_epoch=True)
+            loss = loss + probe_loss
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False)
         return loss
 
