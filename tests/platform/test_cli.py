@@ -224,3 +224,21 @@ def test_two_process_ddp_fit_is_one_run(tmp_path):
     assert steps(client, run.info.run_id, "train/loss_step") == [1, 3]
     assert run.data.metrics["test/knn_top1"] > 0.5
     assert [d.name for d in (tmp_path / "checkpoints" / "digits").iterdir()] == [run.info.run_id]
+
+
+def test_unlabelled_image_folder_trains_and_tracks(tmp_path):
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    for i, image in enumerate(load_digits().images[:200]):
+        Image.fromarray((image * 255 / 16).astype("uint8")).save(folder / f"{i}.png")
+    data = "--data.class_path contrastlab.datamodules.vision.ImageFolder --data.init_args.root scans"
+    options = f"{data} --data.init_args.size 8 --data.init_args.channels 1 --data.init_args.batch_size 64"
+    fit(tmp_path, *options.split())
+    client, run = only_run(tmp_path, experiment="scans")
+    metrics = run.data.metrics
+    assert "val/effective_rank" in metrics and "train/loss_epoch" in metrics
+    assert "val/knn_top1" not in metrics and "val/probe_acc" not in metrics  # no labels, no label metrics
+    assert (tmp_path / "checkpoints" / "scans" / run.info.run_id / "last.ckpt").is_file()
