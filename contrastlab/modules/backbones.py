@@ -1,7 +1,7 @@
 """Backbones by name: any timm model, plus small local nets for tiny inputs.
 
 Every backbone maps a batch to pooled features (B, num_features); `create_backbone` never downloads
-weights unless `pretrained=True` is asked for explicitly.
+weights unless a config explicitly sets `pretrained` to true.
 """
 
 from __future__ import annotations
