@@ -52,6 +52,7 @@ class TensorSamples(Dataset):
 
 
 class ContrastiveDataModule(L.LightningDataModule):
+    bank_split = "train"  # the split whose features are the kNN bank
     """Loaders for the three splits; subclasses say what the data is (`info`) and how to read a split.
 
     Args:
@@ -89,6 +90,7 @@ class ContrastiveDataModule(L.LightningDataModule):
             self.split("test")
             return
         self.split("train")
+        self.split(self.bank_split)
         self.split("test" if stage == "test" else "val")
 
     def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
@@ -110,11 +112,14 @@ class ContrastiveDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.split("train"), train=True)
 
+    def _bank_and(self, split: str) -> list[DataLoader]:
+        return [self._loader(self.split(self.bank_split), train=False), self._loader(self.split(split), train=False)]
+
     def val_dataloader(self) -> list[DataLoader]:
-        return [self._loader(self.split("train"), train=False), self._loader(self.split("val"), train=False)]
+        return self._bank_and("val")
 
     def test_dataloader(self) -> list[DataLoader]:
-        return [self._loader(self.split("train"), train=False), self._loader(self.split("test"), train=False)]
+        return self._bank_and("test")
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader(self.split("test"), train=False)

@@ -242,12 +242,12 @@ class STL10(TorchvisionImages):
     size = 96
     mean = (0.4467, 0.4398, 0.4066)
     std = (0.2603, 0.2566, 0.2713)
+    torchvision_name = "STL10"
+    bank_split = "labelled_train"  # the kNN bank must hold labels: not train+unlabeled
 
     def __init__(self, use_unlabeled: bool = True, val_size: int = 500, **kwargs):
         super().__init__(val_size=val_size, **kwargs)
         self.use_unlabeled = use_unlabeled
-
-    torchvision_name = "STL10"
 
     def open_torchvision(self, split: str):
         return self.torchvision_class()(str(self.root), split=split, download=self.download)
@@ -257,20 +257,13 @@ class STL10(TorchvisionImages):
         return torch.from_numpy(ds.data), torch.from_numpy(ds.labels.astype(np.int64))
 
     def load_split(self, split: str) -> Dataset:
-        labelled = super().load_split(split)
+        labelled = super().load_split("train" if split == self.bank_split else split)
         if split != "train" or not self.use_unlabeled:
             return labelled
         unlabeled = self._open("unlabeled")
         x = torch.cat([labelled.x, torch.from_numpy(unlabeled.data)])
         y = torch.cat([labelled.y, torch.full((len(unlabeled.data),), -1, dtype=torch.long)])
         return TensorSamples(x, y)
-
-    def val_dataloader(self):
-        # The bank must hold labels: the labelled train split, not train+unlabeled.
-        return [self._loader(super().load_split("train"), train=False), self._loader(self.split("val"), train=False)]
-
-    def test_dataloader(self):
-        return [self._loader(super().load_split("train"), train=False), self._loader(self.split("test"), train=False)]
 
 
 class ImageFiles(Dataset):

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from contrastlab.errors import CheckpointError, ConfigError
+from contrastlab.platform.tracking import safe_name
 
 log = logging.getLogger(__name__)
 META_KEY = "contrastlab"
@@ -40,8 +41,6 @@ def read_meta(path: Path) -> dict[str, Any]:
 
 
 def experiment_dir(root: Path, experiment: str) -> Path:
-    from contrastlab.platform.tracking import safe_name
-
     return root / safe_name(experiment)
 
 

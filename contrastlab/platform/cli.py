@@ -15,14 +15,19 @@ import warnings
 from pathlib import Path
 
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
-from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from contrastlab.datamodules.base import ContrastiveDataModule
 from contrastlab.errors import CheckpointError, ConfigError, find_user_error
 from contrastlab.modules.base import ContrastiveModule
 from contrastlab.platform import checkpoints, tracking
-from contrastlab.platform.callbacks import EpochSummary, MLflowSaveConfig, RunCheckpoint, SystemMetrics
+from contrastlab.platform.callbacks import (
+    EpochSummary,
+    MLflowSaveConfig,
+    RunCheckpoint,
+    SystemMetrics,
+    mlflow_logger,
+)
 
 log = logging.getLogger("contrastlab")
 DESCRIPTION = (
@@ -187,7 +192,7 @@ class ContrastlabCLI(LightningCLI):
             self._print_summary()
 
     def _print_summary(self) -> None:
-        logger = next(lg for lg in self.trainer.loggers if isinstance(lg, MLFlowLogger))
+        logger = mlflow_logger(self.trainer)
         metrics = self.trainer.callback_metrics
         shown = [k for k in ("test/knn_top1", "test/probe_acc", "val/knn_top1", "val/probe_acc") if k in metrics]
         ckpt = self.trainer.checkpoint_callback
