@@ -7,13 +7,16 @@ and drops the last partial batch; validation and test return two loaders: the tr
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from typing import Any
 
 import lightning as L
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from contrastlab.datamodules.sampling import ResumableSampler
 from contrastlab.errors import ConfigError
 
 SPLITS = ("train", "val", "test")
@@ -71,6 +74,8 @@ class ContrastiveDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.seed = seed
         self._splits: dict[str, Dataset] = {}
+        self._train_sampler: ResumableSampler | None = None
+        self._resume_position: tuple[int, int] | None = None  # (epoch, consumed global samples)
 
     @property
     def info(self) -> DataInfo:
@@ -99,15 +104,44 @@ class ContrastiveDataModule(L.LightningDataModule):
                 f"data.batch_size={self.batch_size} is larger than the {len(dataset)} training samples of "
                 f"{self.info.name}: lower data.batch_size"
             )
+        sampler = self._resumable_sampler(len(dataset)) if train else None
         return DataLoader(
             dataset,
             batch_size=self.batch_size if train else self.eval_batch_size,
-            shuffle=train,
+            sampler=sampler,
             drop_last=train,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
+            # Its own generator, so starting an epoch does not draw from the global RNG the augmentations use.
+            generator=torch.Generator().manual_seed(self.seed) if train else None,
         )
+
+    def _resumable_sampler(self, size: int) -> ResumableSampler:
+        trainer = self.trainer
+        world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        sampler = ResumableSampler(size, self.batch_size, int(os.environ.get("PL_GLOBAL_SEED", 0)), world, rank)
+        if self._resume_position is not None:
+            sampler.resume_at(*self._resume_position)
+            self._resume_position = None
+        self._train_sampler = sampler
+        return sampler
+
+    # -- the position in the training order, saved in every checkpoint ------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        trainer, sampler = self.trainer, self._train_sampler
+        if trainer is None or sampler is None:
+            return {}
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        epoch = trainer.current_epoch
+        if done >= sampler.batches_per_epoch:  # saved at the epoch's end: the next epoch starts afresh
+            epoch, done = epoch + 1, 0
+        return {"epoch": epoch, "consumed": done * sampler.global_batch, "world_size": sampler.num_replicas}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state:
+            self._resume_position = (state["epoch"], state["consumed"])
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.split("train"), train=True)

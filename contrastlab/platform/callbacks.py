@@ -47,14 +47,29 @@ class MLflowSaveConfig(SaveConfigCallback):
 
 
 class RunCheckpoint(ModelCheckpoint):
-    """`last.ckpt` and the best checkpoint by `monitor`, in the run's own folder, with the run id inside."""
+    """`last.ckpt` and the best checkpoint by `monitor`, in the run's own folder, with the run id inside.
 
-    def __init__(self, root: str, experiment: str, monitor: str, mode: str, method: str):
+    `last.ckpt` is refreshed at every epoch's end and, within epochs, every `every_n_steps` optimiser
+    steps and/or `every_minutes` minutes (0 turns either off), so a killed run loses little work.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        experiment: str,
+        monitor: str,
+        mode: str,
+        method: str,
+        every_n_steps: int = 0,
+        every_minutes: float = 0.0,
+    ):
         super().__init__(
             dirpath=None, filename="best-{epoch}-{step}", monitor=monitor, mode=mode, save_last=True, save_top_k=1
         )
         self.root, self.experiment, self.method = Path(root), experiment, method
+        self.every_n_steps, self.every_seconds = every_n_steps, every_minutes * 60
         self.run_id: str | None = None
+        self._last_save_time = time.monotonic()
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if self.run_id is None:
@@ -65,14 +80,35 @@ class RunCheckpoint(ModelCheckpoint):
             self.dirpath = str(checkpoints.run_dir(self.root, self.experiment, self.run_id or "no-run"))
         super().setup(trainer, pl_module, stage)
 
+    def refresh_last(self, trainer: L.Trainer) -> None:
+        self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        self._last_save_time = time.monotonic()
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        # The epoch's last batch is saved by on_train_epoch_end, after its validation.
+        if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch or self._should_skip_saving_checkpoint(trainer):
+            return
+        due = bool(self.every_n_steps) and trainer.global_step % self.every_n_steps == 0
+        if self.every_seconds:
+            late = time.monotonic() - self._last_save_time >= self.every_seconds
+            due |= trainer.strategy.broadcast(late)  # rank 0's clock decides, so every rank saves together
+        if due:
+            self.refresh_last(trainer)
+
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Lightning refreshes last.ckpt only when a top-k checkpoint is saved; a resume needs it every epoch.
         super().on_train_epoch_end(trainer, pl_module)
         if not self._should_skip_saving_checkpoint(trainer):
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+            self.refresh_last(trainer)
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
-        checkpoint[checkpoints.META_KEY] = {"run_id": self.run_id, "method": self.method, "experiment": self.experiment}
+        checkpoint[checkpoints.META_KEY] = {
+            "run_id": self.run_id,
+            "method": self.method,
+            "experiment": self.experiment,
+            "slurm_job_id": checkpoints.slurm_job_id(),
+        }
 
 
 class SystemMetrics(L.Callback):

@@ -8,6 +8,7 @@ resume continues the same MLflow run and refuses another method's checkpoint.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,31 @@ def read_meta(path: Path) -> dict[str, Any]:
     if not meta or not meta.get("run_id"):
         raise CheckpointError(f"{path} was not written by a contrastlab run (no run id inside)")
     return meta
+
+
+def slurm_job_id() -> str | None:
+    """The SLURM job (or array task) this process runs in, if any."""
+    array_job = os.environ.get("SLURM_ARRAY_JOB_ID")
+    if array_job:
+        return f"{array_job}_{os.environ.get('SLURM_ARRAY_TASK_ID', '')}"
+    return os.environ.get("SLURM_JOB_ID")
+
+
+def requeued_job_checkpoint(root: Path, experiment: str) -> ResumePoint | None:
+    """After a SLURM requeue (SLURM_RESTART_COUNT >= 1), the checkpoint this job wrote before it was stopped."""
+    job = slurm_job_id()
+    if not job or int(os.environ.get("SLURM_RESTART_COUNT") or 0) < 1:
+        return None
+    exp_dir = experiment_dir(root, experiment)
+    folders = [d for d in exp_dir.glob("*") if d.is_dir()] if exp_dir.is_dir() else []
+    for folder in sorted(folders, key=lambda d: -d.stat().st_mtime):
+        try:
+            path, meta = _first_readable(_candidates(folder))
+        except CheckpointError:
+            continue
+        if meta.get("slurm_job_id") == job:
+            return ResumePoint(ckpt_path=path, run_id=meta["run_id"], method=meta.get("method", ""))
+    return None
 
 
 def experiment_dir(root: Path, experiment: str) -> Path:

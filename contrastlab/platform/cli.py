@@ -14,6 +14,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from lightning.fabric.plugins import CheckpointIO
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_only
 
@@ -28,6 +29,8 @@ from contrastlab.platform.callbacks import (
     SystemMetrics,
     mlflow_logger,
 )
+from contrastlab.platform.preemption import Preempted, Preemption
+from contrastlab.platform.resume import AtomicCheckpointIO, ExactResume
 
 log = logging.getLogger("contrastlab")
 DESCRIPTION = (
@@ -122,6 +125,7 @@ class ContrastlabCLI(LightningCLI):
             artifact_location=tracking.artifact_location(uri, experiment),
             run_id=point.run_id if point else None,
             resumed=point is not None,
+            skip_logged_steps=point is not None and self.subcommand == "fit",
         )
         if point is not None and self.subcommand == "fit" and rank_zero_only.rank == 0:
             self._reopen_run(logger, point, uri)
@@ -129,12 +133,25 @@ class ContrastlabCLI(LightningCLI):
         monitor, mode = ("val/knn_top1", "max") if info.num_classes > 0 else ("train/loss_epoch", "min")
         callbacks = list(cfg["trainer"].get("callbacks") or [])
         callbacks += [
-            RunCheckpoint(tracking_cfg.checkpoint_dir, experiment, monitor, mode, method),
+            RunCheckpoint(
+                tracking_cfg.checkpoint_dir,
+                experiment,
+                monitor,
+                mode,
+                method,
+                every_n_steps=tracking_cfg.checkpoint_every_n_steps,
+                every_minutes=tracking_cfg.checkpoint_every_minutes,
+            ),
+            ExactResume(),
+            Preemption(),
             SystemMetrics(tracking_cfg.system_metrics_interval, uri, resumed=point is not None),
             EpochSummary(),
         ]
+        plugins = list(cfg["trainer"].get("plugins") or [])
+        if not any(isinstance(p, CheckpointIO) for p in plugins):
+            plugins.append(AtomicCheckpointIO())
         self.tracking_uri, self.experiment_name = uri, experiment
-        return super().instantiate_trainer(logger=logger, callbacks=callbacks, **kwargs)
+        return super().instantiate_trainer(logger=logger, callbacks=callbacks, plugins=plugins, **kwargs)
 
     def _resume_point(self, cfg, root: Path, experiment: str, method: str) -> checkpoints.ResumePoint | None:
         """The checkpoint and run that `--resume`/`--ckpt_path` name, its path written back as `ckpt_path`.
@@ -143,14 +160,18 @@ class ContrastlabCLI(LightningCLI):
         run that wrote the checkpoint when it is one of ours, and into a new run otherwise.
         """
         value = cfg.get("resume") or cfg.get("ckpt_path")
-        if not value:
-            return None
-        try:
-            point = checkpoints.resolve_resume(str(value), root, experiment)
-        except CheckpointError:
-            if self.subcommand == "fit":
-                raise
-            return None
+        if value:
+            try:
+                point = checkpoints.resolve_resume(str(value), root, experiment)
+            except CheckpointError:
+                if self.subcommand == "fit":
+                    raise
+                return None
+        else:
+            point = checkpoints.requeued_job_checkpoint(root, experiment) if self.subcommand == "fit" else None
+            if point is None:
+                return None
+            log.warning("SLURM job requeued: resuming run %s from %s", point.run_id, point.ckpt_path)
         if self.subcommand == "fit" and point.method and point.method != method:
             raise CheckpointError(
                 f"{point.ckpt_path} was written by {point.method}, but this config trains "
@@ -244,6 +265,9 @@ def main(argv: list[str] | None = None) -> None:
     sys.argv = [sys.argv[0], *_normalise_argv(argv)]
     try:
         ContrastlabCLI()
+    except Preempted as stop:
+        print(f"contrastlab: {stop}", file=sys.stderr, flush=True)
+        raise SystemExit(0) from None
     except Exception as exc:
         err = find_user_error(exc)
         if err is None:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.loggers import MLFlowLogger
+from lightning.pytorch.utilities import rank_zero_only
 
 from contrastlab.errors import ConfigError
 
@@ -60,6 +61,8 @@ class TrackingConfig:
         experiment: MLflow experiment; default the dataset's name.
         run_name: default `<method>-<dataset>-<date>-<time>`.
         checkpoint_dir: checkpoints go to `<checkpoint_dir>/<experiment>/<run id>/`.
+        checkpoint_every_n_steps: also refresh `last.ckpt` within an epoch every N optimiser steps (0: off).
+        checkpoint_every_minutes: ... and every this many minutes (0: off).
         system_metrics_interval: seconds between CPU/memory/GPU samples; 0 turns them off.
         log_checkpoints: copy the best and last checkpoints into the run's artifacts when it ends.
         tags: extra tags for the run.
@@ -69,6 +72,8 @@ class TrackingConfig:
     experiment: str | None = None
     run_name: str | None = None
     checkpoint_dir: str = "checkpoints"
+    checkpoint_every_n_steps: int = 0
+    checkpoint_every_minutes: float = 30.0
     system_metrics_interval: float = 5.0
     log_checkpoints: bool = True
     tags: dict[str, str] = field(default_factory=dict)
@@ -182,21 +187,40 @@ def changed_params(logged: dict[str, str], current: dict[str, str]) -> dict[str,
 
 
 class RunLogger(MLFlowLogger):
-    """MLFlowLogger that knows whether it continues a run, and logs `epoch` once per step.
+    """MLFlowLogger that continues a run without duplicating steps, logs `epoch` once per step, and
+    marks a pre-empted run KILLED rather than FAILED.
 
     Lightning adds `epoch` to every metrics dict it logs, so a plain MLFlowLogger writes it several
-    times at the same step; a metric history with one value per step is what the UI and resume checks read.
+    times at the same step. A run killed after its last checkpoint has logged steps that the resumed
+    run trains again, with the same values since the resume is exact; with `skip_logged_steps` the
+    logger drops each metric's steps that the run already holds, so every metric keeps one value per step.
     """
 
-    def __init__(self, *args, resumed: bool = False, **kwargs):
+    def __init__(self, *args, resumed: bool = False, skip_logged_steps: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
-        self.resumed = resumed
+        self.resumed, self.skip_logged_steps = resumed, skip_logged_steps
+        self.preempted = False
         self._epoch_logged_at: int | None = None
+        self._logged_through: dict[str, int] | None = None
 
+    def _last_logged_steps(self) -> dict[str, int]:
+        client, run_id = self.experiment, self.run_id
+        keys = [k for k in client.get_run(run_id).data.metrics if not k.startswith("system/")]
+        return {key: max(m.step for m in client.get_metric_history(run_id, key)) for key in keys}
+
+    @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         if "epoch" in metrics:
             if self._epoch_logged_at == step:
                 metrics = {k: v for k, v in metrics.items() if k != "epoch"}
             self._epoch_logged_at = step
+        if self.skip_logged_steps and step is not None:
+            if self._logged_through is None:
+                self._logged_through = self._last_logged_steps()
+            metrics = {k: v for k, v in metrics.items() if step > self._logged_through.get(k, -1)}
         if metrics:
             super().log_metrics(metrics, step)
+
+    @rank_zero_only
+    def finalize(self, status: str = "success") -> None:
+        super().finalize("KILLED" if self.preempted else status)

@@ -1,0 +1,98 @@
+"""SIGTERM and SIGUSR1 (SLURM's pre-emption warning) end a training cleanly, with a checkpoint to resume from.
+
+The signal only sets a flag; at the end of the current batch every rank learns whether any rank got
+one (so a signal to rank 0 alone is enough), the run's `last.ckpt` is written with the exact
+mid-epoch state, the MLflow run is marked KILLED, and the process exits 0. Under SLURM, SIGUSR1 also
+requeues the job, and the requeued job finds this run's checkpoint by its job id and resumes by itself.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from types import FrameType
+
+import lightning as L
+import torch
+
+from contrastlab.platform.callbacks import RunCheckpoint, mlflow_logger
+from contrastlab.platform.checkpoints import slurm_job_id
+
+SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+
+class Preempted(Exception):
+    """Training stopped on a signal after saving a checkpoint; the command exits 0."""
+
+    def __init__(self, signum: int, checkpoint: str | None, run_id: str | None, requeued: bool):
+        name = signal.Signals(signum).name
+        where = f"saved {checkpoint}" if checkpoint else "no checkpoint folder"
+        how = "the job was requeued and resumes by itself" if requeued else f"continue with --resume {run_id}"
+        super().__init__(f"stopped by {name}: {where}; {how}")
+
+
+def requeue_slurm_job(job_id: str) -> bool:
+    try:
+        return subprocess.run(["scontrol", "requeue", job_id], check=False).returncode == 0
+    except FileNotFoundError:
+        return False
+
+
+class Preemption(L.Callback):
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._stopping: int | None = None
+        self._previous: dict[int, object] = {}
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.received = signum
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # After Lightning's own handlers are in place: ours replace them for the duration of training.
+        for signum in SIGNALS:
+            self._previous[signum] = signal.signal(signum, self._handle)
+
+    def _restore_handlers(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._restore_handlers()
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self._restore_handlers()
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
+        if self._stopping is not None:
+            return
+        signum = self._agreed_signal(trainer)
+        if signum == 0:
+            return
+        self._stopping = signum
+        ckpt = trainer.checkpoint_callback
+        # The epoch's last batch is checkpointed after its validation, by RunCheckpoint at the epoch's end.
+        if isinstance(ckpt, RunCheckpoint) and not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            ckpt.refresh_last(trainer)
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx) -> None:
+        # Stopping here rather than right after the save lets Lightning log the saved step's metrics first.
+        if self._stopping is None:
+            return
+        ckpt = trainer.checkpoint_callback
+        requeued = False
+        job = slurm_job_id()
+        if self._stopping == signal.SIGUSR1 and job and trainer.is_global_zero:
+            requeued = requeue_slurm_job(job)
+        logger = mlflow_logger(trainer)
+        if logger is not None:
+            logger.preempted = True
+        path = ckpt.last_model_path if isinstance(ckpt, RunCheckpoint) else None
+        raise Preempted(self._stopping, path, logger.run_id if logger else None, requeued)
+
+    def _agreed_signal(self, trainer: L.Trainer) -> int:
+        """The signal any rank received (the largest number if several), the same on every rank."""
+        if trainer.world_size == 1:
+            return self.received or 0
+        mine = torch.tensor(self.received or 0, device=trainer.strategy.root_device)
+        return int(trainer.strategy.reduce(mine, reduce_op="max"))

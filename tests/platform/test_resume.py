@@ -1,0 +1,152 @@
+"""Exact resume with real processes: kill -9 mid-epoch or SIGTERM, resume, and get the uninterrupted run back."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import DIGITS_CONFIG, run_cli, store_client
+
+# 384 samples in batches of 32: 12 steps an epoch, 3 epochs, last.ckpt refreshed every 5 steps.
+STEPS_PER_EPOCH, EPOCHS = 12, 3
+SHORT = [
+    "fit",
+    "-c",
+    str(DIGITS_CONFIG),
+    "--trainer.max_epochs",
+    str(EPOCHS),
+    "--trainer.check_val_every_n_epoch",
+    "1",
+    "--trainer.log_every_n_steps",
+    "1",
+    "--data.init_args.batch_size",
+    "32",
+    "--data.init_args.max_train_samples",
+    "384",
+    "--model.init_args.proj_hidden_dim",
+    "64",
+    "--tracking.system_metrics_interval",
+    "0",
+    "--tracking.checkpoint_every_n_steps",
+    "5",
+    "--test_after_fit",
+    "false",
+]
+DDP = ["--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp"]
+HISTORIES = ("train/loss_step", "train/lr", "val/knn_top1", "epoch")
+
+
+def the_run(cwd: Path):
+    client = store_client(cwd)
+    runs = client.search_runs([client.get_experiment_by_name("digits").experiment_id])
+    assert len(runs) == 1, "a resume must continue the run, not start another"
+    return client, runs[0]
+
+
+def history(client, run_id: str, key: str) -> list[tuple[int, float]]:
+    return sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
+
+
+def final_state(cwd: Path) -> dict:
+    _, run = the_run(cwd)
+    return torch.load(cwd / "checkpoints" / "digits" / run.info.run_id / "last.ckpt", weights_only=False)
+
+
+def assert_same_training(resumed: Path, reference: Path, processes: int) -> None:
+    """Same final weights and optimiser state, and the same metric history, step for step."""
+    got, want = final_state(resumed), final_state(reference)
+    assert got["global_step"] == want["global_step"] == STEPS_PER_EPOCH * EPOCHS // processes
+    for name, tensor in want["state_dict"].items():
+        assert torch.equal(got["state_dict"][name], tensor), f"{name} differs after the resume"
+    for a, b in zip(got["optimizer_states"][0]["state"].values(), want["optimizer_states"][0]["state"].values()):
+        assert all(torch.equal(a[k], b[k]) for k in b)
+    client_a, run_a = the_run(resumed)
+    client_b, run_b = the_run(reference)
+    assert run_a.info.status == "FINISHED"
+    for key in HISTORIES:
+        assert history(client_a, run_a.info.run_id, key) == history(client_b, run_b.info.run_id, key), key
+
+
+def start(cwd: Path, *args: str) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "contrastlab", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group: a kill reaches every DDP rank, as on a real node
+    )
+
+
+def wait_for_step(cwd: Path, proc: subprocess.Popen, step: int, timeout: float = 240) -> None:
+    """Until the run has logged `step` (read from its MLflow store, as a watching user would)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"the run ended before step {step}: {proc.communicate()[1][-3000:]}"
+        try:
+            client, run = the_run(cwd)
+            logged = [m.step for m in client.get_metric_history(run.info.run_id, "train/loss_step")]
+            if logged and max(logged) >= step:
+                return
+        except Exception:  # the store or the run may not exist yet
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"step {step} not reached in {timeout} s")
+
+
+@pytest.fixture(scope="module", params=[1, 2], ids=["1-process", "2-processes"])
+def reference(request, tmp_path_factory):
+    """An uninterrupted run with the same seed: what every interrupted run must end up as."""
+    processes = request.param
+    if processes == 2 and not torch.distributed.is_available():
+        pytest.skip("torch.distributed is not available")
+    cwd = tmp_path_factory.mktemp(f"reference-{processes}")
+    run_cli(*SHORT, *(DDP if processes == 2 else []), cwd=cwd, timeout=600)
+    return processes, cwd
+
+
+def test_kill_9_mid_epoch_then_resume_equals_uninterrupted(reference, tmp_path):
+    processes, ref = reference
+    extra = DDP if processes == 2 else []
+    steps = STEPS_PER_EPOCH * EPOCHS // processes
+    # a random step past the first checkpoint, not on an epoch boundary or a checkpoint step
+    candidates = [s for s in range(6, steps - 2) if s % (STEPS_PER_EPOCH // processes) and s % 5]
+    kill_at = random.Random(os.getpid()).choice(candidates)
+    proc = start(tmp_path, *SHORT, *extra)
+    wait_for_step(tmp_path, proc, kill_at)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    client, run = the_run(tmp_path)
+    assert run.info.status == "RUNNING"  # nobody could tell MLflow: that is what a kill -9 looks like
+
+    run_cli(*SHORT, *extra, "--resume", cwd=tmp_path, timeout=600)
+    assert_same_training(tmp_path, ref, processes)
+
+
+def test_sigterm_saves_exits_0_and_resumes_exactly(reference, tmp_path):
+    processes, ref = reference
+    if processes == 2:
+        pytest.skip("one process is enough for the signal path; the kill test covers DDP")
+    proc = start(tmp_path, *SHORT)
+    wait_for_step(tmp_path, proc, 14)
+    os.kill(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-3000:]
+    assert "stopped by SIGTERM: saved" in err and "--resume" in err and "Traceback" not in err
+    client, run = the_run(tmp_path)
+    assert run.info.status == "KILLED"
+    saved = torch.load(tmp_path / "checkpoints" / "digits" / run.info.run_id / "last.ckpt", weights_only=False)
+    assert 14 <= saved["global_step"] < STEPS_PER_EPOCH * EPOCHS and saved["global_step"] % STEPS_PER_EPOCH
+
+    run_cli(*SHORT, "--resume", run.info.run_id, cwd=tmp_path, timeout=600)
+    assert_same_training(tmp_path, ref, processes)
