@@ -75,8 +75,8 @@ def assert_same_training(resumed: Path, reference: Path, processes: int) -> None
         assert history(client_a, run_a.info.run_id, key) == history(client_b, run_b.info.run_id, key), key
 
 
-def start(cwd: Path, *args: str) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+def start(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | (env or {})
     return subprocess.Popen(
         [sys.executable, "-m", "contrastlab", *args],
         cwd=cwd,
@@ -93,6 +93,10 @@ def wait_for_step(cwd: Path, proc: subprocess.Popen, step: int, timeout: float =
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, f"the run ended before step {step}: {proc.communicate()[1][-3000:]}"
+        # Read the store only once the run has created it: two processes creating one SQLite store race.
+        if not any((cwd / "checkpoints").glob("digits/*/*.ckpt")):
+            time.sleep(0.05)
+            continue
         try:
             client, run = the_run(cwd)
             logged = [m.step for m in client.get_metric_history(run.info.run_id, "train/loss_step")]
@@ -150,3 +154,56 @@ def test_sigterm_saves_exits_0_and_resumes_exactly(reference, tmp_path):
 
     run_cli(*SHORT, "--resume", run.info.run_id, cwd=tmp_path, timeout=600)
     assert_same_training(tmp_path, ref, processes)
+
+
+def test_sigusr1_under_slurm_requeues_and_the_requeued_job_resumes_by_itself(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    scontrol = bin_dir / "scontrol"  # stands in for SLURM's: records what it was asked
+    scontrol.write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "scontrol.log"}\n')
+    scontrol.chmod(0o755)
+    slurm = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_JOB_ID": "4242"}
+    proc = start(tmp_path, *SHORT, env=slurm)
+    wait_for_step(tmp_path, proc, 8)
+    os.kill(proc.pid, signal.SIGUSR1)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and "stopped by SIGUSR1" in err and "requeued" in err, err[-3000:]
+    assert (tmp_path / "scontrol.log").read_text().split() == ["requeue", "4242"]
+
+    # SLURM starts the same command again, with SLURM_RESTART_COUNT set: no --resume needed
+    again = start(tmp_path, *SHORT, env=slurm | {"SLURM_RESTART_COUNT": "1"})
+    _, err = again.communicate(timeout=600)
+    assert again.returncode == 0, err[-3000:]
+    assert "SLURM job requeued: resuming run" in err
+    _, run = the_run(tmp_path)
+    assert run.info.status == "FINISHED"
+    assert final_state(tmp_path)["global_step"] == STEPS_PER_EPOCH * EPOCHS
+
+
+def stop_with_sigterm(cwd: Path, proc: subprocess.Popen, step: int) -> int:
+    """SIGTERM to the launching process (rank 0) once `step` is logged; the global step it saved."""
+    wait_for_step(cwd, proc, step)
+    os.kill(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0 and "stopped by SIGTERM" in err, err[-3000:]
+    _, run = the_run(cwd)
+    return torch.load(cwd / "checkpoints" / "digits" / run.info.run_id / "last.ckpt", weights_only=False)["global_step"]
+
+
+@pytest.mark.slow
+def test_a_checkpoint_moves_between_world_sizes(tmp_path):
+    first_stop = stop_with_sigterm(tmp_path, start(tmp_path, *SHORT, *DDP), 4)  # 2 processes: 6 steps an epoch
+    second_stop = stop_with_sigterm(tmp_path, start(tmp_path, *SHORT, "--resume"), first_stop + 5)  # 1 process
+    assert second_stop > first_stop
+    client, run = the_run(tmp_path)
+    assert (
+        "resuming 2-process checkpoint on 1 process(es): global batch 64 -> 32"
+        in run.data.tags["contrastlab.world_size_change"]
+    )
+    run_cli(*SHORT, *DDP, "--resume", cwd=tmp_path, timeout=600)
+    client, run = the_run(tmp_path)
+    assert run.info.status == "FINISHED"
+    assert "resuming 1-process checkpoint on 2 process(es)" in run.data.tags["contrastlab.world_size_change"]
+    logged = [m.step for m in client.get_metric_history(run.info.run_id, "train/loss_step")]
+    assert logged == sorted(set(logged)) and max(logged) == final_state(tmp_path)["global_step"] - 1
+    assert sorted({int(m.value) for m in client.get_metric_history(run.info.run_id, "epoch")}) == [0, 1, 2]
