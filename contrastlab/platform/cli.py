@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -94,6 +95,12 @@ class ContrastlabCLI(LightningCLI):
             type=str | None,
             default=None,
             help="continue a run: 'last' (newest run of the experiment), a run id, or a checkpoint path",
+        )
+        parser.add_argument(
+            "--resume_allow_changes",
+            type=bool,
+            default=False,
+            help="let --resume change hyper-parameters; the changes are recorded on the run",
         )
         parser.add_argument(
             "--test_after_fit",
@@ -194,12 +201,15 @@ class ContrastlabCLI(LightningCLI):
             ) from err
         current = tracking.run_params(self.config[self.subcommand].as_dict())
         changed = tracking.changed_params(run.data.params, current)
-        if changed:
-            listing = ", ".join(f"{k}: {old} -> {new}" for k, (old, new) in changed.items())
+        listing = ", ".join(f"{k}: {old} -> {new}" for k, (old, new) in changed.items())
+        if changed and not self.config[self.subcommand].get("resume_allow_changes"):
             raise ConfigError(
                 f"--resume: the config differs from run {point.run_id} ({listing}); resume with the "
-                "run's own config, or start a new run"
+                "run's own config, start a new run, or pass --resume_allow_changes true to record the change"
             )
+        if changed:  # params are immutable in MLflow: the run keeps its first values and says what changed
+            log.warning("resuming run %s with changed hyper-parameters: %s", point.run_id, listing)
+            client.set_tag(point.run_id, f"contrastlab.resume_changes.{time.strftime('%Y%m%d-%H%M%S')}", listing)
         client.update_run(point.run_id, status="RUNNING")
 
     # -- after fit: evaluate on the test split and say where the run is ----------------------------

@@ -167,7 +167,7 @@ def flatten_config(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
 
 def run_params(config: dict[str, Any]) -> dict[str, str]:
     """The params a run records: the flattened config minus what only says how to launch it."""
-    skip = ("config", "ckpt_path", "resume")
+    skip = ("config", "ckpt_path", "resume", "resume_allow_changes")
     return {
         k: v
         for k, v in flatten_config(config).items()

@@ -113,6 +113,22 @@ def test_resume_continues_the_same_run_without_duplicate_steps(tmp_path):
     client, again = only_run(tmp_path)
     assert steps(client, run_id, "val/knn_top1") == [3, 7, 11, 15, 19]
 
+    # ... unless the change is asked for: then the run records it next to its first params
+    fit(
+        tmp_path,
+        "--trainer.max_epochs",
+        "6",
+        "--resume",
+        "--model.temperature",
+        "0.5",
+        "--resume_allow_changes",
+        "true",
+    )
+    client, changed = only_run(tmp_path)
+    assert changed.data.params["model.temperature"] == "0.2"
+    notes = [v for k, v in changed.data.tags.items() if k.startswith("contrastlab.resume_changes.")]
+    assert notes == ["model.temperature: 0.2 -> 0.5"]
+
 
 @pytest.mark.slow
 def test_truncated_last_checkpoint_falls_back_then_fails_clearly(tmp_path):
