@@ -137,7 +137,7 @@ class ContrastiveDataModule(L.LightningDataModule):
         epoch = trainer.current_epoch
         if done >= sampler.batches_per_epoch:  # saved at the epoch's end: the next epoch starts afresh
             epoch, done = epoch + 1, 0
-        return {"epoch": epoch, "consumed": done * sampler.global_batch, "world_size": sampler.num_replicas}
+        return {"epoch": epoch, "consumed": done * sampler.global_batch}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state:

@@ -164,7 +164,8 @@ class ContrastlabCLI(LightningCLI):
         """The checkpoint and run that `--resume`/`--ckpt_path` name, its path written back as `ckpt_path`.
 
         For fit it must be a usable checkpoint of this method; validate, test and predict log into the
-        run that wrote the checkpoint when it is one of ours, and into a new run otherwise.
+        run that wrote the checkpoint when it is one of ours, and into a new run otherwise. A fit of a
+        requeued SLURM job resumes the run that job checkpointed, without being told.
         """
         value = cfg.get("resume") or cfg.get("ckpt_path")
         if value:
