@@ -211,7 +211,7 @@ def test_ui_serves_the_default_store(trained):
     )
     try:
         assert f"http://127.0.0.1:{port}" in proc.stdout.readline()
-        body, deadline = None, time.time() + 60
+        body, deadline = None, time.time() + 150  # the UI starts slowly on a loaded machine
         while body is None and time.time() < deadline:
             try:
                 url = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search?max_results=10"
