@@ -9,6 +9,7 @@ space:                               # what each trial samples: any key of the r
   model.proj_dim: {type: categorical, choices: [32, 64, 128]}
 objective: {metric: val/knn_top1, direction: maximize}
 n_trials: 12                         # finished trials the study should hold; and/or
+enqueue: [{model.temperature: 0.2}]  # optional: trials to run first (unset keys are sampled)
 timeout: 600                         # seconds after which a sweep command starts no new trial
 sampler: {name: tpe, seed: 0}        # tpe (default) or random, with their Optuna arguments
 pruner: {name: median}               # median, hyperband or none, with their Optuna arguments
@@ -29,7 +30,19 @@ import yaml
 from contrastlab.errors import ConfigError
 from contrastlab.sweeps.space import Param, parse_space
 
-KEYS = ("name", "base", "fixed", "space", "objective", "n_trials", "timeout", "sampler", "pruner", "storage")
+KEYS = (
+    "name",
+    "base",
+    "fixed",
+    "space",
+    "enqueue",
+    "objective",
+    "n_trials",
+    "timeout",
+    "sampler",
+    "pruner",
+    "storage",
+)
 DIRECTIONS = ("maximize", "minimize")
 
 
@@ -63,6 +76,7 @@ class SweepConfig:
     sampler: dict[str, Any] = field(default_factory=lambda: {"name": "tpe"})
     pruner: dict[str, Any] = field(default_factory=lambda: {"name": "median"})
     storage: str | None = None
+    enqueue: list[dict[str, Any]] = field(default_factory=list)
 
     def base_config(self) -> dict[str, Any]:
         """The base run config as a mapping (read from its file when `base` is a path)."""
@@ -135,6 +149,7 @@ def load_sweep(path: str | Path) -> SweepConfig:
         space = parse_space(raw["space"])
     except ConfigError as err:
         raise fail(str(err)) from None
+    enqueue = _parse_enqueue(raw.get("enqueue"), space, fail)
     both = sorted(set(space) & set(fixed))
     if both:
         raise fail(f"space.{both[0]} is also in fixed: keep it in one of the two")
@@ -152,6 +167,7 @@ def load_sweep(path: str | Path) -> SweepConfig:
         sampler=_component(raw.get("sampler"), "sampler", "tpe", _sampler_classes(), fail),
         pruner=_component(raw.get("pruner"), "pruner", "median", _pruner_classes(), fail),
         storage=raw.get("storage"),
+        enqueue=enqueue,
     )
     for name in ("sampler", "pruner"):
         try:
@@ -159,6 +175,21 @@ def load_sweep(path: str | Path) -> SweepConfig:
         except (TypeError, ValueError) as err:
             raise fail(f"{name}: {err}") from None
     return sweep
+
+
+def _parse_enqueue(raw: Any, space: dict[str, Param], fail) -> list[dict[str, Any]]:
+    """Trials to run first: each a mapping of space keys to values inside their distributions."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list) or not all(isinstance(item, dict) for item in raw):
+        raise fail("enqueue: expected a list of {space key: value} mappings")
+    for i, item in enumerate(raw):
+        for key, value in item.items():
+            if key not in space:
+                raise fail(f"enqueue[{i}].{key}: not a key of space; enqueue sets only searched keys")
+            if not space[key].contains(value):
+                raise fail(f"enqueue[{i}].{key}={value!r} is outside space.{key}")
+    return raw
 
 
 def _resolve_base(base: Any, sweep_path: Path) -> Path | dict[str, Any]:

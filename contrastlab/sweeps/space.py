@@ -45,6 +45,11 @@ class Param:
             return IntDistribution(int(self.low), int(self.high), log=self.log, step=int(self.step or 1))
         return FloatDistribution(self.low, self.high, log=self.log, step=self.step)
 
+    def contains(self, value: Any) -> bool:
+        if self.type == "categorical":
+            return value in self.choices
+        return _is_number(value) and self.low <= value <= self.high and (self.type == "float" or value == int(value))
+
     def probe_values(self) -> list[Any]:
         """Values that, between them, show whether the run config accepts every value of this entry."""
         if self.type == "categorical":

@@ -48,6 +48,7 @@ from contrastlab.sweeps.storage import (
 STOP_ATTR = "stop_reason"  # a study user attr: a trial hit a config error, so every worker stops
 IDLE_POLL = 5.0  # seconds between looks at the study while other workers finish the last trials
 USER_ERROR_EXIT = 2  # `contrastlab fit` exits 2 on a config, data or checkpoint mistake
+DEFAULT_TRACKING = f"{tracking.SQLITE_PREFIX}{tracking.DEFAULT_STORE_DIR}/mlflow.db"
 
 
 @dataclass
@@ -120,6 +121,8 @@ def run(args: argparse.Namespace) -> int:
     study = _load_study(config, storage_url)
     if study.user_attrs.get(STOP_ATTR):
         study.set_user_attr(STOP_ATTR, None)  # the user has seen that error; this run tries again
+    for params in config.enqueue:
+        study.enqueue_trial(params, skip_if_exists=True)  # so a rerun does not queue them twice
     client = runs.client_for(tracking_uri)
     experiment_id = runs.ensure_experiment(client, tracking_uri, config.name)
     revived = recover_dead_trials(study)
@@ -315,7 +318,8 @@ def _is_surplus(study, trial, n_trials: int | None) -> bool:
                 held += 1
         elif outcome(t, retried) in ("complete", "pruned", "failed"):
             held += 1
-    return held >= n_trials and "retry_history" not in trial.system_attrs
+    mine = study._storage.get_trial(trial._trial_id)
+    return held >= n_trials and "retry_history" not in mine.system_attrs
 
 
 def trial_command(sweep: Sweep, number: int, params: dict) -> list[str]:
@@ -434,7 +438,7 @@ def _print_best(best, config: SweepConfig, tracking_uri: str, storage_url: str) 
         f"best trial {best.number}: {config.metric} = {best.value:.4f} (MLflow run {best.user_attrs.get(RUN_ATTR)})\n"
         f"{params}\n"
         f"best config: the parent run's artifact best_config.yaml; trials table: trials.md\n"
-        f"browse it: contrastlab ui{'' if tracking_uri.endswith('mlruns/mlflow.db') else ' --tracking-uri ' + tracking_uri}"
+        f"browse it: contrastlab ui{'' if tracking_uri == DEFAULT_TRACKING else ' --tracking-uri ' + tracking_uri}"
         f"  (then open http://127.0.0.1:5000, experiment {config.name!r})\n"
         f"study dashboard: optuna-dashboard {display_url(storage_url)}",
         flush=True,
