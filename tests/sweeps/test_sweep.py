@@ -14,10 +14,8 @@ import yaml
 
 from tests.conftest import DIGITS_CONFIG, run_cli, store_client
 
-# Each trial: 2 epochs on at most 600 digits in batches of 20 (so a 20-sample subset still makes a batch),
-# validated each epoch, nothing sampled or copied that is not needed.
+# Each trial: 2 epochs on at most 600 digits, validated each epoch, nothing sampled or copied that is not needed.
 FIXED = {
-    "data.batch_size": 20,
     "trainer.max_epochs": 2,
     "trainer.check_val_every_n_epoch": 1,
     "model.proj_hidden_dim": 128,
@@ -36,6 +34,7 @@ def write_sweep(folder: Path, name: str, **changes) -> Path:
             "model.temperature": {"type": "categorical", "choices": [0.2, 0.5, 1.0e-40]},
             # a 20-sample kNN bank scores far below a 600-sample one: the median pruner must prune it
             "data.max_train_samples": {"type": "categorical", "choices": [600, 20]},
+            "data.batch_size": {"type": "categorical", "choices": [256, 20]},  # at most the samples there are
         },
         "objective": {"metric": "val/knn_top1", "direction": "maximize"},
         "n_trials": 4,
@@ -84,10 +83,10 @@ def test_sweep_prunes_fails_survives_sigkill_and_resumes(tmp_path):
     workers), is retried as trial 4 and completes. Then the stores must agree with each other."""
     name = "tiny"
     enqueue = [
-        {"model.temperature": 0.2, "data.max_train_samples": 600},
-        {"model.temperature": 0.2, "data.max_train_samples": 20},
-        {"model.temperature": 1.0e-40, "data.max_train_samples": 600},
-        {"model.temperature": 0.5, "data.max_train_samples": 600},
+        {"model.temperature": 0.2, "data.max_train_samples": 600, "data.batch_size": 256},
+        {"model.temperature": 0.2, "data.max_train_samples": 20, "data.batch_size": 20},
+        {"model.temperature": 1.0e-40, "data.max_train_samples": 600, "data.batch_size": 256},
+        {"model.temperature": 0.5, "data.max_train_samples": 600, "data.batch_size": 256},
     ]
     sweep = write_sweep(tmp_path, name, enqueue=enqueue)
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
