@@ -32,6 +32,7 @@ from contrastlab.sweeps.config import SweepConfig, load_sweep
 from contrastlab.sweeps.pruning import OBJECTIVE_ATTR, OUTCOME_ATTR, RUN_ATTR, TRIAL_ENV
 from contrastlab.sweeps.space import check_keys, overrides
 from contrastlab.sweeps.storage import (
+    JOURNAL_PREFIX,
     REASON_ATTR,
     SURPLUS_ATTR,
     WORKER_ATTR,
@@ -429,6 +430,13 @@ def _summarise(client, parent: str, study, config: SweepConfig, still_running: i
     return best
 
 
+def dashboard_command(storage_url: str) -> str:
+    """optuna-dashboard over the sweep's storage (it takes a journal file by path and storage class)."""
+    if storage_url.startswith(JOURNAL_PREFIX):
+        return f"optuna-dashboard {storage_url[len(JOURNAL_PREFIX) :]} --storage-class JournalFileStorage"
+    return f"optuna-dashboard {display_url(storage_url)}"
+
+
 def _print_best(best, config: SweepConfig, tracking_uri: str, storage_url: str) -> None:
     if best is None:
         print(f"sweep {config.name!r}: no trial completed yet")
@@ -440,6 +448,6 @@ def _print_best(best, config: SweepConfig, tracking_uri: str, storage_url: str) 
         f"best config: the parent run's artifact best_config.yaml; trials table: trials.md\n"
         f"browse it: contrastlab ui{'' if tracking_uri == DEFAULT_TRACKING else ' --tracking-uri ' + tracking_uri}"
         f"  (then open http://127.0.0.1:5000, experiment {config.name!r})\n"
-        f"study dashboard: optuna-dashboard {display_url(storage_url)}",
+        f"study dashboard: {dashboard_command(storage_url)}",
         flush=True,
     )

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.conftest import DIGITS_CONFIG, run_cli, store_client
+from tests.platform.test_cli import free_port
 
 # Each trial: 2 epochs on at most 600 digits, validated each epoch, nothing sampled or copied that is not needed.
 FIXED = {
@@ -106,7 +109,7 @@ def test_sweep_prunes_fails_survives_sigkill_and_resumes(tmp_path):
     time.sleep(2)  # the trial process dies with its worker (PR_SET_PDEATHSIG)
 
     done = run_cli("sweep", "-c", str(sweep), "--workers", "2", cwd=tmp_path, timeout=600)
-    assert "lost their worker: queued again" in done.stdout and "best trial 0" in done.stdout
+    assert "trials [3] lost their worker: queued again" in done.stdout
 
     storage = f"sqlite:///{tmp_path / 'mlruns' / 'optuna.db'}"
     trials = load_trials(storage, name)
@@ -137,6 +140,7 @@ def test_sweep_prunes_fails_survives_sigkill_and_resumes(tmp_path):
     assert trials[1].value is None and max(trials[1].intermediate_values.values()) < trials[0].value
 
     best = max((trials[0], trials[4]), key=lambda t: t.value)
+    assert f"best trial {best.number}: val/knn_top1 = {best.value:.4f}" in done.stdout
     assert parent.data.metrics["best_value"] == best.value and parent.data.tags["best.trial"] == str(best.number)
     assert parent.data.tags["best.model.temperature"] == str(best.params["model.temperature"])
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
@@ -154,3 +158,24 @@ def test_sweep_prunes_fails_survives_sigkill_and_resumes(tmp_path):
     from contrastlab.sweeps.space import check_keys
 
     check_keys(best_yaml, {}, "best_config")  # the CLI's own parser takes it as it is
+
+    # optuna-dashboard, as the printed command starts it, serves the same study
+    assert "study dashboard: optuna-dashboard sqlite:///mlruns/optuna.db" in done.stdout
+    port = free_port()
+    dashboard = subprocess.Popen(
+        [str(Path(sys.executable).parent / "optuna-dashboard"), "sqlite:///mlruns/optuna.db", "--port", str(port)],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        body, deadline = None, time.time() + 60
+        while body is None and time.time() < deadline:
+            try:
+                body = urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2).read().decode()
+            except OSError:
+                time.sleep(0.5)
+        assert body is not None and [s["study_name"] for s in json.loads(body)["study_summaries"]] == ["tiny"]
+    finally:
+        dashboard.terminate()
+        dashboard.wait(timeout=30)
