@@ -14,6 +14,7 @@ import yaml
 
 from contrastlab.sweeps.config import SweepConfig
 from contrastlab.sweeps.pruning import RUN_ATTR
+from contrastlab.sweeps.runs import TRIAL_TAG, child_runs
 from contrastlab.sweeps.space import set_key
 from contrastlab.sweeps.storage import REASON_ATTR, outcome, retried_numbers
 
@@ -25,7 +26,9 @@ PLOTS = {
 }
 
 
-def trial_rows(study, sweep: SweepConfig) -> list[dict[str, Any]]:
+def trial_rows(study, sweep: SweepConfig, run_ids: dict[int, str] | None = None) -> list[dict[str, Any]]:
+    """One row per trial; `run_ids` (trial number -> MLflow run) fills in runs a trial had no time to record."""
+    run_ids = run_ids or {}
     trials = study.get_trials(deepcopy=False)
     retried = retried_numbers(trials)
     rows = []
@@ -42,7 +45,7 @@ def trial_rows(study, sweep: SweepConfig) -> list[dict[str, Any]]:
                 **{key: t.params.get(key) for key in sweep.space},
                 "epochs": t.user_attrs.get("last_step"),
                 "seconds": round(duration, 1) if duration is not None else None,
-                "mlflow_run_id": t.user_attrs.get(RUN_ATTR),
+                "mlflow_run_id": t.user_attrs.get(RUN_ATTR) or run_ids.get(t.number),
                 "fail_reason": t.user_attrs.get(REASON_ATTR),
             }
         )
@@ -80,7 +83,11 @@ def best_config(sweep: SweepConfig, params: dict[str, Any]) -> str:
 
 def write_summary(client, parent_run_id: str, study, sweep: SweepConfig) -> Any:
     """Log the summary into the parent run; the best trial, or None when no trial completed."""
-    rows = trial_rows(study, sweep)
+    experiment_id = client.get_run(parent_run_id).info.experiment_id
+    run_ids = {
+        int(run.data.tags[TRIAL_TAG]): run.info.run_id for run in child_runs(client, experiment_id, study.study_name)
+    }
+    rows = trial_rows(study, sweep, run_ids)
     states = [row["state"] for row in rows]
     for state in ("complete", "pruned", "failed", "killed"):
         client.log_metric(parent_run_id, f"trials_{state}", states.count(state))

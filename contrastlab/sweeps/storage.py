@@ -85,7 +85,7 @@ def open_storage(url: str, heartbeat: bool = False):
         return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **options)
     except ImportError as err:
         raise ConfigError(
-            f"--storage {display_url(url)}: no database driver ({err}); for PostgreSQL pip install psycopg2-binary"
+            f"--storage {display_url(url)}: no database driver ({err}); for PostgreSQL pip install 'psycopg[binary]'"
         ) from err
     except Exception as err:  # SQLAlchemy raises OperationalError and friends for an unreachable database
         reason = " ".join(str(err).split())[:300]

@@ -36,7 +36,7 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def postgres_url():
-    pytest.importorskip("psycopg2", reason="psycopg2-binary is a dependency of contrastlab; reinstall it")
+    pytest.importorskip("psycopg", reason="psycopg[binary] is a dependency of contrastlab; reinstall it")
     bin_dir = pg_bin()
     if bin_dir is None:
         pytest.skip("PostgreSQL is not installed (apt-get install postgresql; .ci/run does it)")

@@ -150,6 +150,7 @@ def test_sweep_prunes_fails_survives_sigkill_and_resumes(tmp_path):
     assert {"plots/optimization_history.html", "plots/parallel_coordinate.html"} <= plots
     table = Path(client.download_artifacts(parent.info.run_id, "trials.md", str(tmp_path))).read_text()
     assert table.count("\n| ") == 5 and "| 1 | pruned |" in table and "| 3 | killed |" in table
+    assert children[3].info.run_id in table  # from MLflow when the trial died before recording it
     best_yaml = Path(client.download_artifacts(parent.info.run_id, "best_config.yaml", str(tmp_path)))
     ready = yaml.safe_load(best_yaml.read_text())
     assert ready["model"]["init_args"]["temperature"] == best.params["model.temperature"]
