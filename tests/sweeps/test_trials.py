@@ -61,13 +61,14 @@ def study(tmp_path, monkeypatch):
     return study
 
 
-def fit_trial(study, monkeypatch, model, metric="val/score", max_epochs=3):
+def fit_trial(study, monkeypatch, model, metric="val/score", max_epochs=3, **trainer_args):
     trial = study.ask()
     spec = {"storage": study.url, "study": "s", "trial_id": trial._trial_id, "metric": metric, "pruner": PRUNER}
     monkeypatch.setenv(TRIAL_ENV, json.dumps(spec))
     trainer = L.Trainer(
         max_epochs=max_epochs, callbacks=[TrialReporter()], logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, accelerator="cpu",
+        **trainer_args,
     )  # fmt: skip
     try:
         trainer.fit(model, loader(), loader())
@@ -86,6 +87,13 @@ def test_a_worse_trial_is_pruned_after_its_first_validation(study, monkeypatch):
     trainer, trial = fit_trial(study, monkeypatch, Scored(0.5))
     assert trainer.current_epoch == 1 and trial.user_attrs["outcome"] == "pruned"
     assert trial.intermediate_values == {1: 0.5}
+
+
+@pytest.mark.slow
+def test_under_ddp_rank_0_decides_and_every_rank_stops(study, monkeypatch):
+    """Two CPU ranks: had rank 1 not obeyed rank 0's decision, it would wait in a collective forever."""
+    _, trial = fit_trial(study, monkeypatch, Scored(0.5), devices=2, strategy="ddp_spawn")
+    assert trial.user_attrs["outcome"] == "pruned" and trial.intermediate_values == {1: 0.5}
 
 
 def test_a_nan_loss_fails_the_trial_with_its_reason(study, monkeypatch):
