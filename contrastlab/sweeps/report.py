@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from contrastlab.sweeps.config import SweepConfig
-from contrastlab.sweeps.pruning import RUN_ATTR
+from contrastlab.sweeps.pruning import RUN_ATTR, STEP_ATTR
 from contrastlab.sweeps.runs import TRIAL_TAG, child_runs
 from contrastlab.sweeps.space import set_key
 from contrastlab.sweeps.storage import REASON_ATTR, outcome, retried_numbers
@@ -43,7 +43,7 @@ def trial_rows(study, sweep: SweepConfig, run_ids: dict[int, str] | None = None)
                 "state": state or t.state.name.lower(),
                 sweep.metric: t.value,
                 **{key: t.params.get(key) for key in sweep.space},
-                "epochs": t.user_attrs.get("last_step"),
+                "epochs": t.user_attrs.get(STEP_ATTR),
                 "seconds": round(duration, 1) if duration is not None else None,
                 "mlflow_run_id": t.user_attrs.get(RUN_ATTR) or run_ids.get(t.number),
                 "fail_reason": t.user_attrs.get(REASON_ATTR),
