@@ -117,7 +117,8 @@ def run(args: argparse.Namespace) -> int:
     if n_trials is None and timeout is None:
         raise ConfigError(f"{args.config}: set n_trials or timeout (or pass --n-trials / --timeout)")
     storage_url = resolve_storage(args.storage or config.storage)
-    tracking_uri = tracking.resolve_uri(args.tracking_uri)
+    # the base config's own store, when it names one, unless the command line says otherwise
+    tracking_uri = tracking.resolve_uri(args.tracking_uri or (config.base_config().get("tracking") or {}).get("uri"))
 
     study = _load_study(config, storage_url)
     if study.user_attrs.get(STOP_ATTR):
