@@ -161,3 +161,26 @@ def test_a_trial_asked_past_n_trials_is_surplus(study):
     assert not _is_surplus(study, first, n_trials=2)
     assert _is_surplus(study, second, n_trials=2)
     assert not _is_surplus(study, second, n_trials=3)
+
+
+def test_the_trials_table_names_each_state(study, monkeypatch):
+    from pathlib import Path
+
+    from contrastlab.sweeps.config import SweepConfig
+    from contrastlab.sweeps.report import markdown_table, trial_rows
+    from contrastlab.sweeps.space import Param
+
+    _, pruned = fit_trial(study, monkeypatch, Scored(0.5))  # pruned after one epoch
+    study.tell(pruned.number, state=TrialState.PRUNED)  # as the worker does once the trial process ends
+    lost = study.ask({"x": optuna.distributions.FloatDistribution(0.0, 1.0)})
+    lost.set_user_attr("worker", dead_worker())
+    recover_dead_trials(study)
+    sweep = SweepConfig(Path("s.yaml"), "s", {}, {"x": Param("x", "float", 0.0, 1.0)}, "val/score", "maximize")
+    rows = trial_rows(study, sweep, run_ids={2: "run-of-2"})
+    assert [(r["trial"], r["state"], r["epochs"], r["mlflow_run_id"]) for r in rows] == [
+        (0, "complete", None, None),
+        (1, "pruned", 1, None),
+        (2, "killed", None, "run-of-2"),
+        (3, "waiting", None, None),
+    ]
+    assert "| 2 | killed |" in markdown_table(rows) and rows[2]["fail_reason"].endswith("died")
