@@ -11,8 +11,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
+# A small SimCLR sweep on digits, two trials at a time; rerunning it resumes the study.
 demo: $(STAMP)
-	.venv/bin/contrastlab fit -c configs/simclr/digits.yaml
+	.venv/bin/contrastlab sweep -c configs/sweeps/simclr_digits.yaml --workers 2
 
 test: $(STAMP)
 	$(PY) -m pytest -q
@@ -25,6 +26,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/augment.py
+	$(PY) benchmarks/sweep_storage.py
 
 clean:
 	rm -rf mlruns checkpoints .pytest_cache

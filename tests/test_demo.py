@@ -1,15 +1,22 @@
-"""`make demo`'s run, as it is configured: SimCLR on digits must beat kNN top-1 0.95 on the test split."""
+"""`make demo`, as it is configured: the SimCLR sweep on digits, cut to one round of its two workers."""
 
 import pytest
 
-from tests.conftest import DIGITS_CONFIG, run_cli, store_client
+from tests.conftest import REPO, run_cli, store_client
+
+DEMO_SWEEP = REPO / "configs" / "sweeps" / "simclr_digits.yaml"
 
 
 @pytest.mark.slow
-def test_demo_config_reaches_095_knn_on_the_digits_test_split(tmp_path):
-    proc = run_cli("fit", "-c", str(DIGITS_CONFIG), cwd=tmp_path, timeout=600)
+def test_demo_sweep_prints_its_best_trial_and_where_to_browse_it(tmp_path):
+    proc = run_cli("sweep", "-c", str(DEMO_SWEEP), "--n-trials", "2", "--workers", "2", cwd=tmp_path, timeout=900)
     client = store_client(tmp_path)
-    (run,) = client.search_runs([client.get_experiment_by_name("digits").experiment_id])
-    assert run.data.metrics["test/knn_top1"] >= 0.95
-    assert run.data.metrics["test/probe_acc"] >= 0.85
-    assert f"test/knn_top1    {run.data.metrics['test/knn_top1']:.4f}" in proc.stdout
+    experiment = client.get_experiment_by_name("simclr-digits")
+    runs = client.search_runs([experiment.experiment_id])
+    (parent,) = [r for r in runs if r.data.tags.get("sweep.role") == "parent"]
+    trials = [r for r in runs if r.data.tags.get("sweep.role") == "trial"]
+    assert len(trials) == 2 and all(r.data.tags["sweep.state"] == "complete" for r in trials)
+    best = parent.data.metrics["best_value"]
+    assert best == max(r.data.metrics["val/knn_top1"] for r in trials)
+    assert best >= 0.9  # 10 epochs of the digits recipe; 30 epochs reach about 0.97 on the test split
+    assert f"val/knn_top1 = {best:.4f}" in proc.stdout and "contrastlab ui" in proc.stdout

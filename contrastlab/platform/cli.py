@@ -37,6 +37,7 @@ log = logging.getLogger("contrastlab")
 DESCRIPTION = (
     "Contrastive and self-supervised representation learning, tracked in MLflow. "
     "Verbs: fit, validate, test, predict (each takes -c CONFIG and any --key value override) and "
+    "`contrastlab sweep -c SWEEP_CONFIG` (an Optuna study whose trials are runs) and "
     "`contrastlab ui` (the MLflow UI over the runs' store). Example: "
     "contrastlab fit -c configs/simclr/digits.yaml --trainer.max_epochs 5"
 )
@@ -270,6 +271,11 @@ def main(argv: list[str] | None = None) -> None:
         from contrastlab.platform.ui import main as ui_main
 
         raise SystemExit(ui_main(argv[1:]))
+    if argv and argv[0] == "sweep":
+        from contrastlab.sweeps.study import main as sweep_main
+
+        _quiet_known_warnings()
+        raise SystemExit(sweep_main(argv[1:]))
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
     _quiet_known_warnings()
     # DDP launchers re-run sys.argv for the other ranks, so the normalised form goes there.

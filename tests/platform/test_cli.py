@@ -228,7 +228,9 @@ def test_readme_quick_start_commands_exist():
     readme = (REPO / "README.md").read_text()
     assert "make demo" in readme and "make test" in readme
     makefile = (REPO / "Makefile").read_text()
-    assert "configs/simclr/digits.yaml" in makefile
+    assert "contrastlab sweep -c configs/sweeps/simclr_digits.yaml" in makefile
+    sweep = (REPO / "configs" / "sweeps" / "simclr_digits.yaml").read_text()
+    assert "base: configs/simclr/digits.yaml" in sweep
 
 
 @pytest.mark.slow

@@ -1,0 +1,229 @@
+"""A sweep YAML (`configs/sweeps/<name>.yaml`), read and checked before the first trial starts.
+
+```yaml
+name: simclr-digits                  # the Optuna study and the MLflow experiment (default: the file's stem)
+base: configs/simclr/digits.yaml     # the run config every trial starts from: a path, or the config inline
+fixed: {trainer.max_epochs: 10}      # overrides for every trial
+space:                               # what each trial samples: any key of the run config
+  model.temperature: {type: float, low: 0.05, high: 0.5, log: true}
+  model.proj_dim: {type: categorical, choices: [32, 64, 128]}
+objective: {metric: val/knn_top1, direction: maximize}
+n_trials: 12                         # finished trials the study should hold; and/or
+enqueue: [{model.temperature: 0.2}]  # optional: trials to run first (unset keys are sampled)
+timeout: 600                         # seconds after which a sweep command starts no new trial
+sampler: {name: tpe, seed: 0}        # tpe (default) or random, with their Optuna arguments
+pruner: {name: median}               # median, hyperband or none, with their Optuna arguments
+storage: sqlite:///mlruns/optuna.db  # default; --storage overrides it
+```
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from contrastlab.errors import ConfigError
+from contrastlab.sweeps.space import Param, parse_space
+
+KEYS = (
+    "name",
+    "base",
+    "fixed",
+    "space",
+    "enqueue",
+    "objective",
+    "n_trials",
+    "timeout",
+    "sampler",
+    "pruner",
+    "storage",
+)
+DIRECTIONS = ("maximize", "minimize")
+
+
+def _sampler_classes() -> dict[str, Any]:
+    import optuna
+
+    return {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}
+
+
+def _pruner_classes() -> dict[str, Any]:
+    import optuna
+
+    return {
+        "median": optuna.pruners.MedianPruner,
+        "hyperband": optuna.pruners.HyperbandPruner,
+        "none": optuna.pruners.NopPruner,
+    }
+
+
+@dataclass
+class SweepConfig:
+    path: Path
+    name: str
+    base: Path | dict[str, Any]
+    space: dict[str, Param]
+    metric: str
+    direction: str
+    fixed: dict[str, Any] = field(default_factory=dict)
+    n_trials: int | None = None
+    timeout: float | None = None
+    sampler: dict[str, Any] = field(default_factory=lambda: {"name": "tpe"})
+    pruner: dict[str, Any] = field(default_factory=lambda: {"name": "median"})
+    storage: str | None = None
+    enqueue: list[dict[str, Any]] = field(default_factory=list)
+
+    def base_config(self) -> dict[str, Any]:
+        """The base run config as a mapping (read from its file when `base` is a path)."""
+        if isinstance(self.base, dict):
+            return self.base
+        return yaml.safe_load(self.base.read_text()) or {}
+
+    def make_sampler(self, seed: int | None = None):
+        """The configured sampler; `seed` replaces the configured one (each worker draws its own stream)."""
+        options = {k: v for k, v in self.sampler.items() if k != "name"}
+        if seed is not None:
+            options["seed"] = seed
+        return _sampler_classes()[self.sampler["name"]](**options)
+
+    def make_pruner(self):
+        return make_pruner(self.pruner)
+
+
+def make_pruner(spec: dict[str, Any]):
+    """The pruner a `pruner:` entry describes; trials rebuild it from the same entry to decide alike."""
+    return _pruner_classes()[spec["name"]](**{k: v for k, v in spec.items() if k != "name"})
+
+
+def load_sweep(path: str | Path) -> SweepConfig:
+    """Read and check a sweep config; ConfigError names the file, the entry and the fix."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"sweep config {path} not found: pass -c configs/sweeps/<name>.yaml")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"sweep config {path} is not valid YAML ({' '.join(str(err).split())})") from err
+    if not isinstance(raw, dict):
+        raise ConfigError(f"sweep config {path}: expected a mapping of {', '.join(KEYS)}")
+
+    def fail(message: str) -> ConfigError:
+        return ConfigError(f"sweep config {path}: {message}")
+
+    unknown = [k for k in raw if k not in KEYS]
+    if unknown:
+        close = difflib.get_close_matches(str(unknown[0]), KEYS, n=1)
+        hint = f"did you mean {close[0]}?" if close else f"the keys are {', '.join(KEYS)}"
+        raise fail(f"unknown key {unknown[0]!r}; {hint}")
+    for key in ("base", "space", "objective"):
+        if key not in raw:
+            raise fail(f"{key} is missing; see configs/sweeps/simclr_digits.yaml for an example")
+
+    objective = raw["objective"]
+    if not isinstance(objective, dict) or not isinstance(objective.get("metric"), str):
+        raise fail("objective: expected {metric: val/knn_top1, direction: maximize}")
+    extra = set(objective) - {"metric", "direction"}
+    if extra:
+        raise fail(f"objective: unknown key {sorted(extra)[0]!r}; it takes metric and direction")
+    direction = objective.get("direction")
+    if direction not in DIRECTIONS:
+        raise fail(f"objective.direction={direction!r}: set maximize or minimize")
+
+    n_trials, timeout = raw.get("n_trials"), raw.get("timeout")
+    if n_trials is not None and (not isinstance(n_trials, int) or isinstance(n_trials, bool) or n_trials < 1):
+        raise fail(f"n_trials={n_trials!r}: expected a whole number >= 1")
+    if timeout is not None and (not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout <= 0):
+        raise fail(f"timeout={timeout!r}: expected seconds > 0")
+    if n_trials is None and timeout is None:
+        raise fail("set n_trials, timeout or both: a sweep needs a way to end")
+
+    fixed = raw.get("fixed") or {}
+    if not isinstance(fixed, dict):
+        raise fail("fixed: expected a mapping of run-config keys to values, e.g. {trainer.max_epochs: 10}")
+    try:
+        space = parse_space(raw["space"])
+    except ConfigError as err:
+        raise fail(str(err)) from None
+    enqueue = _parse_enqueue(raw.get("enqueue"), space, fail)
+    both = sorted(set(space) & set(fixed))
+    if both:
+        raise fail(f"space.{both[0]} is also in fixed: keep it in one of the two")
+
+    sweep = SweepConfig(
+        path=path,
+        name=str(raw.get("name") or path.stem),
+        base=_resolve_base(raw["base"], path),
+        space=space,
+        metric=objective["metric"],
+        direction=direction,
+        fixed=fixed,
+        n_trials=n_trials,
+        timeout=float(timeout) if timeout is not None else None,
+        sampler=_component(raw.get("sampler"), "sampler", "tpe", _sampler_classes(), fail),
+        pruner=_component(raw.get("pruner"), "pruner", "median", _pruner_classes(), fail),
+        storage=raw.get("storage"),
+        enqueue=enqueue,
+    )
+    for name in ("sampler", "pruner"):
+        try:
+            getattr(sweep, f"make_{name}")()
+        except (TypeError, ValueError) as err:
+            raise fail(f"{name}: {err}") from None
+    return sweep
+
+
+def _parse_enqueue(raw: Any, space: dict[str, Param], fail) -> list[dict[str, Any]]:
+    """Trials to run first: each a mapping of space keys to values inside their distributions."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list) or not all(isinstance(item, dict) for item in raw):
+        raise fail("enqueue: expected a list of {space key: value} mappings")
+    for i, item in enumerate(raw):
+        for key, value in item.items():
+            if key not in space:
+                raise fail(f"enqueue[{i}].{key}: not a key of space; enqueue sets only searched keys")
+            if not space[key].contains(value):
+                raise fail(f"enqueue[{i}].{key}={value!r} is outside space.{key}")
+    return raw
+
+
+def _resolve_base(base: Any, sweep_path: Path) -> Path | dict[str, Any]:
+    """A base path is looked up from the working directory, then from the sweep config's folder and its
+    parents, so `base: configs/simclr/digits.yaml` works from any directory of a checkout."""
+    if isinstance(base, dict):
+        return base
+    if not isinstance(base, str):
+        raise ConfigError(f"sweep config {sweep_path}: base: expected a config path or an inline run config")
+    folder = sweep_path.resolve().parent
+    for candidate in (Path(base), *(d / base for d in (folder, *folder.parents))):
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(
+        f"sweep config {sweep_path}: base: {base} not found (looked in the working directory, in "
+        f"{sweep_path.parent} and above); give the run config's path, e.g. configs/simclr/digits.yaml"
+    )
+
+
+def _component(value: Any, key: str, default: str, classes: dict[str, Any], fail) -> dict[str, Any]:
+    """`{name: tpe, seed: 0}` (or just `tpe`), with the name known and the arguments the class takes."""
+    if value is None:
+        value = {"name": default}
+    if isinstance(value, str):
+        value = {"name": value}
+    if not isinstance(value, dict):
+        raise fail(f"{key}: expected a name or {{name: ..., <arguments>}}")
+    value = {"name": default, **value}
+    if value["name"] not in classes:
+        raise fail(f"{key}.name={value['name']!r}: choose one of {', '.join(classes)}")
+    accepted = inspect.signature(classes[value["name"]]).parameters
+    for arg in value:
+        if arg != "name" and arg not in accepted:
+            close = difflib.get_close_matches(arg, list(accepted), n=1)
+            hint = f"did you mean {close[0]}?" if close else f"it takes {', '.join(accepted)}"
+            raise fail(f"{key}.{arg}: not an argument of the {value['name']} {key}; {hint}")
+    return value

@@ -1,0 +1,119 @@
+"""Inside a trial's `fit`: report the objective to the study each validation, prune, stop on a NaN loss.
+
+`contrastlab sweep` adds `--trainer.callbacks+=contrastlab.sweeps.pruning.TrialReporter` to each trial's
+command line and names the trial in the environment (CONTRASTLAB_SWEEP_TRIAL, JSON: storage, study,
+trial id, metric, pruner), so the storage's password never lands in a logged config. Rank 0 talks to the
+study and decides; the decision is broadcast so every DDP rank stops at the same epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import lightning as L
+import torch
+
+from contrastlab.errors import ConfigError
+from contrastlab.platform.callbacks import mlflow_logger
+from contrastlab.sweeps.config import make_pruner
+from contrastlab.sweeps.storage import REASON_ATTR, open_storage
+
+TRIAL_ENV = "CONTRASTLAB_SWEEP_TRIAL"
+OUTCOME_ATTR = "outcome"  # set by the trial when it ends itself: pruned or failed
+OBJECTIVE_ATTR = "objective"  # the objective at the latest validation
+RUN_ATTR = "mlflow_run_id"
+STEP_ATTR = "last_step"
+
+
+class TrialFailed(RuntimeError):
+    """The trial cannot give a meaningful objective (NaN/inf loss or metric); its reason is in the study."""
+
+
+class TrialReporter(L.Callback):
+    def __init__(self) -> None:
+        raw = os.environ.get(TRIAL_ENV)
+        if not raw:
+            raise ConfigError(
+                f"trainer.callbacks: TrialReporter runs only in trials that `contrastlab sweep` starts "
+                f"({TRIAL_ENV} is not set): remove it from the config"
+            )
+        self.spec: dict[str, Any] = json.loads(raw)
+        self.metric: str = self.spec["metric"]
+        self._trial = None
+
+    @property
+    def trial(self):
+        """The Optuna trial, opened on first use, on rank 0 only."""
+        if self._trial is None:
+            import optuna
+
+            storage = open_storage(self.spec["storage"])
+            study = optuna.load_study(
+                study_name=self.spec["study"], storage=storage, pruner=make_pruner(self.spec["pruner"])
+            )
+            self._trial = optuna.trial.Trial(study, self.spec["trial_id"])
+        return self._trial
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        logger = mlflow_logger(trainer)
+        if trainer.is_global_zero and logger is not None:
+            self.trial.set_user_attr(RUN_ATTR, logger.run_id)
+
+    def _fail(self, trainer: L.Trainer, reason: str) -> None:
+        if trainer.is_global_zero:
+            self.trial.set_user_attr(REASON_ATTR, reason)
+            self.trial.set_user_attr(OUTCOME_ATTR, "failed")
+            logger = mlflow_logger(trainer)
+            if logger is not None:
+                logger.experiment.set_tag(logger.run_id, "sweep.fail_reason", reason)
+        raise TrialFailed(reason)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
+        bad = isinstance(loss, torch.Tensor) and not bool(torch.isfinite(loss.detach()).all())
+        if trainer.world_size > 1:  # a NaN on any rank ends the trial on every rank, at the same step
+            bad = trainer.strategy.reduce_boolean_decision(bad, all=False)
+        if bad:
+            value = float(loss.detach().float().mean()) if isinstance(loss, torch.Tensor) else float("nan")
+            self._fail(
+                trainer,
+                f"non-finite training loss ({value}) at epoch {trainer.current_epoch}, step {trainer.global_step}",
+            )
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        decision = self._report(trainer) if trainer.is_global_zero else None
+        kind, message = trainer.strategy.broadcast(decision, src=0) or (None, "")
+        if kind == "prune":
+            trainer.should_stop = True
+        elif kind == "fail":
+            self._fail(trainer, message)
+        elif kind == "config":
+            raise ConfigError(message)
+
+    def _report(self, trainer: L.Trainer) -> tuple[str, str] | None:
+        """Report the objective on rank 0: None to go on, ("prune", ""), or ("fail"|"config", reason)."""
+        metrics = trainer.callback_metrics
+        if self.metric not in metrics:
+            logged = ", ".join(sorted(k for k in metrics if k.startswith(("val/", "train/"))))
+            return "config", (
+                f"objective.metric={self.metric!r} is not logged by this run (it logs {logged}): "
+                "set objective.metric in the sweep config to one of them"
+            )
+        value = float(metrics[self.metric])
+        step = trainer.current_epoch + 1  # epochs trained: the resource Hyperband allocates
+        if not math.isfinite(value):
+            return "fail", f"objective {self.metric} is {value} at epoch {trainer.current_epoch}"
+        trial = self.trial
+        trial.report(value, step)
+        trial.set_user_attr(OBJECTIVE_ATTR, value)
+        trial.set_user_attr(STEP_ATTR, step)
+        if trial.should_prune():
+            trial.set_user_attr(OUTCOME_ATTR, "pruned")
+            return "prune", ""
+        return None
