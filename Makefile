@@ -16,7 +16,7 @@ demo: $(STAMP)
 	.venv/bin/contrastlab sweep -c configs/sweeps/simclr_digits.yaml --workers 2
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
