@@ -17,6 +17,7 @@ from contrastlab.modules.momentum import MomentumModule
 class MoCoV2(MomentumModule):
     """Queries q = g(f(view 1)); keys k = g'(f'(view 2)) from the momentum encoder (f', g'); InfoNCE of q
     against its key and a queue of past keys; then the step's keys, gathered from every rank, enter the queue.
+    The queue starts empty rather than random, so the very first step has no negatives and a loss of 0.
 
     Args:
         temperature: tau of InfoNCE (0.2 in MoCo v2).

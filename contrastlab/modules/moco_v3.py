@@ -8,6 +8,7 @@ from torch import Tensor
 from contrastlab.errors import ConfigError
 from contrastlab.modules import heads, losses
 from contrastlab.modules.base import Batch
+from contrastlab.modules.distributed import gather_no_grad
 from contrastlab.modules.momentum import MomentumModule
 
 
@@ -47,6 +48,6 @@ class MoCoV3(MomentumModule):
     def contrastive_loss(self, feats: list[Tensor], batch: Batch) -> Tensor:
         q1, q2 = (self.gather(self.predictor(self.projector(f))) for f in feats[:2])
         with torch.no_grad():
-            k1, k2 = (self.gather(self.key_projector(self.key_backbone(v))) for v in batch["views"][:2])
+            k1, k2 = (gather_no_grad(self.key_projector(self.key_backbone(v))) for v in batch["views"][:2])
         temperature = self.hparams.temperature
         return 2 * temperature * (losses.info_nce(q1, k2, temperature) + losses.info_nce(q2, k1, temperature))

@@ -131,8 +131,8 @@ def test_momentum_targets_and_queue_survive_a_checkpoint(tmp_path):
     initial = copy.deepcopy(model.key_backbone.state_dict())
     trainer = short_fit(model, tmp_path)
     assert int(model.queue.pointer) == (3 * 32) % 80 and int(model.queue.filled) == 80
-    changed = [not torch.equal(initial[k], v) for k, v in model.key_backbone.state_dict().items()]
-    assert all(changed[:1]) and any(changed)  # the first conv's weight moved toward the online network
+    first_conv = "features.0.weight"
+    assert not torch.equal(initial[first_conv], model.key_backbone.state_dict()[first_conv])  # it followed
     path = tmp_path / "moco.ckpt"
     trainer.save_checkpoint(path)
 
