@@ -64,3 +64,63 @@ def nt_xent(z1: Tensor, z2: Tensor, temperature: float = 0.2) -> Tensor:
         raise ValueError(f"the two views' embeddings differ in shape: {tuple(z1.shape)} vs {tuple(z2.shape)}")
     positives = view_positives(z1.shape[0], 2, device=z1.device)
     return multi_positive_info_nce(torch.cat([z1, z2]), positives, temperature)
+
+
+# -- momentum, predictor and memory methods (MoCo v2/v3, BYOL, SimSiam, NNCLR) -------------------------
+
+
+def info_nce(query: Tensor, keys: Tensor, temperature: float) -> Tensor:
+    """InfoNCE with in-batch negatives (van den Oord et al. 2018), the loss of MoCo v3 and NNCLR.
+
+    Row i of `keys` is the positive of query i and the other rows are its negatives; with
+    s_ij = q_i . k_j / T over L2-normalised rows,
+
+        loss = -1/N * sum_i log( exp(s_ii) / sum_j exp(s_ij) ).
+
+    Args:
+        query, keys: (N, D) embeddings, not necessarily normalised.
+        temperature: T > 0.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if query.shape != keys.shape:
+        raise ValueError(f"queries and keys differ in shape: {tuple(query.shape)} vs {tuple(keys.shape)}")
+    logits = F.normalize(query, dim=1) @ F.normalize(keys, dim=1).T / temperature
+    return F.cross_entropy(logits, torch.arange(query.shape[0], device=query.device))
+
+
+def queue_info_nce(query: Tensor, keys: Tensor, queue: Tensor, temperature: float) -> Tensor:
+    """MoCo's InfoNCE (He et al. 2020, eq. 1): one positive key per query, the queue as negatives.
+
+    With L2-normalised q_i, k_i and queue rows n_m,
+
+        loss = -1/N * sum_i log( exp(q_i.k_i / T) / (exp(q_i.k_i / T) + sum_m exp(q_i.n_m / T)) ).
+
+    Args:
+        query, keys: (N, D); row i of keys is the positive of query i (other keys are not negatives).
+        queue: (M, D) negatives, M >= 0.
+        temperature: T > 0.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if query.shape != keys.shape:
+        raise ValueError(f"queries and keys differ in shape: {tuple(query.shape)} vs {tuple(keys.shape)}")
+    q, k, n = (F.normalize(t, dim=1) for t in (query, keys, queue))
+    logits = torch.cat([(q * k).sum(dim=1, keepdim=True), q @ n.T], dim=1) / temperature
+    return F.cross_entropy(logits, torch.zeros(q.shape[0], dtype=torch.long, device=q.device))
+
+
+def normalized_mse(prediction: Tensor, target: Tensor) -> Tensor:
+    """BYOL's loss (Grill et al. 2020, eq. 2): ||p/||p|| - z/||z|| ||^2 = 2 - 2 cos(p, z), mean over the batch.
+
+    The target gets no special treatment here: the method passes it from the EMA network or detached.
+    """
+    return (2 - 2 * F.cosine_similarity(prediction, target, dim=1)).mean()
+
+
+def negative_cosine(prediction: Tensor, target: Tensor) -> Tensor:
+    """SimSiam's D(p, z) = -p/||p|| . z/||z|| (Chen & He 2021, eq. 1), mean over the batch.
+
+    The stop-gradient of SimSiam's loss belongs to the method, which passes `z.detach()`.
+    """
+    return -F.cosine_similarity(prediction, target, dim=1).mean()

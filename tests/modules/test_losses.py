@@ -82,3 +82,89 @@ def test_bad_inputs_are_named():
         losses.nt_xent(torch.randn(4, 3), torch.randn(5, 3))
     with pytest.raises(ValueError, match="no anchor has a positive"):
         losses.multi_positive_info_nce(torch.randn(3, 2), torch.zeros(3, 3, dtype=torch.bool), 0.5)
+
+
+# -- momentum, predictor and memory methods (MoCo v2/v3, BYOL, SimSiam, NNCLR) -------------------------
+
+
+def info_nce_reference(q, k, temperature):
+    """InfoNCE as written: query i against every key, key i its positive."""
+    q, k = F.normalize(q, dim=1), F.normalize(k, dim=1)
+    total = 0.0
+    for i in range(len(q)):
+        denominator = sum(torch.exp(q[i] @ k[j] / temperature) for j in range(len(k)))
+        total = total - torch.log(torch.exp(q[i] @ k[i] / temperature) / denominator)
+    return total / len(q)
+
+
+def queue_info_nce_reference(q, k, queue, temperature):
+    """MoCo eq. 1 as written: one positive key, the queue's entries the negatives."""
+    q, k, queue = F.normalize(q, dim=1), F.normalize(k, dim=1), F.normalize(queue, dim=1)
+    total = 0.0
+    for i in range(len(q)):
+        positive = torch.exp(q[i] @ k[i] / temperature)
+        negatives = sum((torch.exp(q[i] @ n / temperature) for n in queue), torch.zeros((), dtype=q.dtype))
+        total = total - torch.log(positive / (positive + negatives))
+    return total / len(q)
+
+
+def assert_same_value_and_gradients(ours, ref, inputs):
+    assert torch.allclose(ours, ref, rtol=1e-10, atol=1e-12)
+    g_ours = torch.autograd.grad(ours, inputs, allow_unused=True, materialize_grads=True)
+    g_ref = torch.autograd.grad(ref, inputs, allow_unused=True, materialize_grads=True)  # an empty queue is unused
+    for a, b in zip(g_ours, g_ref, strict=True):
+        assert torch.allclose(a, b, rtol=1e-8, atol=1e-12)
+
+
+def random_inputs(seed, *shapes):
+    torch.manual_seed(seed)
+    return [torch.randn(*s, dtype=torch.float64, requires_grad=True) for s in shapes]
+
+
+@pytest.mark.parametrize("batch", [1, 4, 13])
+@pytest.mark.parametrize("temperature", [0.1, 0.2, 1.0])
+def test_info_nce_matches_reference(batch, temperature):
+    q, k = random_inputs(batch, (batch, 6), (batch, 6))
+    assert_same_value_and_gradients(losses.info_nce(q, k, temperature), info_nce_reference(q, k, temperature), [q, k])
+
+
+@pytest.mark.parametrize("batch, queue_size", [(1, 0), (3, 5), (8, 32)])
+@pytest.mark.parametrize("temperature", [0.07, 0.2, 1.0])
+def test_queue_info_nce_matches_reference(batch, queue_size, temperature):
+    q, k, queue = random_inputs(batch + queue_size, (batch, 5), (batch, 5), (queue_size, 5))
+    ours = losses.queue_info_nce(q, k, queue, temperature)
+    assert_same_value_and_gradients(ours, queue_info_nce_reference(q, k, queue, temperature), [q, k, queue])
+
+
+def test_queue_info_nce_ignores_the_other_keys_of_the_batch():
+    q, k, queue = random_inputs(0, (4, 3), (4, 3), (6, 3))
+    moved = k.detach().clone()
+    moved[1:] = torch.randn(3, 3, dtype=torch.float64)  # query 0's loss sees only k[0] and the queue
+    first = losses.queue_info_nce(q[:1], k[:1], queue, 0.2)
+    assert torch.allclose(first, losses.queue_info_nce(q[:1], moved[:1], queue, 0.2))
+    assert first.item() == pytest.approx(queue_info_nce_reference(q[:1], k[:1], queue, 0.2).item())
+
+
+@pytest.mark.parametrize("batch", [1, 6, 17])
+def test_normalized_mse_is_byol_eq_2(batch):
+    p, z = random_inputs(batch, (batch, 7), (batch, 7))
+    ref = sum(((p[i] / p[i].norm() - z[i] / z[i].norm()) ** 2).sum() for i in range(batch)) / batch
+    assert_same_value_and_gradients(losses.normalized_mse(p, z), ref, [p, z])
+
+
+@pytest.mark.parametrize("batch", [1, 6, 17])
+def test_negative_cosine_is_simsiam_d(batch):
+    p, z = random_inputs(batch, (batch, 7), (batch, 7))
+    ref = -sum(p[i] @ z[i] / (p[i].norm() * z[i].norm()) for i in range(batch)) / batch
+    assert_same_value_and_gradients(losses.negative_cosine(p, z), ref, [p, z])
+
+
+def test_momentum_losses_name_bad_inputs():
+    with pytest.raises(ValueError, match="temperature"):
+        losses.info_nce(torch.randn(4, 3), torch.randn(4, 3), 0.0)
+    with pytest.raises(ValueError, match="shape"):
+        losses.info_nce(torch.randn(4, 3), torch.randn(5, 3), 0.1)
+    with pytest.raises(ValueError, match="temperature"):
+        losses.queue_info_nce(torch.randn(4, 3), torch.randn(4, 3), torch.randn(2, 3), -1.0)
+    with pytest.raises(ValueError, match="shape"):
+        losses.queue_info_nce(torch.randn(4, 3), torch.randn(3, 3), torch.randn(2, 3), 0.2)

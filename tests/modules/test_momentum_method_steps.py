@@ -1,0 +1,76 @@
+"""One training step of each momentum/predictor/memory method, in Python: what trains, what follows, what is stored."""
+
+import pytest
+import torch
+
+from contrastlab.augment.vision import ImageViews
+from contrastlab.datamodules.base import DataInfo
+from contrastlab.modules import BYOL, NNCLR, MoCoV2, MoCoV3, SimSiam, heads
+
+INFO = DataInfo("tiny", "image", 1, 10, 8, (0.3,), (0.37,))
+SMALL = dict(backbone="small_cnn", data_info=INFO, augment=ImageViews(size=8, hflip_p=0.0), proj_hidden_dim=16)
+BUILDERS = {
+    "mocov2": lambda: MoCoV2(queue_size=16, proj_dim=8, shuffle_bn_splits=2, **SMALL),
+    "mocov2_symmetric": lambda: MoCoV2(queue_size=16, proj_dim=8, symmetric=True, **SMALL),
+    "mocov3": lambda: MoCoV3(proj_dim=8, pred_hidden_dim=16, **SMALL),
+    "byol": lambda: BYOL(proj_dim=8, pred_hidden_dim=16, **SMALL),
+    "simsiam": lambda: SimSiam(proj_dim=8, pred_hidden_dim=4, **SMALL),
+    "simsiam_directpred": lambda: SimSiam(proj_dim=8, predictor="directpred", **SMALL),
+    "nnclr": lambda: NNCLR(queue_size=16, proj_dim=8, pred_hidden_dim=16, **SMALL),
+}
+FROZEN = {"mocov2": ("key_backbone", "key_projector"), "mocov3": ("key_backbone", "key_projector")}
+FROZEN |= {"mocov2_symmetric": FROZEN["mocov2"], "byol": ("target_backbone", "target_projector")}
+
+
+class Attached:
+    training = True
+    world_size = 1
+    global_step = 0
+    estimated_stepping_batches = 10
+
+    def __init__(self, model):
+        self.optimizers = [torch.optim.SGD(model.parameters(), lr=0.1)]
+
+
+def train_batch(model, n=6):
+    x = (torch.rand(n, 1, 8, 8) * 255).to(torch.uint8)
+    return model.on_after_batch_transfer({"x": x, "y": torch.arange(n) % 10, "idx": torch.arange(n)}, 0)
+
+
+@pytest.mark.parametrize("name", BUILDERS)
+def test_step_trains_the_online_network_only(name, monkeypatch):
+    torch.manual_seed(0)
+    model = BUILDERS[name]()
+    trainer = Attached(model)
+    monkeypatch.setattr(type(model), "trainer", property(lambda self: trainer))
+    monkeypatch.setattr(type(model), "log", lambda self, *a, **k: None)
+    if name.startswith("mocov2"):
+        with torch.no_grad():  # the first step's queue is empty, so its loss is log(1) = 0: fill it first
+            model.training_step(train_batch(model), 0)
+    loss = model.training_step(train_batch(model), 0)
+    assert torch.isfinite(loss)
+    loss.backward()
+    assert model.backbone.features[0].weight.grad.abs().sum() > 0
+    assert model.projector[0].weight.grad.abs().sum() > 0
+    for target in FROZEN.get(name, ()):
+        assert all(p.grad is None and not p.requires_grad for p in getattr(model, target).parameters()), target
+    if isinstance(getattr(model, "predictor", None), torch.nn.Sequential):
+        assert model.predictor[0].weight.grad.abs().sum() > 0
+    if isinstance(getattr(model, "predictor", None), heads.DirectPredictor):
+        assert int(model.predictor.updates) == 1 and not torch.equal(model.predictor.weight, torch.eye(8))
+
+
+@pytest.mark.parametrize(
+    "name, memory, per_step", [("mocov2", "queue", 6), ("mocov2_symmetric", "queue", 12), ("nnclr", "support", 6)]
+)
+def test_step_enqueues_the_batch_keys(name, memory, per_step, monkeypatch):
+    model = BUILDERS[name]()
+    trainer = Attached(model)
+    monkeypatch.setattr(type(model), "trainer", property(lambda self: trainer))
+    monkeypatch.setattr(type(model), "log", lambda self, *a, **k: None)
+    for step in (1, 2):
+        model.training_step(train_batch(model), 0).backward()
+        queue = getattr(model, memory)
+        assert int(queue.filled) == min(16, step * per_step)
+        assert int(queue.pointer) == step * per_step % 16
+        assert torch.allclose(queue.contents().norm(dim=1), torch.ones(int(queue.filled)))
