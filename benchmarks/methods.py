@@ -125,7 +125,8 @@ def machine() -> str:
 
 
 def markdown(results: dict[str, dict[str, dict[str, float]]], epochs: dict[str, int], msc, msc_epochs) -> str:
-    lines = [f"{time.strftime('%Y-%m-%d')}, {machine()}. Same backbone (small_cnn) and epochs for every method; batch size as in its config."]
+    lines = [f"{time.strftime('%Y-%m-%d')}, {machine()}."]
+    lines += ["Same backbone (small_cnn) and epochs for every method; each method's batch size as in its config."]
     for dataset, rows in results.items():
         lines += ["", f"**{dataset}**, {epochs[dataset]} epochs, test split:", ""]
         lines += ["| method | kNN top-1 | probe acc | alignment | uniformity | eff. rank | s/epoch |"]
