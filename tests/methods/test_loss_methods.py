@@ -28,7 +28,7 @@ MARGIN = 0.02  # over the random-init kNN top-1 (about 0.933): a trained encoder
 @pytest.mark.parametrize("method", list(METHODS))
 def test_method_trains_past_random_init_on_digits(method, tmp_path, random_init_knn):
     options = ["--trainer.max_epochs", EPOCHS, "--trainer.check_val_every_n_epoch", EPOCHS]
-    run_cli("fit", "-c", str(method_config(method)), *options, *QUICK, cwd=tmp_path)
+    run_cli("fit", "-c", str(method_config(method)), *options, *QUICK, cwd=tmp_path, timeout=600)
     run = only_run(tmp_path)
     assert run.info.status == "FINISHED" and run.data.tags["method"] == METHODS[method]
     metrics = run.data.metrics

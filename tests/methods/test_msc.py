@@ -25,7 +25,7 @@ def simclr_checkpoint(tmp_path_factory) -> Path:
     """A SimCLR encoder trained on the digits training split (labels unused): the pretrained starting point."""
     cwd = tmp_path_factory.mktemp("simclr")
     epochs = ["--trainer.max_epochs", "10", "--trainer.check_val_every_n_epoch", "10", "--test_after_fit", "false"]
-    run_cli("fit", "-c", str(method_config("simclr")), *epochs, *QUICK, cwd=cwd)
+    run_cli("fit", "-c", str(method_config("simclr")), *epochs, *QUICK, cwd=cwd, timeout=600)
     (ckpt,) = (cwd / "checkpoints").rglob("last.ckpt")
     return ckpt
 
@@ -38,7 +38,7 @@ def test_adapting_a_simclr_encoder_to_one_digit(simclr_checkpoint, tmp_path):
     results = {}
     for name, verb, args in (("random", "test", one_class), ("before", "test", start), ("after", "fit", start)):
         (tmp_path / name).mkdir()
-        run_cli(verb, "-c", config, *args, *QUICK, cwd=tmp_path / name)
+        run_cli(verb, "-c", config, *args, *QUICK, cwd=tmp_path / name, timeout=600)
         results[name] = auroc(tmp_path / name)
     print(results)
     # the pretrained encoder separates the digit from the others better than a random one ...
@@ -99,7 +99,8 @@ def test_adapting_a_simclr_encoder_to_one_fashion_class(tmp_path):
     (tmp_path / "simclr").mkdir()
     short = ["--trainer.max_epochs", "3", "--trainer.check_val_every_n_epoch", "3", "--test_after_fit", "false"]
     subset = ["--data.init_args.max_train_samples", "2000"]
-    run_cli("fit", "-c", str(method_config("simclr")), *FASHION_DATA, *subset, *short, *QUICK, cwd=tmp_path / "simclr")
+    simclr = str(method_config("simclr"))
+    run_cli("fit", "-c", simclr, *FASHION_DATA, *subset, *short, *QUICK, cwd=tmp_path / "simclr", timeout=900)
     (ckpt,) = (tmp_path / "simclr" / "checkpoints").rglob("last.ckpt")
     one_class = ["--data.init_args.normal_class", "1", "--data.init_args.max_train_samples", "5000"]
     start = [*FASHION_DATA, *one_class, "--model.init_args.init_from", str(ckpt)]
@@ -107,7 +108,7 @@ def test_adapting_a_simclr_encoder_to_one_fashion_class(tmp_path):
     results = {}
     for name, verb, args in (("before", "test", start), ("after", "fit", [*start, *epochs])):
         (tmp_path / name).mkdir()
-        run_cli(verb, "-c", str(method_config("msc")), *args, *QUICK, cwd=tmp_path / name)
+        run_cli(verb, "-c", str(method_config("msc")), *args, *QUICK, cwd=tmp_path / name, timeout=900)
         results[name] = auroc(tmp_path / name)
     print(results)
     assert results["before"] >= 0.8 and results["after"] >= results["before"] - 0.01, results
