@@ -11,26 +11,28 @@ from tests.conftest import run_cli
 from tests.methods.conftest import method_config, only_run
 
 QUICK = ["--tracking.system_metrics_interval", "0", "--tracking.log_checkpoints", "false"]
-# config folder -> the method tag of its run; each trains 10 epochs instead of its config's 30
+# config folder -> (the method tag of its run, epochs: fewer than its config's 30)
 METHODS = {
-    "supcon": "supcon",
-    "barlow_twins": "barlowtwins",
-    "vicreg": "vicreg",
-    "dcl": "dcl",
-    "dclw": "dcl",
-    "ncl": "ncl",
-    "simclr_margin": "simclr",
+    "supcon": ("supcon", 10),
+    # Barlow Twins is the slowest starter here: 0.942 kNN after 10 epochs, below the bar
+    "barlow_twins": ("barlowtwins", 20),
+    "vicreg": ("vicreg", 10),
+    "dcl": ("dcl", 10),
+    "dclw": ("dcl", 10),
+    "ncl": ("ncl", 10),
+    "simclr_margin": ("simclr", 10),
 }
-EPOCHS = "10"
+SLOW = {"barlow_twins"}  # over ~20 s on 2 quiet cores
 MARGIN = 0.02  # over the random-init kNN top-1 (about 0.933): a trained encoder clears it, a broken one does not
 
 
-@pytest.mark.parametrize("method", list(METHODS))
+@pytest.mark.parametrize("method", [pytest.param(m, marks=[pytest.mark.slow] if m in SLOW else []) for m in METHODS])
 def test_method_trains_past_random_init_on_digits(method, tmp_path, random_init_knn):
-    options = ["--trainer.max_epochs", EPOCHS, "--trainer.check_val_every_n_epoch", EPOCHS]
+    tag, epochs = METHODS[method]
+    options = ["--trainer.max_epochs", str(epochs), "--trainer.check_val_every_n_epoch", str(epochs)]
     run_cli("fit", "-c", str(method_config(method)), *options, *QUICK, cwd=tmp_path, timeout=600)
     run = only_run(tmp_path)
-    assert run.info.status == "FINISHED" and run.data.tags["method"] == METHODS[method]
+    assert run.info.status == "FINISHED" and run.data.tags["method"] == tag
     metrics = run.data.metrics
     assert metrics["test/knn_top1"] >= random_init_knn + MARGIN, (metrics["test/knn_top1"], random_init_knn)
     if method == "vicreg":  # the three terms are logged apart, to see which one dominates
