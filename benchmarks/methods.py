@@ -181,6 +181,8 @@ def main() -> None:
                 print(
                     f"{dataset} {method}: kNN {row['knn_top1']:.4f} ({time.perf_counter() - start:.0f} s)", flush=True
                 )
+                if not args.no_write:  # after every run, so an interrupted benchmark still leaves its figures
+                    write_readme(markdown(results, epochs, [], args.epochs))
         msc = benchmark_msc(args.msc_classes, args.epochs, Path(tmp)) if args.msc_classes else []
     table = markdown(results, epochs, msc, args.epochs)
     print(table)
