@@ -33,6 +33,8 @@ class InMemoryVision(ContrastiveDataModule):
     Args:
         val_size: training samples held out for validation (seeded by `seed`).
         max_train_samples: keep only this many training samples (a seeded subset), for quick runs.
+        normal_class: one-class (one-vs-rest) anomaly detection: train, and the kNN bank, hold only this
+            class (after `max_train_samples`); validation and test keep every class.
     """
 
     name = "images"
@@ -42,10 +44,17 @@ class InMemoryVision(ContrastiveDataModule):
     mean: tuple[float, ...] = (0.5,)
     std: tuple[float, ...] = (0.5,)
 
-    def __init__(self, val_size: int = 5000, max_train_samples: int | None = None, **kwargs):
+    def __init__(
+        self, val_size: int = 5000, max_train_samples: int | None = None, normal_class: int | None = None, **kwargs
+    ):
         super().__init__(**kwargs)
+        if normal_class is not None and not 0 <= normal_class < self.num_classes:
+            raise ConfigError(
+                f"data.normal_class must be a class of {self.name}, 0 to {self.num_classes - 1}; got {normal_class}"
+            )
         self.val_size = val_size
         self.max_train_samples = max_train_samples
+        self.normal_class = normal_class
         self._train_arrays: tuple[Tensor, Tensor] | None = None
 
     @property
@@ -55,6 +64,13 @@ class InMemoryVision(ContrastiveDataModule):
     def load_arrays(self, train: bool) -> tuple[Tensor, Tensor]:
         """(images uint8 (N, C, H, W), labels int64 (N,)) of the official train or test set."""
         raise NotImplementedError
+
+    def split(self, name: str) -> Dataset:
+        if name not in self._splits and self.normal_class is not None and name in ("train", self.bank_split):
+            dataset = self.load_split(name)
+            normal = dataset.y == self.normal_class
+            self._splits[name] = TensorSamples(dataset.x[normal], dataset.y[normal])
+        return super().split(name)
 
     def load_split(self, split: str) -> Dataset:
         if split == "test":

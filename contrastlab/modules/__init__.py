@@ -1,15 +1,31 @@
 """Methods (one LightningModule per file), their losses, heads and backbones."""
 
+from contrastlab.modules.barlow_twins import BarlowTwins
 from contrastlab.modules.base import ContrastiveModule
+from contrastlab.modules.byol import BYOL
+from contrastlab.modules.dcl import DCL
+from contrastlab.modules.moco import MoCoV2
+from contrastlab.modules.moco_v3 import MoCoV3
+from contrastlab.modules.msc import MeanShifted
+from contrastlab.modules.ncl import NCL
+from contrastlab.modules.nnclr import NNCLR
 from contrastlab.modules.simclr import SimCLR
+from contrastlab.modules.simsiam import SimSiam
+from contrastlab.modules.supcon import SupCon
+from contrastlab.modules.vicreg import VICReg
 
-__all__ = ["ContrastiveModule", "SimCLR"]
-
-# -- momentum, predictor and memory methods --------------------------------------------------------------
-from contrastlab.modules.byol import BYOL  # noqa: E402
-from contrastlab.modules.moco import MoCoV2  # noqa: E402
-from contrastlab.modules.moco_v3 import MoCoV3  # noqa: E402
-from contrastlab.modules.nnclr import NNCLR  # noqa: E402
-from contrastlab.modules.simsiam import SimSiam  # noqa: E402
-
-__all__ += ["BYOL", "MoCoV2", "MoCoV3", "NNCLR", "SimSiam"]
+__all__ = [
+    "BYOL",
+    "DCL",
+    "NCL",
+    "NNCLR",
+    "BarlowTwins",
+    "ContrastiveModule",
+    "MeanShifted",
+    "MoCoV2",
+    "MoCoV3",
+    "SimCLR",
+    "SimSiam",
+    "SupCon",
+    "VICReg",
+]

@@ -12,28 +12,36 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def multi_positive_info_nce(z: Tensor, positives: Tensor, temperature: float) -> Tensor:
+def multi_positive_info_nce(z: Tensor, positives: Tensor, temperature: float, margin: float = 0.0) -> Tensor:
     """InfoNCE with any set of positives per anchor; NT-Xent and SupCon are special cases.
 
     For L2-normalised rows z_i and s_ij = z_i . z_j / T (Khosla et al. 2020, eq. 2, "L_out"):
 
         loss_i = -1/|P(i)| * sum_{p in P(i)} log( exp(s_ip) / sum_{a != i} exp(s_ia) )
 
-    averaged over the anchors i that have at least one positive.
+    averaged over the anchors i that have at least one positive. An additive margin m > 0 (AM-Softmax,
+    Wang et al. 2018; used for speaker embeddings, e.g. Lepage & Dehak 2022) replaces s_ip by
+    (z_i . z_p - m) / T for every positive, in the numerator and the denominator alike.
 
     Args:
         z: (M, D) embeddings, not necessarily normalised.
         positives: (M, M) bool, True where j is a positive of i; the diagonal is ignored.
         temperature: T > 0.
+        margin: m >= 0 subtracted from the cosine similarity of positive pairs.
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
+    if margin < 0:
+        raise ValueError(f"margin must be >= 0, got {margin}")
     z = F.normalize(z, dim=1)
     m = z.shape[0]
     self_mask = torch.eye(m, dtype=torch.bool, device=z.device)
-    logits = (z @ z.T / temperature).masked_fill(self_mask, float("-inf"))
-    log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
     positives = positives & ~self_mask
+    similarity = z @ z.T
+    if margin:
+        similarity = similarity - margin * positives.to(similarity.dtype)
+    logits = (similarity / temperature).masked_fill(self_mask, float("-inf"))
+    log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
     n_pos = positives.sum(dim=1)
     per_anchor = -log_prob.masked_fill(~positives, 0.0).sum(dim=1) / n_pos.clamp(min=1)
     has_pos = n_pos > 0
@@ -48,7 +56,7 @@ def view_positives(batch_size: int, num_views: int, device: torch.device | None 
     return sample[:, None] == sample[None, :]
 
 
-def nt_xent(z1: Tensor, z2: Tensor, temperature: float = 0.2) -> Tensor:
+def nt_xent(z1: Tensor, z2: Tensor, temperature: float = 0.2, margin: float = 0.0) -> Tensor:
     """NT-Xent, the normalised temperature-scaled cross-entropy of SimCLR (Chen et al. 2020, eq. 1).
 
     With the 2N embeddings [z1; z2] and s_ij the cosine similarity over T,
@@ -59,11 +67,12 @@ def nt_xent(z1: Tensor, z2: Tensor, temperature: float = 0.2) -> Tensor:
     Args:
         z1, z2: (N, D) embeddings of two views of the same N samples, row k of each a positive pair.
         temperature: T > 0.
+        margin: additive margin on the positive pair's cosine (see `multi_positive_info_nce`).
     """
     if z1.shape != z2.shape:
         raise ValueError(f"the two views' embeddings differ in shape: {tuple(z1.shape)} vs {tuple(z2.shape)}")
     positives = view_positives(z1.shape[0], 2, device=z1.device)
-    return multi_positive_info_nce(torch.cat([z1, z2]), positives, temperature)
+    return multi_positive_info_nce(torch.cat([z1, z2]), positives, temperature, margin)
 
 
 # -- momentum, predictor and memory methods (MoCo v2/v3, BYOL, SimSiam, NNCLR) -------------------------
@@ -124,3 +133,154 @@ def negative_cosine(prediction: Tensor, target: Tensor) -> Tensor:
     The stop-gradient of SimSiam's loss belongs to the method, which passes `z.detach()`.
     """
     return -F.cosine_similarity(prediction, target, dim=1).mean()
+
+
+# -- Loss-defined methods: SupCon, Barlow Twins, VICReg, DCL/DCLW, NCL, mean-shifted contrastive ---------------
+
+
+def label_positives(labels: Tensor) -> Tensor:
+    """(M, M) bool: True where two samples carry the same label; unlabelled samples (label -1) match nothing."""
+    labelled = labels >= 0
+    return (labels[:, None] == labels[None, :]) & labelled[:, None] & labelled[None, :]
+
+
+def supcon(views: list[Tensor], labels: Tensor, temperature: float = 0.1, margin: float = 0.0) -> Tensor:
+    """Supervised contrastive loss (Khosla et al. 2020, eq. 2, "L_out"): `multi_positive_info_nce` whose
+    positives are every view of every sample of the anchor's class.
+
+    Unlabelled samples (label -1) keep their own other views as their only positives, so a batch with no
+    labels is NT-Xent over V views.
+
+    Args:
+        views: V >= 2 tensors (N, D), the embeddings of V views of the same N samples.
+        labels: (N,) class of each sample, -1 where unknown.
+        temperature: T > 0. margin: additive margin on positive cosines.
+    """
+    if len(views) < 2:
+        raise ValueError(f"SupCon needs at least two views, got {len(views)}")
+    n, v = labels.shape[0], len(views)
+    positives = label_positives(labels.repeat(v)) | view_positives(n, v, device=labels.device)
+    return multi_positive_info_nce(torch.cat(views), positives, temperature, margin)
+
+
+def _standardise(z: Tensor, eps: float) -> Tensor:
+    """Each dimension to zero mean and unit (biased) variance over the batch, as an affine-free BatchNorm."""
+    return (z - z.mean(dim=0)) / torch.sqrt(z.var(dim=0, unbiased=False) + eps)
+
+
+def barlow_twins(z1: Tensor, z2: Tensor, lambd: float = 5e-3, eps: float = 1e-5) -> Tensor:
+    """Barlow Twins (Zbontar et al. 2021, eq. 1-2): decorrelate the cross-correlation matrix towards identity.
+
+    With each dimension of z1 and z2 standardised over the N samples of the batch,
+    C_ij = 1/N sum_b z1_bi z2_bj and
+
+        loss = sum_i (1 - C_ii)^2 + lambda * sum_{i != j} C_ij^2.
+
+    Args:
+        z1, z2: (N, D) embeddings of two views, N >= 2 (the global batch: C is a batch statistic).
+        lambd: weight of the off-diagonal (redundancy reduction) term; the paper uses 5.1e-3 for D = 8192.
+    """
+    if z1.shape != z2.shape or z1.shape[0] < 2:
+        raise ValueError(f"Barlow Twins needs two (N >= 2, D) embeddings of one shape, got {z1.shape} and {z2.shape}")
+    c = _standardise(z1, eps).T @ _standardise(z2, eps) / z1.shape[0]
+    on_diagonal = (torch.diagonal(c) - 1).pow(2).sum()
+    off_diagonal = c.pow(2).sum() - torch.diagonal(c).pow(2).sum()
+    return on_diagonal + lambd * off_diagonal
+
+
+def vicreg_terms(z1: Tensor, z2: Tensor, gamma: float = 1.0, eps: float = 1e-4) -> tuple[Tensor, Tensor, Tensor]:
+    """The three VICReg terms (Bardes et al. 2022, eq. 1-5), unweighted: (invariance, variance, covariance).
+
+    s(Z, Z') = 1/N sum_b ||z_b - z'_b||^2 / D                (the mean squared error)
+    v(Z)     = 1/D sum_j max(0, gamma - sqrt(Var(z^j) + eps))   (unbiased variance over the batch)
+    c(Z)     = 1/D sum_{i != j} Cov(Z)_ij^2
+    variance = v(Z) + v(Z'),  covariance = c(Z) + c(Z')
+    """
+    if z1.shape != z2.shape or z1.shape[0] < 2:
+        raise ValueError(f"VICReg needs two (N >= 2, D) embeddings of one shape, got {z1.shape} and {z2.shape}")
+    invariance = F.mse_loss(z1, z2)
+    variance = z1.new_zeros(())
+    covariance = z1.new_zeros(())
+    for z in (z1, z2):
+        n, d = z.shape
+        variance = variance + F.relu(gamma - torch.sqrt(z.var(dim=0) + eps)).mean()
+        centred = z - z.mean(dim=0)
+        cov = centred.T @ centred / (n - 1)
+        covariance = covariance + (cov.pow(2).sum() - torch.diagonal(cov).pow(2).sum()) / d
+    return invariance, variance, covariance
+
+
+def vicreg(
+    z1: Tensor,
+    z2: Tensor,
+    sim_weight: float = 25.0,
+    var_weight: float = 25.0,
+    cov_weight: float = 1.0,
+    gamma: float = 1.0,
+    eps: float = 1e-4,
+) -> Tensor:
+    """VICReg (Bardes et al. 2022, eq. 6): lambda s(Z, Z') + mu [v(Z) + v(Z')] + nu [c(Z) + c(Z')].
+
+    The paper's weights are lambda = mu = 25, nu = 1; see `vicreg_terms` for the terms.
+    """
+    invariance, variance, covariance = vicreg_terms(z1, z2, gamma, eps)
+    return sim_weight * invariance + var_weight * variance + cov_weight * covariance
+
+
+def dcl(z1: Tensor, z2: Tensor, temperature: float = 0.1, sigma: float | None = None) -> Tensor:
+    """Decoupled contrastive loss (Yeh et al. 2022, eq. 6): NT-Xent without the positive in the denominator.
+
+    Over the 2N views [z1; z2], L2-normalised, with i' the other view of i and s the cosine similarity,
+
+        loss_i = -w_i s_ii' / T + log sum_{k not in {i, i'}} exp(s_ik / T),   loss = mean over the 2N anchors.
+
+    DCL has w_i = 1. DCLW (`sigma` set) weights positives by a von Mises-Fisher kernel, so that pairs that
+    are already close count less: w_i = 2 - exp(s_ii' / sigma) / mean_j exp(s_jj' / sigma).
+
+    Args:
+        z1, z2: (N, D), N >= 2, rows k of each a positive pair.
+        temperature: T > 0. sigma: the DCLW kernel width (the paper uses 0.5), None for DCL.
+    """
+    if temperature <= 0 or (sigma is not None and sigma <= 0):
+        raise ValueError(f"temperature and sigma must be > 0, got {temperature} and {sigma}")
+    if z1.shape != z2.shape or z1.shape[0] < 2:
+        raise ValueError(f"DCL needs two (N >= 2, D) embeddings of one shape, got {z1.shape} and {z2.shape}")
+    n = z1.shape[0]
+    z = F.normalize(torch.cat([z1, z2]), dim=1)
+    similarity = z @ z.T
+    positive = torch.cat([torch.diagonal(similarity, n), torch.diagonal(similarity, n)])  # s_ii' for all 2N anchors
+    weight = 2 - 2 * n * torch.softmax(positive / sigma, dim=0) if sigma is not None else 1.0
+    negatives = (similarity / temperature).masked_fill(view_positives(n, 2, device=z.device), float("-inf"))
+    return (-weight * positive / temperature + torch.logsumexp(negatives, dim=1)).mean()
+
+
+def non_negative_nt_xent(z1: Tensor, z2: Tensor, temperature: float = 0.2, margin: float = 0.0) -> Tensor:
+    """Non-negative contrastive learning (Wang et al. 2024, "Non-negative Contrastive Learning", eq. 6):
+    NT-Xent on ReLU(z), so that every feature is a non-negative, sparse and more interpretable activation.
+    An all-zero row has similarity 0 to everything.
+    """
+    return nt_xent(F.relu(z1), F.relu(z2), temperature, margin)
+
+
+def mean_shifted_contrastive(
+    f1: Tensor, f2: Tensor, center: Tensor, temperature: float = 0.25, angular_weight: float = 1.0
+) -> Tensor:
+    """Mean-shifted contrastive loss with the angular center loss (Reiss & Hoshen 2023, eq. 3-6).
+
+    phi(x) = f(x)/||f(x)|| and c is the unit-normalised mean of phi over the normal training set, fixed
+    before adaptation. Views are compared around c rather than around the origin:
+
+        theta(x) = (phi(x) - c) / ||phi(x) - c||,
+        loss     = NT-Xent(theta(x'), theta(x''); T) + angular_weight * mean_x -phi(x) . c
+
+    where the mean of the angular term runs over both views of every sample.
+
+    Args:
+        f1, f2: (N, D) backbone features of two views. center: (D,), normalised here.
+        temperature: T of NT-Xent (0.25 in the paper).
+    """
+    c = F.normalize(center, dim=0)
+    phi1, phi2 = F.normalize(f1, dim=1), F.normalize(f2, dim=1)
+    contrastive = nt_xent(phi1 - c, phi2 - c, temperature)  # nt_xent normalises the shifted rows
+    angular = -torch.cat([phi1, phi2]) @ c
+    return contrastive + angular_weight * angular.mean()

@@ -139,6 +139,8 @@ class ContrastlabCLI(LightningCLI):
             self._reopen_run(logger, point, uri)
 
         monitor, mode = ("val/knn_top1", "max") if info.num_classes > 0 else ("train/loss_epoch", "min")
+        # A method whose evaluation is not kNN classification (anomaly detection) names its own metric.
+        monitor, mode = getattr(self.model, "checkpoint_monitor", None) or (monitor, mode)
         callbacks = list(cfg["trainer"].get("callbacks") or [])
         callbacks += [
             RunCheckpoint(
@@ -227,7 +229,8 @@ class ContrastlabCLI(LightningCLI):
     def _print_summary(self) -> None:
         logger = mlflow_logger(self.trainer)
         metrics = self.trainer.callback_metrics
-        shown = [k for k in ("test/knn_top1", "test/probe_acc", "val/knn_top1", "val/probe_acc") if k in metrics]
+        keys = ("test/knn_top1", "test/probe_acc", "test/auroc", "val/knn_top1", "val/probe_acc", "val/auroc")
+        shown = [k for k in keys if k in metrics]
         ckpt = self.trainer.checkpoint_callback
         lines = [
             f"run {logger.run_id} in experiment '{self.experiment_name}' ({self.tracking_uri})",

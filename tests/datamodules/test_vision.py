@@ -172,3 +172,12 @@ def test_real_fashion_mnist_from_debian():
     x = dm.split("test").x
     assert x.shape[1:] == (1, 28, 28)
     assert x.float().mean().item() / 255 == pytest.approx(dm.info.mean[0], abs=0.01)
+
+
+def test_normal_class_keeps_one_class_in_train_and_the_bank_only():
+    dm = vision.Digits(normal_class=3)
+    train, val, test = (dm.split(name) for name in ("train", "val", "test"))
+    assert set(train.y.tolist()) == {3} and len(train) == int((vision.Digits().split("train").y == 3).sum())
+    assert set(val.y.tolist()) == set(test.y.tolist()) == set(range(10))  # evaluation sees every class
+    with pytest.raises(ConfigError, match="data.normal_class must be a class of digits, 0 to 9; got 10"):
+        vision.Digits(normal_class=10)

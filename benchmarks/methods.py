@@ -1,0 +1,194 @@
+"""Every method side by side on one budget: kNN, probe and embedding statistics on digits and Fashion-MNIST.
+
+    .venv/bin/python benchmarks/methods.py [--datasets digits fashion_mnist] [--methods simclr supcon ...]
+                                           [--epochs 20] [--fashion-epochs 5] [--no-write]
+
+Methods are the folders of `configs/*/digits.yaml` (so a new method is benchmarked once it ships its digits
+config), except `msc`, which is anomaly detection and is measured apart (AUROC per normal digit, before
+and after adapting the SimCLR encoder of the same run). Every run goes through `contrastlab fit` in this
+process (the CLI's own code path) on a temporary MLflow store, with the same epochs, batch size and
+backbone for every method:
+
+- digits: each method's digits config (its own batch size), small_cnn, `--epochs` epochs;
+- fashion_mnist: the same configs on a 2,000-image Fashion-MNIST subset at 28 px with the recipe of
+  configs/simclr/fashion_mnist.yaml and a narrower small_cnn (32-64-128, so a run takes seconds per
+  epoch on 2 cores); skipped when Debian's files are absent.
+
+Figures: test-split kNN top-1 (k=20), online probe accuracy, alignment, uniformity, effective rank, and
+seconds per training epoch (median gap between `train/loss_epoch` timestamps; validation runs only after
+the last epoch). The table replaces the one between the markers in benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+README = REPO / "benchmarks" / "README.md"
+BEGIN, END = "<!-- methods-benchmark:begin -->", "<!-- methods-benchmark:end -->"
+FASHION_ROOT = Path("/usr/share/datasets/fashion-mnist")
+SEPARATE = {"msc"}  # anomaly detection: its own table
+COMMON = ["--tracking.system_metrics_interval", "0", "--tracking.log_checkpoints", "false", "--seed_everything", "0"]
+FASHION = [
+    "--data.class_path=contrastlab.datamodules.vision.FashionMNIST",
+    f"--data.init_args.root={FASHION_ROOT}",
+    "--data.init_args.max_train_samples=2000",
+    "--data.init_args.val_size=1000",
+    "--model.init_args.backbone_kwargs={widths: [32, 64, 128]}",
+    "--model.init_args.augment.init_args.size=28",
+    "--model.init_args.augment.init_args.crop_scale=[0.3, 1.0]",
+    "--model.init_args.augment.init_args.hflip_p=0.5",
+    "--model.init_args.augment.init_args.affine_p=0.0",
+    "--model.init_args.augment.init_args.noise_p=0.3",
+]
+COLUMNS = ("knn_top1", "probe_acc", "alignment", "uniformity", "effective_rank")
+
+
+def discover() -> list[str]:
+    return sorted(p.parent.name for p in (REPO / "configs").glob("*/digits.yaml") if p.parent.name not in SEPARATE)
+
+
+def cli_run(args: list[str], cwd: Path, experiment: str):
+    """`contrastlab <args>` in this process, quiet; the MLflow run it made."""
+    import mlflow
+
+    from contrastlab.platform.cli import main
+
+    here = os.getcwd()
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            main([*args, *COMMON, "--tracking.experiment", experiment])
+    finally:
+        os.chdir(here)
+    client = mlflow.MlflowClient(f"sqlite:///{cwd / 'mlruns' / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    return client, run
+
+
+def seconds_per_epoch(client, run) -> float:
+    stamps = sorted(m.timestamp for m in client.get_metric_history(run.info.run_id, "train/loss_epoch"))
+    gaps = [(b - a) / 1000 for a, b in zip(stamps, stamps[1:])]
+    return statistics.median(gaps) if gaps else float("nan")
+
+
+def benchmark_method(method: str, dataset: str, epochs: int, work: Path) -> dict[str, float]:
+    config = REPO / "configs" / method / "digits.yaml"
+    args = ["fit", "-c", str(config), "--trainer.max_epochs", str(epochs), "--trainer.check_val_every_n_epoch"]
+    args += [str(epochs), "--model.init_args.backbone", "small_cnn"]
+    if dataset == "fashion_mnist":
+        args += FASHION
+    cwd = Path(tempfile.mkdtemp(dir=work))
+    client, run = cli_run(args, cwd, f"{method}-{dataset}")
+    row = {name: run.data.metrics.get(f"test/{name}", float("nan")) for name in COLUMNS}
+    row["s_per_epoch"] = seconds_per_epoch(client, run)
+    return row
+
+
+def benchmark_msc(classes: list[int], simclr_epochs: int, work: Path) -> list[tuple[int, float, float]]:
+    """(normal digit, AUROC of the SimCLR encoder, AUROC after mean-shifted adaptation) per digit."""
+    cwd = Path(tempfile.mkdtemp(dir=work))
+    simclr = REPO / "configs" / "simclr" / "digits.yaml"
+    cli_run(
+        ["fit", "-c", str(simclr), "--trainer.max_epochs", str(simclr_epochs), "--test_after_fit", "false"], cwd, "enc"
+    )
+    (ckpt,) = (cwd / "checkpoints").rglob("last.ckpt")
+    msc = str(REPO / "configs" / "msc" / "digits.yaml")
+    rows = []
+    for digit in classes:
+        start = ["-c", msc, "--data.init_args.normal_class", str(digit), "--model.init_args.init_from", str(ckpt)]
+        _, before = cli_run(["test", *start], Path(tempfile.mkdtemp(dir=work)), f"before-{digit}")
+        _, after = cli_run(["fit", *start], Path(tempfile.mkdtemp(dir=work)), f"after-{digit}")
+        rows.append((digit, before.data.metrics["test/auroc"], after.data.metrics["test/auroc"]))
+        print(f"msc digit {digit}: AUROC {rows[-1][1]:.4f} -> {rows[-1][2]:.4f}", flush=True)
+    return rows
+
+
+def machine() -> str:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        names = [line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")]
+        cpu = f"{os.cpu_count()}-core {names[0]}" if names else cpu
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{cpu}, {gpu}, torch {torch.__version__}"
+
+
+def markdown(results: dict[str, dict[str, dict[str, float]]], epochs: dict[str, int], msc, msc_epochs) -> str:
+    lines = [f"{time.strftime('%Y-%m-%d')}, {machine()}."]
+    lines += ["Same backbone (small_cnn) and epochs for every method; each method's batch size as in its config."]
+    for dataset, rows in results.items():
+        lines += ["", f"**{dataset}**, {epochs[dataset]} epochs, test split:", ""]
+        lines += ["| method | kNN top-1 | probe acc | alignment | uniformity | eff. rank | s/epoch |"]
+        lines += ["|---|---:|---:|---:|---:|---:|---:|"]
+        for method, r in sorted(rows.items(), key=lambda kv: -kv[1]["knn_top1"]):
+            lines.append(
+                f"| {method} | {r['knn_top1']:.3f} | {r['probe_acc']:.3f} | {r['alignment']:.3f} | "
+                f"{r['uniformity']:.2f} | {r['effective_rank']:.1f} | {r['s_per_epoch']:.2f} |"
+            )
+    if msc:
+        lines += ["", f"**msc**, digits one-vs-rest, encoder: SimCLR {msc_epochs} epochs; test AUROC:", ""]
+        lines += ["| normal digit | SimCLR encoder | after MSC |", "|---|---:|---:|"]
+        lines += [f"| {d} | {b:.4f} | {a:.4f} |" for d, b, a in msc]
+        mean_b, mean_a = (statistics.mean(r[i] for r in msc) for i in (1, 2))
+        lines.append(f"| mean | {mean_b:.4f} | {mean_a:.4f} |")
+    return "\n".join(lines)
+
+
+def write_readme(table: str) -> None:
+    text = README.read_text()
+    block = f"{BEGIN}\n{table}\n{END}"
+    if BEGIN in text and END in text:
+        text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END) :]
+    else:
+        text = text.rstrip() + "\n\n## Methods: `benchmarks/methods.py`\n\n" + block + "\n"
+    README.write_text(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", nargs="+", default=["digits", "fashion_mnist"])
+    parser.add_argument("--methods", nargs="+", default=None, help="config folders (default: all but msc)")
+    parser.add_argument("--epochs", type=int, default=20, help="digits epochs")
+    parser.add_argument("--fashion-epochs", type=int, default=5)
+    parser.add_argument("--msc-classes", type=int, nargs="*", default=list(range(10)), help="none to skip")
+    parser.add_argument("--no-write", action="store_true", help="print the table without touching the README")
+    args = parser.parse_args()
+    methods = args.methods or discover()
+    epochs = {"digits": args.epochs, "fashion_mnist": args.fashion_epochs}
+    datasets = [
+        d for d in args.datasets if d != "fashion_mnist" or (FASHION_ROOT / "t10k-labels-idx1-ubyte.gz").is_file()
+    ]
+    if datasets != args.datasets:
+        print(f"skipping fashion_mnist: {FASHION_ROOT} has no IDX files", file=sys.stderr)
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for dataset in datasets:
+            results[dataset] = {}
+            for method in methods:
+                start = time.perf_counter()
+                results[dataset][method] = row = benchmark_method(method, dataset, epochs[dataset], Path(tmp))
+                print(
+                    f"{dataset} {method}: kNN {row['knn_top1']:.4f} ({time.perf_counter() - start:.0f} s)", flush=True
+                )
+                if not args.no_write:  # after every run, so an interrupted benchmark still leaves its figures
+                    write_readme(markdown(results, epochs, [], args.epochs))
+        msc = benchmark_msc(args.msc_classes, args.epochs, Path(tmp)) if args.msc_classes else []
+    table = markdown(results, epochs, msc, args.epochs)
+    print(table)
+    if not args.no_write:
+        write_readme(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,22 @@
+"""Checks of a method's hyper-parameters, raised as ConfigError naming the key before anything trains."""
+
+from __future__ import annotations
+
+from contrastlab.errors import ConfigError
+
+
+def positive(key: str, value: float | None, fix: str = "") -> None:
+    """`model.init_args.<key>` must be > 0 (None passes: the option is off)."""
+    if value is not None and not value > 0:
+        raise ConfigError(f"model.init_args.{key} must be > 0, got {value}{'; ' + fix if fix else ''}")
+
+
+def non_negative(key: str, value: float, fix: str = "") -> None:
+    if not value >= 0:
+        raise ConfigError(f"model.init_args.{key} must be >= 0, got {value}{'; ' + fix if fix else ''}")
+
+
+def margin(value: float) -> None:
+    """An additive margin on positive cosines: cosines lie in [-1, 1], so a margin of 1 or more swamps the loss."""
+    if not 0 <= value < 1:
+        raise ConfigError(f"model.init_args.margin must be in [0, 1), got {value}; 0 turns it off, 0.1-0.3 is usual")

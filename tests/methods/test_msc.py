@@ -1,0 +1,114 @@
+"""Mean-shifted contrastive anomaly detection through the CLI, one-vs-rest: train on one normal class,
+test on all classes; `test/auroc` before adaptation (the `test` verb on the starting encoder) and after."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import run_cli
+from tests.methods.conftest import method_config, only_run
+
+QUICK = ["--tracking.system_metrics_interval", "0", "--tracking.log_checkpoints", "false"]
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+NORMAL_DIGIT = "8"  # the hardest digit for the SimCLR encoder (AUROC 0.989 against 0.9997 for digit 1)
+
+
+def auroc(cwd: Path) -> float:
+    return only_run(cwd).data.metrics["test/auroc"]
+
+
+@pytest.fixture(scope="module")
+def simclr_checkpoint(tmp_path_factory) -> Path:
+    """A SimCLR encoder trained on the digits training split (labels unused): the pretrained starting point."""
+    cwd = tmp_path_factory.mktemp("simclr")
+    epochs = ["--trainer.max_epochs", "10", "--trainer.check_val_every_n_epoch", "10", "--test_after_fit", "false"]
+    run_cli("fit", "-c", str(method_config("simclr")), *epochs, *QUICK, cwd=cwd, timeout=600)
+    (ckpt,) = (cwd / "checkpoints").rglob("last.ckpt")
+    return ckpt
+
+
+@pytest.mark.slow
+def test_adapting_a_simclr_encoder_to_one_digit(simclr_checkpoint, tmp_path):
+    config = str(method_config("msc"))
+    one_class = ["--data.init_args.normal_class", NORMAL_DIGIT]
+    start = [*one_class, "--model.init_args.init_from", str(simclr_checkpoint)]
+    results = {}
+    for name, verb, args in (("random", "test", one_class), ("before", "test", start), ("after", "fit", start)):
+        (tmp_path / name).mkdir()
+        run_cli(verb, "-c", config, *args, *QUICK, cwd=tmp_path / name, timeout=600)
+        results[name] = auroc(tmp_path / name)
+    print(results)
+    # the pretrained encoder separates the digit from the others better than a random one ...
+    assert results["before"] >= results["random"] + 0.01, results
+    # ... and the mean-shifted adaptation keeps that (the encoder already saw these images: little to adapt)
+    assert results["after"] >= results["before"] - 0.01 and results["after"] >= 0.97, results
+    run = only_run(tmp_path / "after")
+    assert "val/auroc" in run.data.metrics and "val/knn_top1" not in run.data.metrics
+    assert list((tmp_path / "after" / "checkpoints").rglob("best-*.ckpt")), "best checkpoint kept by val/auroc"
+
+
+def fake_checkpoint(path: Path, state: dict) -> Path:
+    torch.save({"state_dict": state, "hyper_parameters": {"backbone": "small_cnn"}}, path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model.init_args.init_from", "nope.ckpt"], "model.init_args.init_from: nope.ckpt not found"),
+        (
+            ["--model.init_args.init_from", "narrow.ckpt"],
+            "narrow.ckpt was trained with backbone 'small_cnn' of another",
+        ),
+        (["--model.init_args.init_from", "foreign.ckpt"], "foreign.ckpt holds no backbone weights"),
+        (["--data.init_args.normal_class", "12"], "data.normal_class must be a class of digits, 0 to 9; got 12"),
+        (["--data.init_args.normal_class", "null"], "data.init_args.normal_class: the training split holds classes"),
+    ],
+    ids=["missing", "incompatible", "foreign", "class-range", "not-one-class"],
+)
+def test_wrong_starting_points_and_data_are_one_clear_line(args, message, tmp_path):
+    fake_checkpoint(tmp_path / "narrow.ckpt", {"backbone.features.0.weight": torch.zeros(8, 1, 3, 3)})
+    fake_checkpoint(tmp_path / "foreign.ckpt", {"encoder.weight": torch.zeros(2)})
+    proc = run_cli("fit", "-c", str(method_config("msc")), *args, *QUICK, cwd=tmp_path, check=False)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("contrastlab: error:")]
+    assert len(errors) == 1 and message in errors[0], proc.stderr[-2000:]
+
+
+FASHION_DATA = [
+    "--data.class_path=contrastlab.datamodules.vision.FashionMNIST",
+    f"--data.init_args.root={FASHION}",
+    "--data.init_args.val_size=1000",
+    "--model.init_args.backbone_kwargs={widths: [32, 64, 128]}",  # narrower: seconds per epoch at 28 px
+    "--model.init_args.augment.init_args.size=28",
+    "--model.init_args.augment.init_args.crop_scale=[0.3, 1.0]",
+    "--model.init_args.augment.init_args.hflip_p=0.5",
+]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not (FASHION / "train-images-idx3-ubyte.gz").is_file(), reason="apt-get install dataset-fashion-mnist"
+)
+def test_adapting_a_simclr_encoder_to_one_fashion_class(tmp_path):
+    """One-vs-rest on Fashion-MNIST (normal: trousers) from a SimCLR encoder of a 2,000-image subset."""
+    (tmp_path / "simclr").mkdir()
+    short = ["--trainer.max_epochs", "3", "--trainer.check_val_every_n_epoch", "3", "--test_after_fit", "false"]
+    subset = ["--data.init_args.max_train_samples", "2000"]
+    simclr = str(method_config("simclr"))
+    run_cli("fit", "-c", simclr, *FASHION_DATA, *subset, *short, *QUICK, cwd=tmp_path / "simclr", timeout=900)
+    (ckpt,) = (tmp_path / "simclr" / "checkpoints").rglob("last.ckpt")
+    one_class = ["--data.init_args.normal_class", "1", "--data.init_args.max_train_samples", "5000"]
+    start = [*FASHION_DATA, *one_class, "--model.init_args.init_from", str(ckpt)]
+    epochs = ["--trainer.max_epochs", "5", "--trainer.check_val_every_n_epoch", "5"]
+    results = {}
+    for name, verb, args in (("before", "test", start), ("after", "fit", [*start, *epochs])):
+        (tmp_path / name).mkdir()
+        run_cli(verb, "-c", str(method_config("msc")), *args, *QUICK, cwd=tmp_path / name, timeout=900)
+        results[name] = auroc(tmp_path / name)
+    print(results)
+    assert results["before"] >= 0.8 and results["after"] >= results["before"] - 0.01, results
