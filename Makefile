@@ -26,7 +26,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/augment.py
+	$(PY) benchmarks/tracking.py
 	$(PY) benchmarks/sweep_storage.py
+	$(PY) benchmarks/methods.py
 
 clean:
 	rm -rf mlruns checkpoints .pytest_cache

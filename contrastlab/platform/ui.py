@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import subprocess
+import os
 import sys
 from pathlib import Path
 
@@ -40,7 +40,5 @@ def main(argv: list[str]) -> int:
         str(args.port),
     ]
     print(f"MLflow UI for {uri} at http://{args.host}:{args.port} (Ctrl-C to stop)", flush=True)
-    try:
-        return subprocess.call(command)
-    except KeyboardInterrupt:
-        return 0
+    # Become the UI process, so that a signal to `contrastlab ui` reaches MLflow's server directly.
+    os.execv(sys.executable, command)

@@ -1,6 +1,8 @@
 """The CLI as a user drives it: YAML config, overrides, a real MLflow store in a temporary folder."""
 
+import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -208,6 +210,7 @@ def test_ui_serves_the_default_store(trained):
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,  # the UI's server workers go with it
     )
     try:
         assert f"http://127.0.0.1:{port}" in proc.stdout.readline()
@@ -220,7 +223,7 @@ def test_ui_serves_the_default_store(trained):
                 time.sleep(0.5)
         assert body is not None and '"name": "digits"' in body.replace('":"', '": "')
     finally:
-        proc.terminate()
+        os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
 
 

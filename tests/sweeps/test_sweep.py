@@ -114,7 +114,9 @@ def test_sweep_prunes_fails_survives_sigkill_and_resumes(tmp_path):
     storage = f"sqlite:///{tmp_path / 'mlruns' / 'optuna.db'}"
     trials = load_trials(storage, name)
     states = [t.state.name for t in trials]
-    assert states == ["COMPLETE", "PRUNED", "FAIL", "FAIL", "COMPLETE"], [t.user_attrs for t in trials]
+    # the retry of trial 3 runs to its end or is pruned by the median rule like any trial: both finish it
+    assert states[:4] == ["COMPLETE", "PRUNED", "FAIL", "FAIL"], [t.user_attrs for t in trials]
+    assert states[4] in ("COMPLETE", "PRUNED"), [t.user_attrs for t in trials]
     assert "non-finite training loss" in trials[2].user_attrs["fail_reason"]
     assert "died" in trials[3].user_attrs["fail_reason"]
     assert trials[4].params == trials[3].params and trials[4].system_attrs["retry_history"] == [3]
@@ -128,7 +130,7 @@ def test_sweep_prunes_fails_survives_sigkill_and_resumes(tmp_path):
         1: ("pruned", "FINISHED"),
         2: ("failed", "FAILED"),
         3: ("killed", "KILLED"),
-        4: ("complete", "FINISHED"),
+        4: ({"COMPLETE": "complete", "PRUNED": "pruned"}[states[4]], "FINISHED"),
     }
     for number, run in children.items():
         assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
