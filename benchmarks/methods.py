@@ -67,7 +67,10 @@ def cli_run(args: list[str], cwd: Path, experiment: str):
     os.chdir(cwd)
     try:
         with contextlib.redirect_stdout(io.StringIO()):
-            main([*args, *COMMON, "--tracking.experiment", experiment])
+            # An absolute store: MLflow caches one database engine per URI, and a relative one would follow
+            # the first run's folder.
+            store = f"sqlite:///{cwd / 'mlruns' / 'mlflow.db'}"
+            main([*args, *COMMON, "--tracking.experiment", experiment, "--tracking.uri", store])
     finally:
         os.chdir(here)
     client = mlflow.MlflowClient(f"sqlite:///{cwd / 'mlruns' / 'mlflow.db'}")
