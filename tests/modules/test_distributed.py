@@ -1,7 +1,6 @@
 """Gathering with gradients over two real gloo processes gives the gradient of the global-batch loss."""
 
 import os
-import socket
 
 import torch
 import torch.distributed as dist
@@ -10,6 +9,7 @@ from torch import nn
 
 from contrastlab.modules.distributed import gather_with_grad
 from contrastlab.modules.losses import nt_xent
+from tests.conftest import free_port
 
 
 def problem():
@@ -34,9 +34,7 @@ def worker(rank: int, port: int, out: str) -> None:
 
 
 def test_gathered_loss_gradient_equals_single_process_global_batch(tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     out = str(tmp_path / "grads.pt")
     mp.spawn(worker, args=(port, out), nprocs=2, join=True)
     got = torch.load(out)

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from contrastlab.modules import losses
+from tests.modules.test_losses import nt_xent_reference
 
 
 def cos(a, b):
@@ -220,16 +221,11 @@ def test_ncl_is_nt_xent_of_non_negative_features(batch, temperature):
 
 def msc_reference(f1, f2, center, temperature, angular_weight):
     c = center / center.norm()
-    phi = [f / f.norm() for f in torch.cat([f1, f2])]
-    theta = [(p - c) / (p - c).norm() for p in phi]
-    n = f1.shape[0]
-    contrastive = 0.0
-    for i in range(2 * n):
-        j = (i + n) % (2 * n)
-        denominator = sum(torch.exp(theta[i] @ theta[k] / temperature) for k in range(2 * n) if k != i)
-        contrastive = contrastive - torch.log(torch.exp(theta[i] @ theta[j] / temperature) / denominator)
-    angular = sum(-(p @ c) for p in phi) / (2 * n)
-    return contrastive / (2 * n) + angular_weight * angular
+    phi1, phi2 = (f / f.norm(dim=1, keepdim=True) for f in (f1, f2))
+    # NT-Xent's reference normalises its inputs: the mean-shifted theta = (phi - c) / ||phi - c||
+    contrastive = nt_xent_reference(phi1 - c, phi2 - c, temperature)
+    angular = sum(-(p @ c) for p in torch.cat([phi1, phi2])) / (2 * f1.shape[0])
+    return contrastive + angular_weight * angular
 
 
 @pytest.mark.parametrize("batch", [2, 5, 16])

@@ -1,7 +1,6 @@
 """MoCo's shuffled BN: keys come back in order, and each sample's BN statistics are those of its random group."""
 
 import os
-import socket
 
 import torch
 import torch.distributed as dist
@@ -9,6 +8,7 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from contrastlab.modules.distributed import shuffled_bn_forward
+from tests.conftest import free_port
 
 
 def test_one_process_splits_emulate_devices():
@@ -58,9 +58,7 @@ def worker(rank: int, port: int, out: str) -> None:
 
 
 def test_two_ranks_shuffle_across_ranks_and_restore_order(tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     out = str(tmp_path / "keys")
     mp.spawn(worker, args=(port, out), nprocs=2, join=True)
     for rank in (0, 1):

@@ -3,7 +3,6 @@
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import DIGITS_CONFIG, REPO, fit, run_cli, store_client
+from tests.conftest import DIGITS_CONFIG, REPO, fit, free_port, run_cli, store_client
 
 
 def only_run(cwd: Path, experiment: str = "digits"):
@@ -192,12 +191,6 @@ def test_tracking_uri_points_runs_at_another_store(tmp_path):
     assert len(runs) == 1 and "val/knn_top1" in runs[0].data.metrics
     assert runs[0].info.artifact_uri.startswith((tmp_path / "team" / "artifacts").as_uri())
     assert not (tmp_path / "mlruns").exists()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.slow
