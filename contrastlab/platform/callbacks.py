@@ -53,6 +53,8 @@ class RunCheckpoint(ModelCheckpoint):
     steps and/or `every_minutes` minutes (0 turns either off), so a killed run loses little work.
     """
 
+    CLOCK_CHECK_STEPS = 20
+
     def __init__(
         self,
         root: str,
@@ -90,9 +92,11 @@ class RunCheckpoint(ModelCheckpoint):
         if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch or self._should_skip_saving_checkpoint(trainer):
             return
         due = bool(self.every_n_steps) and trainer.global_step % self.every_n_steps == 0
-        if self.every_seconds:
+        # Rank 0's clock decides, so every rank saves together; a minutes-scale interval needs no
+        # per-step collective, so the ranks only compare clocks every CLOCK_CHECK_STEPS steps.
+        if self.every_seconds and (trainer.world_size == 1 or trainer.global_step % self.CLOCK_CHECK_STEPS == 0):
             late = time.monotonic() - self._last_save_time >= self.every_seconds
-            due |= trainer.strategy.broadcast(late)  # rank 0's clock decides, so every rank saves together
+            due |= trainer.strategy.broadcast(late)
         if due:
             self.refresh_last(trainer)
 
