@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from contrastlab.platform.cpus import share_cores
+
 REPO = Path(__file__).resolve().parents[1]
 DIGITS_CONFIG = REPO / "configs" / "simclr" / "digits.yaml"
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -22,6 +24,16 @@ QUICK = [
     "--model.init_args.proj_hidden_dim",
     "128",
 ]
+
+
+def pytest_configure(config):
+    """Under `pytest -n N` every worker, and each `contrastlab` it starts, gets 1/N of the cores."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers:
+        share_cores(int(workers))
+        import torch
+
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 def free_port() -> int:

@@ -27,6 +27,7 @@ import yaml
 
 from contrastlab.errors import ConfigError, find_user_error
 from contrastlab.platform import tracking
+from contrastlab.platform.cpus import share_cores
 from contrastlab.sweeps import runs
 from contrastlab.sweeps.config import SweepConfig, load_sweep
 from contrastlab.sweeps.pruning import OBJECTIVE_ATTR, OUTCOME_ATTR, RUN_ATTR, TRIAL_ENV
@@ -217,7 +218,8 @@ def _run_workers(sweep: Sweep, workers: int) -> list[int]:
         return [worker_loop(sweep, 0)]
     context = multiprocessing.get_context("spawn")
     processes = [
-        context.Process(target=_worker_process, args=(sweep, i), name=f"sweep-worker-{i}") for i in range(workers)
+        context.Process(target=_worker_process, args=(sweep, i, workers), name=f"sweep-worker-{i}")
+        for i in range(workers)
     ]
     for process in processes:
         process.start()
@@ -226,8 +228,9 @@ def _run_workers(sweep: Sweep, workers: int) -> list[int]:
     return [process.exitcode or 0 for process in processes]
 
 
-def _worker_process(sweep: Sweep, index: int) -> None:
+def _worker_process(sweep: Sweep, index: int, workers: int) -> None:
     _die_with_parent()
+    share_cores(workers)  # its trials inherit the environment
     try:
         code = worker_loop(sweep, index)
     except KeyboardInterrupt:
