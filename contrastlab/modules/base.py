@@ -152,8 +152,14 @@ class ContrastiveModule(L.LightningModule):
         cfg = self.optimizer_config
         global_batch = self.trainer.world_size * self.trainer.accumulate_grad_batches * self._train_batch_size()
         lr = cfg.peak_lr(global_batch)
-        exclude = [self.probe] if self.probe is not None else []
+        predictor = self._separately_stepped_predictor()
+        exclude = [m for m in (self.probe, predictor) if m is not None]
         groups = optim.param_groups(self, cfg.weight_decay, exclude=exclude)
+        if predictor is not None:
+            groups += [
+                {**group, "lr": lr * cfg.predictor_lr_ratio}
+                for group in optim.param_groups(predictor, cfg.weight_decay)
+            ]
         if self.probe is not None:
             groups.append(
                 {
@@ -170,6 +176,19 @@ class ContrastiveModule(L.LightningModule):
         schedule = optim.warmup_cosine(total, warmup, cfg.min_lr_ratio)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def _separately_stepped_predictor(self) -> nn.Module | None:
+        """The predictor, when `optimizer.predictor_lr_ratio` gives it its own learning rate."""
+        ratio = self.optimizer_config.predictor_lr_ratio
+        if ratio == 1:
+            return None
+        predictor = getattr(self, "predictor", None)
+        if predictor is None or not any(p.requires_grad for p in predictor.parameters()):
+            raise ConfigError(
+                f"model.optimizer.predictor_lr_ratio={ratio}: {type(self).__name__} has no trained predictor; "
+                "remove the key (it applies to BYOL, SimSiam with predictor mlp, MoCo v3 and NNCLR)"
+            )
+        return predictor
 
     def _train_batch_size(self) -> int:
         datamodule = getattr(self.trainer, "datamodule", None)

@@ -5,7 +5,9 @@ import torch
 
 from contrastlab.augment.vision import ImageViews
 from contrastlab.datamodules.base import DataInfo
+from contrastlab.errors import ConfigError
 from contrastlab.modules import BYOL, NNCLR, MoCoV2, MoCoV3, SimSiam, heads
+from contrastlab.modules.optim import OptimizerConfig
 
 INFO = DataInfo("tiny", "image", 1, 10, 8, (0.3,), (0.37,))
 SMALL = dict(backbone="small_cnn", data_info=INFO, augment=ImageViews(size=8, hflip_p=0.0), proj_hidden_dim=16)
@@ -74,3 +76,36 @@ def test_step_enqueues_the_batch_keys(name, memory, per_step, monkeypatch):
         assert int(queue.filled) == min(16, step * per_step)
         assert int(queue.pointer) == step * per_step % 16
         assert torch.allclose(queue.contents().norm(dim=1), torch.ones(int(queue.filled)))
+
+
+class Fitting(Attached):
+    accumulate_grad_batches = 1
+    max_epochs = 2
+    datamodule = None
+
+
+def optimizer_of(model, monkeypatch):
+    trainer = Fitting(model)
+    monkeypatch.setattr(type(model), "trainer", property(lambda self: trainer))
+    return model.configure_optimizers()["optimizer"]
+
+
+@pytest.mark.parametrize("name", ["byol", "simsiam", "mocov3", "nnclr"])
+def test_predictor_lr_ratio_scales_the_predictor_alone(name, monkeypatch):
+    model = BUILDERS[name]()
+    model.optimizer_config = OptimizerConfig(lr=0.01, predictor_lr_ratio=10.0)
+    optimizer = optimizer_of(model, monkeypatch)
+    initial_lr = {id(p): group["initial_lr"] for group in optimizer.param_groups for p in group["params"]}
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    assert len(initial_lr) == sum(len(g["params"]) for g in optimizer.param_groups) == len(trainable)
+    predictor = {id(p) for p in model.predictor.parameters()}
+    for p in trainable:
+        assert initial_lr[id(p)] == pytest.approx(0.1 if id(p) in predictor else 0.01)
+
+
+@pytest.mark.parametrize("name", ["simsiam_directpred", "mocov2"])
+def test_predictor_lr_ratio_without_a_trained_predictor_is_refused(name, monkeypatch):
+    model = BUILDERS[name]()
+    model.optimizer_config = OptimizerConfig(predictor_lr_ratio=10.0)
+    with pytest.raises(ConfigError, match=r"model.optimizer.predictor_lr_ratio=10.0: .* has no trained predictor"):
+        optimizer_of(model, monkeypatch)

@@ -47,4 +47,6 @@ def test_lars_step_follows_its_formula():
 def test_bad_optimizer_values_name_the_key():
     with pytest.raises(ConfigError, match="model.optimizer.lr"):
         optim.OptimizerConfig(lr=0)
+    with pytest.raises(ConfigError, match="model.optimizer.predictor_lr_ratio must be > 0"):
+        optim.OptimizerConfig(predictor_lr_ratio=0)
     assert optim.OptimizerConfig(lr=0.3, lr_scaling="linear").peak_lr(512) == pytest.approx(0.6)
