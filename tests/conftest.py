@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -62,6 +64,42 @@ def run_cli(*args: str, cwd: Path, timeout: float = 300, check: bool = True) -> 
 def fit(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     """`contrastlab fit -c configs/simclr/digits.yaml` with the QUICK settings and `args` on top."""
     return run_cli("fit", "-c", str(DIGITS_CONFIG), *QUICK, *args, cwd=cwd, check=check)
+
+
+@pytest.fixture
+def cli_here(monkeypatch, capsys):
+    """`contrastlab ARGS` run inside this test process, for commands that stop on bad input before training:
+    the same entry point and error handling as a user's process, without a fresh interpreter's imports
+    (several seconds each). Returns the exit code and stderr."""
+
+    def run(*args: str, cwd: Path) -> tuple[int, str]:
+        from contrastlab.platform.cli import main
+
+        monkeypatch.chdir(cwd)
+        monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        monkeypatch.setattr(sys, "argv", ["contrastlab", *args])
+        capsys.readouterr()
+        captured = (sys.stdout, sys.stderr)
+        try:
+            with warnings.catch_warnings(), pytest.raises(SystemExit) as stop:
+                main(list(args))
+        finally:
+            # loggers set up during the call hold this test's capture streams, which close with the test
+            for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]:
+                for handler in getattr(logger, "handlers", []):
+                    if isinstance(handler, logging.StreamHandler) and handler.stream in captured:
+                        handler.setStream(sys.__stderr__)
+        return stop.value.code, capsys.readouterr().err
+
+    return run
+
+
+def the_error_line(code: int, stderr: str) -> str:
+    """The one `contrastlab: error:` line a refused command printed, after checking it exited 2 without a traceback."""
+    assert code == 2, stderr[-2000:]
+    errors = [line for line in stderr.splitlines() if line.startswith("contrastlab: error:")]
+    assert len(errors) == 1 and "Traceback" not in stderr, stderr[-2000:]
+    return errors[0]
 
 
 def store_client(cwd: Path):

@@ -1,5 +1,7 @@
 """One training step of each momentum/predictor/memory method, in Python: what trains, what follows, what is stored."""
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -109,3 +111,19 @@ def test_predictor_lr_ratio_without_a_trained_predictor_is_refused(name, monkeyp
     model.optimizer_config = OptimizerConfig(predictor_lr_ratio=10.0)
     with pytest.raises(ConfigError, match=r"model.optimizer.predictor_lr_ratio=10.0: .* has no trained predictor"):
         optimizer_of(model, monkeypatch)
+
+
+class TenSamples:
+    info = INFO
+
+    def split(self, name):
+        return range(10)
+
+
+@pytest.mark.parametrize("name", ["mocov2", "nnclr"])
+def test_setup_refuses_a_queue_larger_than_the_training_set(name, monkeypatch):
+    model = BUILDERS[name]()  # a queue of 16
+    trainer = SimpleNamespace(datamodule=TenSamples())
+    monkeypatch.setattr(type(model), "trainer", property(lambda self: trainer))
+    with pytest.raises(ConfigError, match="queue_size=16 is larger than the 10 training samples of tiny"):
+        model.setup("fit")
