@@ -11,6 +11,8 @@ on any host with an RDB storage, its heartbeat is older than the grace period.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import re
 import socket
@@ -90,6 +92,29 @@ def open_storage(url: str, heartbeat: bool = False):
     except Exception as err:  # SQLAlchemy raises OperationalError and friends for an unreachable database
         reason = " ".join(str(err).split())[:300]
         raise ConfigError(f"--storage {display_url(url)}: cannot open the storage ({reason})") from err
+
+
+@contextlib.contextmanager
+def claim_lock(url: str):
+    """Hold while a worker of this machine takes its next trial from a SQLite storage.
+
+    Optuna pops a waiting (enqueued or retried) trial with SELECT ... FOR UPDATE, which SQLite ignores, and
+    Python's sqlite3 reads outside the write transaction: two workers could both take the same trial (seen
+    under load as two runs of one retried trial). SQLite storages are local files, so a file lock beside the
+    database serialises the taking; the trials themselves still run side by side. Server databases lock rows.
+    """
+    from sqlalchemy.engine import make_url
+
+    database = make_url(url).database if url.startswith("sqlite") else None
+    if not database or database == ":memory:":
+        yield
+        return
+    with open(f"{database}.claim.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def heartbeats(storage, trial_id: int) -> threading.Event | None:

@@ -37,6 +37,7 @@ from contrastlab.sweeps.storage import (
     REASON_ATTR,
     SURPLUS_ATTR,
     WORKER_ATTR,
+    claim_lock,
     display_url,
     heartbeats,
     open_storage,
@@ -255,7 +256,6 @@ def _die_with_parent() -> None:
 def worker_loop(sweep: Sweep, index: int) -> int:
     """Run trials until the study holds n_trials finished ones, the time is up, or a trial hits a config error."""
     import optuna
-    from optuna.trial import TrialState
 
     config = sweep.config
     storage = open_storage(sweep.storage_url, heartbeat=True)
@@ -272,25 +272,37 @@ def worker_loop(sweep: Sweep, index: int) -> int:
     experiment_id = runs.ensure_experiment(client, sweep.tracking_uri, config.name)
 
     while True:
-        recover_dead_trials(study)
-        trials = study.get_trials(deepcopy=False)
-        if study.user_attrs.get(STOP_ATTR):
+        with claim_lock(sweep.storage_url):
+            done, trial = _claim_next_trial(sweep, study, distributions)
+        if done:
             return 0
-        finished, running, waiting = _counts(trials)
-        if sweep.n_trials is not None and finished >= sweep.n_trials:
-            return 0
-        if sweep.deadline is not None and time.time() >= sweep.deadline:
-            return 0
-        if not waiting and sweep.n_trials is not None and finished + running >= sweep.n_trials:
+        if trial is None:
             time.sleep(IDLE_POLL)  # the last trials run elsewhere; a dead worker's one comes back as waiting
             continue
-        trial = study.ask(distributions)
-        trial.set_user_attr(WORKER_ATTR, this_worker())
-        if _is_surplus(study, trial, sweep.n_trials):
-            trial.set_user_attr(SURPLUS_ATTR, True)
-            study.tell(trial, state=TrialState.FAIL)
-            continue
         _run_trial(sweep, study, trial, client, experiment_id)
+
+
+def _claim_next_trial(sweep: Sweep, study, distributions: dict):
+    """(True, None) when the sweep is done; (False, None) when there is nothing to take now; else the trial."""
+    from optuna.trial import TrialState
+
+    recover_dead_trials(study)
+    if study.user_attrs.get(STOP_ATTR):
+        return True, None
+    finished, running, waiting = _counts(study.get_trials(deepcopy=False))
+    if sweep.n_trials is not None and finished >= sweep.n_trials:
+        return True, None
+    if sweep.deadline is not None and time.time() >= sweep.deadline:
+        return True, None
+    if not waiting and sweep.n_trials is not None and finished + running >= sweep.n_trials:
+        return False, None
+    trial = study.ask(distributions)
+    trial.set_user_attr(WORKER_ATTR, this_worker())
+    if _is_surplus(study, trial, sweep.n_trials):
+        trial.set_user_attr(SURPLUS_ATTR, True)
+        study.tell(trial, state=TrialState.FAIL)
+        return False, None
+    return False, trial
 
 
 def _counts(trials) -> tuple[int, int, int]:

@@ -61,7 +61,11 @@ def child_runs(cwd: Path, name: str):
     experiment = client.get_experiment_by_name(name)
     all_runs = client.search_runs([experiment.experiment_id])
     parents = [r for r in all_runs if r.data.tags.get("sweep.role") == "parent"]
-    children = {int(r.data.tags["sweep.trial"]): r for r in all_runs if r.data.tags.get("sweep.role") == "trial"}
+    trial_runs = [r for r in all_runs if r.data.tags.get("sweep.role") == "trial"]
+    children = {int(r.data.tags["sweep.trial"]): r for r in trial_runs}
+    assert len(children) == len(trial_runs), [
+        (r.data.tags["sweep.trial"], r.info.run_id, r.info.status) for r in trial_runs
+    ]
     return client, parents, children
 
 
@@ -138,7 +142,7 @@ def test_sweep_prunes_fails_survives_sigkill_and_resumes(tmp_path):
     assert "non-finite training loss" in children[2].data.tags["sweep.fail_reason"]
     for number in (0, 4):
         assert children[number].data.metrics["val/knn_top1"] == trials[number].value
-        assert trials[number].user_attrs["mlflow_run_id"] == children[number].info.run_id
+        assert trials[number].user_attrs["mlflow_run_id"] == children[number].info.run_id, (number, done.stdout)
     # Optuna keeps a pruned trial's last reported value as its value
     assert trials[1].value == trials[1].intermediate_values[1] < trials[0].intermediate_values[1]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 
 import lightning as L
 import optuna
@@ -184,3 +185,24 @@ def test_the_trials_table_names_each_state(study, monkeypatch):
         (3, "waiting", None, None),
     ]
     assert "| 2 | killed |" in markdown_table(rows) and rows[2]["fail_reason"].endswith("died")
+
+
+def test_workers_take_trials_from_a_sqlite_storage_one_at_a_time(tmp_path):
+    """While one worker holds the claim lock, another process cannot take it; server URLs need no lock."""
+    from contrastlab.sweeps.storage import claim_lock
+
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    probe = (
+        "import fcntl, sys\n"
+        "with open(sys.argv[1], 'a') as f:\n"
+        "    try:\n"
+        "        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+        "    except BlockingIOError:\n"
+        "        sys.exit(3)\n"
+    )
+    lock_file = str(tmp_path / "optuna.db.claim.lock")
+    with claim_lock(url):
+        assert subprocess.run([sys.executable, "-c", probe, lock_file]).returncode == 3
+    assert subprocess.run([sys.executable, "-c", probe, lock_file]).returncode == 0
+    with claim_lock("postgresql://u@localhost/db"), claim_lock("sqlite://"):
+        pass  # PostgreSQL locks the rows itself; an in-memory SQLite database has one process
