@@ -25,6 +25,7 @@ from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from contrastlab.errors import ConfigError
+from contrastlab.platform import stores
 
 DEFAULT_STORE_DIR = Path("mlruns")
 SQLITE_PREFIX = "sqlite:///"
@@ -80,16 +81,15 @@ class TrackingConfig:
 
 
 def resolve_uri(uri: str | None) -> str:
-    """The tracking URI to use, creating the folder of an embedded SQLite store."""
+    """The tracking URI to use, its store ready (see `stores.prepare_tracking_store`) and its secrets
+    moved out of it where MLflow allows."""
     uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or f"{SQLITE_PREFIX}{DEFAULT_STORE_DIR}/mlflow.db"
     if uri.startswith("file:") or "://" not in uri:
         raise ConfigError(
-            f"tracking.uri={uri!r}: MLflow's file store is no longer supported; use the default "
+            f"tracking.uri={stores.redact(uri)!r}: MLflow's file store is no longer supported; use the default "
             f"{SQLITE_PREFIX}mlruns/mlflow.db, another sqlite:/// path, or an http(s):// server"
         )
-    if uri.startswith(SQLITE_PREFIX):
-        Path(uri[len(SQLITE_PREFIX) :]).parent.mkdir(parents=True, exist_ok=True)
-    return uri
+    return stores.prepare_tracking_store(uri)
 
 
 def artifact_location(uri: str, experiment: str) -> str | None:
@@ -161,7 +161,7 @@ def flatten_config(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
         elif isinstance(value, dict) and value:
             flat.update(flatten_config(value, f"{name}."))
         else:
-            flat[name] = str(value)[:MAX_PARAM_LENGTH]
+            flat[name] = stores.redact_text(str(value))[:MAX_PARAM_LENGTH]
     return flat
 
 
@@ -187,8 +187,13 @@ def changed_params(logged: dict[str, str], current: dict[str, str]) -> dict[str,
 
 
 class RunLogger(MLFlowLogger):
-    """MLFlowLogger that continues a run without duplicating steps, logs `epoch` once per step, and
-    marks a pre-empted run KILLED rather than FAILED.
+    """MLFlowLogger that continues a run without duplicating steps, logs `epoch` once per step, marks a
+    pre-empted run KILLED rather than FAILED, and opens its run only when it is first used.
+
+    Lightning asks every logger for its `experiment` while setting up, which for MLFlowLogger creates the
+    run (or takes over a resumed one, and marks it FAILED if setting up then fails). Here the run is
+    opened when its id is first asked for or something is logged: the callbacks do so at the first
+    training step, so a mistake found while setting up leaves no empty run, and a resumed run as it was.
 
     Lightning adds `epoch` to every metrics dict it logs, so a plain MLFlowLogger writes it several
     times at the same step. A run killed after its last checkpoint has logged steps that the resumed
@@ -200,8 +205,25 @@ class RunLogger(MLFlowLogger):
         super().__init__(*args, **kwargs)
         self.resumed, self.skip_logged_steps = resumed, skip_logged_steps
         self.preempted = False
+        self._opened = False
         self._epoch_logged_at: int | None = None
         self._logged_through: dict[str, int] | None = None
+
+    @property
+    def experiment(self):
+        if not self._opened:
+            return self._mlflow_client  # a client of the same store, without touching any run
+        return super().experiment
+
+    @property
+    def run_id(self) -> str | None:
+        self._opened = True
+        return super().run_id
+
+    @property
+    def experiment_id(self) -> str | None:
+        self._opened = True
+        return super().experiment_id
 
     def _last_logged_steps(self) -> dict[str, int]:
         client, run_id = self.experiment, self.run_id
@@ -209,7 +231,14 @@ class RunLogger(MLFlowLogger):
         return {key: max(m.step for m in client.get_metric_history(run_id, key)) for key in keys}
 
     @rank_zero_only
+    def log_hyperparams(self, params) -> None:
+        if params:
+            self._opened = True
+            super().log_hyperparams(params)
+
+    @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        self._opened = True
         if "epoch" in metrics:
             if self._epoch_logged_at == step:
                 metrics = {k: v for k, v in metrics.items() if k != "epoch"}

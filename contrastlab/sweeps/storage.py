@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import re
 import socket
 import threading
 import warnings
@@ -24,6 +23,7 @@ from typing import Any
 import psutil
 
 from contrastlab.errors import ConfigError
+from contrastlab.platform.stores import prepare_sqlite_storage, redact
 
 DEFAULT_STORAGE = "sqlite:///mlruns/optuna.db"
 JOURNAL_PREFIX = "journal:"
@@ -59,11 +59,6 @@ def resolve_storage(url: str | None) -> str:
     return url
 
 
-def display_url(url: str) -> str:
-    """The URL without its password, for logs and tags."""
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
-
-
 def open_storage(url: str, heartbeat: bool = False):
     """The storage at `url`; a worker (`heartbeat=True`) also fails and retries trials gone stale."""
     import optuna
@@ -84,14 +79,19 @@ def open_storage(url: str, heartbeat: bool = False):
             "heartbeat_stale_trial_callback": retry_trial,
         }
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **options)
+        # a new SQLite file gets its tables from one process while the others wait, not from all at once
+        return prepare_sqlite_storage(
+            url, "--storage", lambda: optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **options)
+        )
+    except ConfigError:
+        raise
     except ImportError as err:
         raise ConfigError(
-            f"--storage {display_url(url)}: no database driver ({err}); for PostgreSQL pip install 'psycopg[binary]'"
+            f"--storage {redact(url)}: no database driver ({err}); for PostgreSQL pip install 'psycopg[binary]'"
         ) from err
     except Exception as err:  # SQLAlchemy raises OperationalError and friends for an unreachable database
         reason = " ".join(str(err).split())[:300]
-        raise ConfigError(f"--storage {display_url(url)}: cannot open the storage ({reason})") from err
+        raise ConfigError(f"--storage {redact(url)}: cannot open the storage ({reason})") from err
 
 
 @contextlib.contextmanager

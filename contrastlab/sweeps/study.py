@@ -28,6 +28,7 @@ import yaml
 from contrastlab.errors import ConfigError, find_user_error
 from contrastlab.platform import tracking
 from contrastlab.platform.cpus import share_cores
+from contrastlab.platform.stores import sqlite_path
 from contrastlab.sweeps import runs
 from contrastlab.sweeps.config import SweepConfig, load_sweep
 from contrastlab.sweeps.pruning import OBJECTIVE_ATTR, OUTCOME_ATTR, RUN_ATTR, TRIAL_ENV
@@ -38,11 +39,11 @@ from contrastlab.sweeps.storage import (
     SURPLUS_ATTR,
     WORKER_ATTR,
     claim_lock,
-    display_url,
     heartbeats,
     open_storage,
     outcome,
     recover_dead_trials,
+    redact,
     resolve_storage,
     retried_numbers,
     this_worker,
@@ -138,10 +139,10 @@ def run(args: argparse.Namespace) -> int:
         experiment_id,
         config.name,
         _parent_params(config),
-        {"sweep.storage": display_url(storage_url), "sweep.config": str(args.config)},
+        {"sweep.storage": redact(storage_url), "sweep.config": str(args.config)},
     )
     print(
-        f"sweep {config.name!r}: study in {display_url(storage_url)}, runs in {tracking_uri} (parent run {parent})",
+        f"sweep {config.name!r}: study in {redact(storage_url)}, runs in {redact(tracking_uri)} (parent run {parent})",
         flush=True,
     )
 
@@ -184,7 +185,7 @@ def _load_study(config: SweepConfig, storage_url: str):
     direction = study.direction.name.lower()
     if direction != config.direction:
         raise ConfigError(
-            f"objective.direction: study {config.name!r} in {display_url(storage_url)} is to {direction}, "
+            f"objective.direction: study {config.name!r} in {redact(storage_url)} is to {direction}, "
             f"the config says {config.direction}: give the sweep another name"
         )
     metric = study.user_attrs.get("metric")
@@ -450,7 +451,7 @@ def dashboard_command(storage_url: str) -> str:
     """optuna-dashboard over the sweep's storage (it takes a journal file by path and storage class)."""
     if storage_url.startswith(JOURNAL_PREFIX):
         return f"optuna-dashboard {storage_url[len(JOURNAL_PREFIX) :]} --storage-class JournalFileStorage"
-    return f"optuna-dashboard {display_url(storage_url)}"
+    return f"optuna-dashboard {redact(storage_url)}"
 
 
 def _print_best(best, config: SweepConfig, tracking_uri: str, storage_url: str) -> None:
@@ -458,11 +459,13 @@ def _print_best(best, config: SweepConfig, tracking_uri: str, storage_url: str) 
         print(f"sweep {config.name!r}: no trial completed yet")
         return
     params = "\n".join(f"  {k} = {v}" for k, v in best.params.items())
+    default = sqlite_path(tracking_uri) == sqlite_path(DEFAULT_TRACKING).absolute()
+    store = "" if default else f" --tracking-uri {redact(tracking_uri)}"
     print(
         f"best trial {best.number}: {config.metric} = {best.value:.4f} (MLflow run {best.user_attrs.get(RUN_ATTR)})\n"
         f"{params}\n"
         f"best config: the parent run's artifact best_config.yaml; trials table: trials.md\n"
-        f"browse it: contrastlab ui{'' if tracking_uri == DEFAULT_TRACKING else ' --tracking-uri ' + tracking_uri}"
+        f"browse it: contrastlab ui{store}"
         f"  (then open http://127.0.0.1:5000, experiment {config.name!r})\n"
         f"study dashboard: {dashboard_command(storage_url)}",
         flush=True,
