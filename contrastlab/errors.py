@@ -22,6 +22,17 @@ class CheckpointError(ContrastlabError):
     """A checkpoint cannot be used: the message names the file and what to do instead."""
 
 
+class TrainingDiverged(ContrastlabError):
+    """The training loss became NaN or infinite: the message names the step, the value and what to change.
+
+    `reason` is the short form (`non-finite training loss (nan) at epoch 1, step 7`) that runs record.
+    """
+
+    def __init__(self, reason: str, advice: str):
+        super().__init__(f"training diverged: {reason}; {advice}")
+        self.reason = reason
+
+
 def find_user_error(exc: BaseException) -> ContrastlabError | None:
     """The ContrastlabError behind `exc`, following the chain that libraries wrap errors in."""
     seen: set[int] = set()

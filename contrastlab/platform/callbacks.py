@@ -1,16 +1,34 @@
-"""Callbacks that tie a training to its MLflow run: config, checkpoints, system metrics."""
+"""Callbacks that tie a training to its MLflow run: config, checkpoints, system metrics, divergence.
+
+A new run is created in the store at the first training step (`on_train_start`), not before: a mistake
+that the data or the method finds while setting up ends the command without leaving an empty FAILED run.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import MLFlowLogger
 
-from contrastlab.platform import checkpoints, tracking
+from contrastlab.errors import TrainingDiverged
+from contrastlab.platform import checkpoints, stores, tracking
+
+# Under DDP, or on an accelerator, a decision that needs every rank or a value read back from the device
+# is taken every this many steps, not every step: each one stalls the pipeline.
+SYNC_EVERY_N_STEPS = 20
+
+
+def sync_due(trainer: L.Trainer) -> bool:
+    """Whether this step is one where ranks may compare notes (every step on one CPU process)."""
+    if trainer.world_size == 1 and trainer.strategy.root_device.type == "cpu":
+        return True
+    return trainer.global_step % SYNC_EVERY_N_STEPS == 0 or trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
 
 
 def mlflow_logger(trainer: L.Trainer) -> MLFlowLogger | None:
@@ -21,21 +39,31 @@ class MLflowSaveConfig(SaveConfigCallback):
     """Logs the resolved config to the run: `config.yaml` as an artifact and every key as a param.
 
     Lightning's own SaveConfigCallback writes into `trainer.log_dir`, which a database or server store
-    does not have; this writes to MLflow instead. A resumed run keeps the params it started with and
-    adds the config of each resume as `resumes/<time>-config.yaml`.
+    does not have; this writes to MLflow instead, at the first training step (so that a run exists only
+    once everything is set up). A resumed run is marked RUNNING again, keeps the params it started with
+    and adds the config of each resume as `resumes/<time>-config.yaml`. URIs are logged without secrets.
     """
 
     def __init__(self, parser, config, **kwargs):
         kwargs["save_to_log_dir"] = False
         super().__init__(parser, config, **kwargs)
 
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        pass  # see on_train_start
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.is_global_zero and not self.already_saved:
+            self.save_config(trainer, pl_module, "fit")
+        self.already_saved = True
+
     def save_config(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         logger = mlflow_logger(trainer)
         if logger is None or stage != "fit":
             return
         client, run_id = logger.experiment, logger.run_id
-        text = self.parser.dump(self.config, skip_none=False)
+        text = stores.redact_text(self.parser.dump(self.config, skip_none=False))
         if getattr(logger, "resumed", False):
+            client.update_run(run_id, status="RUNNING")
             client.log_text(run_id, text, f"resumes/{time.strftime('%Y%m%d-%H%M%S')}-config.yaml")
             return
         client.log_text(run_id, text, "config.yaml")
@@ -51,9 +79,8 @@ class RunCheckpoint(ModelCheckpoint):
 
     `last.ckpt` is refreshed at every epoch's end and, within epochs, every `every_n_steps` optimiser
     steps and/or `every_minutes` minutes (0 turns either off), so a killed run loses little work.
+    A resumed run's folder is known from the start (`run_id`); a new run's once it exists, at the first step.
     """
-
-    CLOCK_CHECK_STEPS = 20
 
     def __init__(
         self,
@@ -64,23 +91,29 @@ class RunCheckpoint(ModelCheckpoint):
         method: str,
         every_n_steps: int = 0,
         every_minutes: float = 0.0,
+        run_id: str | None = None,
     ):
         super().__init__(
             dirpath=None, filename="best-{epoch}-{step}", monitor=monitor, mode=mode, save_last=True, save_top_k=1
         )
         self.root, self.experiment, self.method = Path(root), experiment, method
         self.every_n_steps, self.every_seconds = every_n_steps, every_minutes * 60
-        self.run_id: str | None = None
+        self.run_id = run_id
         self._last_save_time = time.monotonic()
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        # A resumed run's folder must be known before Lightning restores this callback's state (best path).
+        self.dirpath = str(checkpoints.run_dir(self.root, self.experiment, self.run_id or "new-run"))
+        super().setup(trainer, pl_module, stage)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_start(trainer, pl_module)
         if self.run_id is None:
             logger = mlflow_logger(trainer)
-            # Only rank 0 talks to MLflow; the other ranks learn the run id from it.
+            # Only rank 0 talks to MLflow (this creates the run); the other ranks learn the run id from it.
             run_id = logger.run_id if trainer.is_global_zero and logger is not None else None
             self.run_id = trainer.strategy.broadcast(run_id)
             self.dirpath = str(checkpoints.run_dir(self.root, self.experiment, self.run_id or "no-run"))
-        super().setup(trainer, pl_module, stage)
 
     def refresh_last(self, trainer: L.Trainer) -> None:
         self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
@@ -93,8 +126,8 @@ class RunCheckpoint(ModelCheckpoint):
             return
         due = bool(self.every_n_steps) and trainer.global_step % self.every_n_steps == 0
         # Rank 0's clock decides, so every rank saves together; a minutes-scale interval needs no
-        # per-step collective, so the ranks only compare clocks every CLOCK_CHECK_STEPS steps.
-        if self.every_seconds and (trainer.world_size == 1 or trainer.global_step % self.CLOCK_CHECK_STEPS == 0):
+        # per-step collective, so the ranks only compare clocks every SYNC_EVERY_N_STEPS steps.
+        if self.every_seconds and (trainer.world_size == 1 or trainer.global_step % SYNC_EVERY_N_STEPS == 0):
             late = time.monotonic() - self._last_save_time >= self.every_seconds
             due |= trainer.strategy.broadcast(late)
         if due:
@@ -122,7 +155,7 @@ class SystemMetrics(L.Callback):
         self.interval, self.tracking_uri, self.resumed = interval, tracking_uri, resumed
         self._monitor = None
 
-    def on_fit_start(self, trainer, pl_module) -> None:
+    def on_train_start(self, trainer, pl_module) -> None:
         logger = mlflow_logger(trainer)
         if not trainer.is_global_zero or logger is None or self.interval <= 0:
             return
@@ -160,3 +193,71 @@ class EpochSummary(L.Callback):
         metrics = trainer.callback_metrics
         shown = [f"{k.replace('_epoch', '')} {float(metrics[k]):.4g}" for k in self.KEYS if k in metrics]
         print(f"epoch {trainer.current_epoch} step {trainer.global_step} | " + " | ".join(shown), flush=True)
+
+
+class DivergenceGuard(L.Callback):
+    """Ends a fit at its first non-finite training loss, before any checkpoint of NaN weights is written.
+
+    The run is marked FAILED with the step and the value (`contrastlab.fail_reason`), the checkpoints
+    written before it are kept (`last.ckpt` the newest finite one), and the command ends with one line.
+    On one CPU process every step's loss is looked at. Elsewhere reading it back would stall the device
+    (and, under DDP, need a collective) every step, so each step only folds the loss into a flag on the
+    device, which is read every SYNC_EVERY_N_STEPS steps. Before every checkpoint the flag is read and the
+    weights themselves are checked (a step can turn them to NaN while its own loss was finite), and the
+    checkpoint is refused if either is not finite.
+    """
+
+    NONE = torch.iinfo(torch.int64).max
+
+    def __init__(self) -> None:
+        self._first_bad_step: torch.Tensor | None = None  # on the loss's device; NONE while all is finite
+        self._first_bad_value: torch.Tensor | None = None
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
+        loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
+        if not isinstance(loss, torch.Tensor):
+            return
+        loss = loss.detach().float().mean()
+        if self._first_bad_step is None:
+            self._first_bad_step = torch.tensor(self.NONE, device=loss.device)
+            self._first_bad_value = torch.zeros((), device=loss.device)
+        first = ~torch.isfinite(loss) & (self._first_bad_step == self.NONE)
+        self._first_bad_step = torch.where(first, trainer.global_step, self._first_bad_step)
+        self._first_bad_value = torch.where(first, loss, self._first_bad_value)
+        if sync_due(trainer):
+            self.raise_if_diverged(trainer)
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        if not trainer.training:
+            return
+        self.raise_if_diverged(trainer)
+        # parameters and buffers (BatchNorm's running statistics turn to NaN first)
+        state = [t for t in pl_module.state_dict().values() if t.is_floating_point()]
+        finite = torch.stack([torch.isfinite(t).all() for t in state]).all().float()
+        if trainer.world_size > 1:  # buffers may differ between ranks: every rank must reach the same decision
+            finite = trainer.strategy.reduce(finite, reduce_op="min")
+        if not bool(finite):
+            self._stop(trainer, f"non-finite weights at epoch {trainer.current_epoch}, step {trainer.global_step}")
+
+    def raise_if_diverged(self, trainer: L.Trainer) -> None:
+        if self._first_bad_step is None:
+            return
+        step = self._first_bad_step
+        if trainer.world_size > 1:
+            step = trainer.strategy.reduce(step.clone(), reduce_op="min")
+        step = int(step)
+        if step != self.NONE:
+            value = float(self._first_bad_value) if int(self._first_bad_step) == step else float("nan")
+            self._stop(trainer, f"non-finite training loss ({value}) at epoch {trainer.current_epoch}, step {step}")
+
+    def _stop(self, trainer: L.Trainer, reason: str) -> None:
+        logger = mlflow_logger(trainer)
+        if trainer.is_global_zero and logger is not None:
+            logger.experiment.set_tag(logger.run_id, "contrastlab.fail_reason", reason)
+        ckpt = trainer.checkpoint_callback
+        kept = getattr(ckpt, "last_model_path", "") or "none was written yet"
+        raise TrainingDiverged(
+            reason,
+            f"the run is marked FAILED and its last finite checkpoint is kept ({kept}): "
+            "lower model.optimizer.lr or lengthen its warmup_epochs, then start a new run",
+        )

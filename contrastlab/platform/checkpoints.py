@@ -3,18 +3,24 @@
 Layout: `<checkpoint_dir>/<experiment>/<run id>/last.ckpt` and `best-epoch=E-step=S.ckpt`. Each
 checkpoint carries `checkpoint["contrastlab"]`: the MLflow run id and the method that wrote it, so a
 resume continues the same MLflow run and refuses another method's checkpoint.
+
+A checkpoint is data, never code: every read is `torch.load(weights_only=True)`, which refuses a file
+whose unpickling would call anything but the tensor and container types it allows (ours are registered
+as safe globals where they are defined).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+import contrastlab.modules.base  # noqa: F401  (registers the types our checkpoints hold as safe globals)
 from contrastlab.errors import CheckpointError, ConfigError
 from contrastlab.platform.tracking import safe_name
 
@@ -29,12 +35,26 @@ class ResumePoint:
     method: str
 
 
+def load_weights_only(path: str | Path, key: str = "checkpoint") -> Any:
+    """The checkpoint at `path`, read as data only; CheckpointError (one line) if it cannot be read that way."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except pickle.UnpicklingError as err:
+        # torch's message is a page of advice; the line that matters names what the file wanted to load.
+        lines = [line.strip() for line in str(err).splitlines() if "Unsupported" in line or "GLOBAL" in line]
+        what = lines[0] if lines else str(err).splitlines()[0]
+        raise CheckpointError(
+            f"{key}: {path} holds more than weights ({what[:200]}); contrastlab loads checkpoints as weights "
+            "only and never runs code from them: use a checkpoint written by `contrastlab fit`"
+        ) from err
+    except Exception as err:  # torch raises many types for a truncated or foreign file
+        detail = str(err).splitlines()[0][:200] if str(err) else ""
+        raise CheckpointError(f"{path} is not a readable checkpoint ({type(err).__name__}: {detail})") from err
+
+
 def read_meta(path: Path) -> dict[str, Any]:
     """The contrastlab metadata of a checkpoint; CheckpointError if the file is unreadable or foreign."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-    except Exception as err:  # torch raises many types for a truncated or foreign file
-        raise CheckpointError(f"{path} is not a readable checkpoint ({type(err).__name__}: {err})") from err
+    ckpt = load_weights_only(path)
     meta = ckpt.get(META_KEY) if isinstance(ckpt, dict) else None
     if not meta or not meta.get("run_id"):
         raise CheckpointError(f"{path} was not written by a contrastlab run (no run id inside)")
@@ -81,25 +101,36 @@ def _candidates(folder: Path) -> list[Path]:
     return ([last] if last.is_file() else []) + others
 
 
-def _first_readable(paths: list[Path]) -> tuple[Path, dict[str, Any]]:
-    errors = []
+def _first_readable(paths: list[Path], set_aside: bool = False) -> tuple[Path, dict[str, Any]]:
+    """The first of `paths` that is a readable contrastlab checkpoint, and its metadata.
+
+    With `set_aside` (a resumed fit, which writes `last.ckpt` again) an unusable `last.ckpt` skipped on the
+    way is renamed `last.ckpt.corrupt`, so that the resumed run's own `last.ckpt` keeps its name.
+    """
+    errors, unusable = [], []
     for path in paths:
         try:
             meta = read_meta(path)
         except CheckpointError as err:
             errors.append(str(err))
+            unusable.append(path)
             continue
         if errors:
             log.warning("skipped unusable checkpoints, resuming from %s: %s", path, "; ".join(errors))
+        for bad in unusable:
+            if set_aside and bad.name == "last.ckpt":
+                os.replace(bad, bad.with_name("last.ckpt.corrupt"))
+                log.warning("moved the unusable %s aside as last.ckpt.corrupt", bad)
         return path, meta
     raise CheckpointError("; ".join(errors) + "; no earlier checkpoint of this run is readable: start a new run")
 
 
-def resolve_resume(resume: str, root: Path, experiment: str) -> ResumePoint:
+def resolve_resume(resume: str, root: Path, experiment: str, set_aside: bool = False) -> ResumePoint:
     """The checkpoint and run a `--resume` value means.
 
     `last` (or `true`): the newest run of the experiment that has checkpoints; a run id: that run;
-    a path: that checkpoint file. A corrupt last.ckpt falls back to the run's newest readable checkpoint.
+    a path: that checkpoint file. A corrupt last.ckpt falls back to the run's newest readable checkpoint
+    (and with `set_aside` is renamed, see `_first_readable`).
     """
     exp_dir = experiment_dir(root, experiment)
     if resume.lower() in ("last", "true"):
@@ -110,7 +141,7 @@ def resolve_resume(resume: str, root: Path, experiment: str) -> ResumePoint:
                 "train without --resume first, or pass a checkpoint path"
             )
         newest = max(runs, key=lambda d: max(p.stat().st_mtime for p in d.glob("*.ckpt")))
-        path, meta = _first_readable(_candidates(newest))
+        path, meta = _first_readable(_candidates(newest), set_aside)
     elif Path(resume).suffix == ".ckpt" or Path(resume).is_file():
         path = Path(resume)
         if not path.is_file():
@@ -118,9 +149,9 @@ def resolve_resume(resume: str, root: Path, experiment: str) -> ResumePoint:
         try:
             meta = read_meta(path)
         except CheckpointError:
-            path, meta = _first_readable(_candidates(path.parent))
+            path, meta = _first_readable(_candidates(path.parent), set_aside)
     elif (exp_dir / resume).is_dir():
-        path, meta = _first_readable(_candidates(exp_dir / resume))
+        path, meta = _first_readable(_candidates(exp_dir / resume), set_aside)
     else:
         raise ConfigError(
             f"--resume={resume!r} is neither 'last', a run id with checkpoints under {exp_dir}, nor a checkpoint file"

@@ -22,8 +22,9 @@ from lightning.pytorch.utilities import rank_zero_only
 from contrastlab.datamodules.base import ContrastiveDataModule
 from contrastlab.errors import CheckpointError, ConfigError, find_user_error
 from contrastlab.modules.base import ContrastiveModule
-from contrastlab.platform import checkpoints, tracking
+from contrastlab.platform import checkpoints, stores, tracking
 from contrastlab.platform.callbacks import (
+    DivergenceGuard,
     EpochSummary,
     MLflowSaveConfig,
     RunCheckpoint,
@@ -111,6 +112,28 @@ class ContrastlabCLI(LightningCLI):
         )
         parser.link_arguments("data.info", "model.init_args.data_info", apply_on="instantiate")
 
+    def _parse_ckpt_path(self) -> None:
+        """What `--ckpt_path` means before the model is built.
+
+        Lightning replaces the model's config by the checkpoint's hyper-parameters here. For `fit`,
+        `--ckpt_path` is `--resume`: the config is what trains, and a checkpoint that disagrees with it is
+        refused later (`_check_resume`), not obeyed. For validate, test and predict the checkpoint's
+        hyper-parameters still build the model, read as weights only.
+        """
+        subcommand = self.config.get("subcommand")
+        if not subcommand or subcommand == "fit":
+            return
+        path = self.config[subcommand].get("ckpt_path")
+        if not path or not Path(path).is_file():
+            return
+        hparams = checkpoints.load_weights_only(path, "--ckpt_path")
+        hparams = dict(hparams.get("hyper_parameters") or {}) if isinstance(hparams, dict) else {}
+        hparams.pop("_instantiator", None)
+        if "_class_path" in hparams:
+            hparams = {"class_path": hparams.pop("_class_path"), "dict_kwargs": hparams}
+        if hparams:
+            self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
+
     # -- tracking set-up, once the model and data exist -------------------------------------------
 
     def instantiate_trainer(self, **kwargs):
@@ -122,6 +145,8 @@ class ContrastlabCLI(LightningCLI):
         uri = tracking.resolve_uri(tracking_cfg.uri)
 
         point = self._resume_point(cfg, Path(tracking_cfg.checkpoint_dir), experiment, method)
+        if point is not None and self.subcommand == "fit" and rank_zero_only.rank == 0:
+            self._check_resume(point, uri)
         logger = tracking.RunLogger(
             experiment_name=experiment,
             run_name=tracking_cfg.run_name or tracking.default_run_name(method, info.name),
@@ -135,8 +160,6 @@ class ContrastlabCLI(LightningCLI):
             resumed=point is not None,
             skip_logged_steps=point is not None and self.subcommand == "fit",
         )
-        if point is not None and self.subcommand == "fit" and rank_zero_only.rank == 0:
-            self._reopen_run(logger, point, uri)
 
         monitor, mode = ("val/knn_top1", "max") if info.num_classes > 0 else ("train/loss_epoch", "min")
         # A method whose evaluation is not kNN classification (anomaly detection) names its own metric.
@@ -151,7 +174,9 @@ class ContrastlabCLI(LightningCLI):
                 method,
                 every_n_steps=tracking_cfg.checkpoint_every_n_steps,
                 every_minutes=tracking_cfg.checkpoint_every_minutes,
+                run_id=point.run_id if point else None,
             ),
+            DivergenceGuard(),
             ExactResume(),
             Preemption(),
             SystemMetrics(tracking_cfg.system_metrics_interval, uri, resumed=point is not None),
@@ -171,13 +196,16 @@ class ContrastlabCLI(LightningCLI):
         requeued SLURM job resumes the run that job checkpointed, without being told.
         """
         value = cfg.get("resume") or cfg.get("ckpt_path")
-        if value:
-            try:
-                point = checkpoints.resolve_resume(str(value), root, experiment)
-            except CheckpointError:
-                if self.subcommand == "fit":
-                    raise
+        if value and self.subcommand != "fit" and Path(str(value)).is_file():
+            # evaluating a file: it must read as weights; one a contrastlab run did not write gets a new run
+            ckpt = checkpoints.load_weights_only(value, "--ckpt_path")
+            meta = ckpt.get(checkpoints.META_KEY) if isinstance(ckpt, dict) else None
+            cfg["ckpt_path"] = str(value)
+            if not meta or not meta.get("run_id"):
                 return None
+            point = checkpoints.ResumePoint(Path(str(value)), meta["run_id"], meta.get("method", ""))
+        elif value:
+            point = checkpoints.resolve_resume(str(value), root, experiment, set_aside=self.subcommand == "fit")
         else:
             point = checkpoints.requeued_job_checkpoint(root, experiment) if self.subcommand == "fit" else None
             if point is None:
@@ -191,16 +219,21 @@ class ContrastlabCLI(LightningCLI):
         cfg["ckpt_path"] = str(point.ckpt_path)
         return point
 
-    def _reopen_run(self, logger: tracking.RunLogger, point: checkpoints.ResumePoint, uri: str) -> None:
-        """Refuse a resume that changes what is trained; then mark the run RUNNING again."""
+    def _check_resume(self, point: checkpoints.ResumePoint, uri: str) -> None:
+        """Refuse a resume that changes what is trained, before anything is written to the run.
+
+        The run is marked RUNNING again at the first training step (`MLflowSaveConfig`), so a resume that
+        stops on a mistake leaves the run as it was.
+        """
+        import mlflow
         from mlflow.exceptions import MlflowException
 
+        client = mlflow.MlflowClient(uri)
         try:
-            client = logger.experiment
             run = client.get_run(point.run_id)
         except MlflowException as err:
             raise CheckpointError(
-                f"{point.ckpt_path} belongs to MLflow run {point.run_id}, which {uri} does not "
+                f"{point.ckpt_path} belongs to MLflow run {point.run_id}, which {stores.redact(uri)} does not "
                 "hold: pass the --tracking-uri the run was logged to"
             ) from err
         current = tracking.run_params(self.config[self.subcommand].as_dict())
@@ -214,7 +247,6 @@ class ContrastlabCLI(LightningCLI):
         if changed:  # params are immutable in MLflow: the run keeps its first values and says what changed
             log.warning("resuming run %s with changed hyper-parameters: %s", point.run_id, listing)
             client.set_tag(point.run_id, f"contrastlab.resume_changes.{time.strftime('%Y%m%d-%H%M%S')}", listing)
-        client.update_run(point.run_id, status="RUNNING")
 
     # -- after fit: evaluate on the test split and say where the run is ----------------------------
 
@@ -233,7 +265,7 @@ class ContrastlabCLI(LightningCLI):
         shown = [k for k in keys if k in metrics]
         ckpt = self.trainer.checkpoint_callback
         lines = [
-            f"run {logger.run_id} in experiment '{self.experiment_name}' ({self.tracking_uri})",
+            f"run {logger.run_id} in experiment '{self.experiment_name}' ({stores.redact(self.tracking_uri)})",
             *(f"  {k:<16} {float(metrics[k]):.4f}" for k in shown),
             f"  checkpoints      {ckpt.dirpath if ckpt else '-'}",
             "browse it: contrastlab ui  (then open http://127.0.0.1:5000)",
@@ -263,9 +295,18 @@ def _quiet_known_warnings() -> None:
         r".*does not have many workers.*",  # in-memory datasets are fastest without workers
         r".*when logging on epoch level in distributed setting.*",  # our epoch metrics are computed on gathered data
         r".*all_gather is deprecated.*",
+        # our train loader resumes mid-epoch through the DataModule's state, which Lightning does not see
+        r".*your dataloader is not resumable.*",
+        r".*Checkpoint directory .* exists and is not empty.*",  # a resume writes into its run's own folder
     ):
         warnings.filterwarnings("ignore", message=message)
     logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_NoAdverts())
+
+
+class _NoAdverts(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -292,5 +333,5 @@ def main(argv: list[str] | None = None) -> None:
         err = find_user_error(exc)
         if err is None:
             raise
-        print(f"contrastlab: error: {err}", file=sys.stderr)
+        print(f"contrastlab: error: {stores.redact_text(str(err))}", file=sys.stderr)
         raise SystemExit(2) from None

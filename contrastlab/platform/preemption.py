@@ -1,7 +1,8 @@
 """SIGTERM and SIGUSR1 (SLURM's pre-emption warning) end a training cleanly, with a checkpoint to resume from.
 
-The signal only sets a flag; at the end of the current batch every rank learns whether any rank got
-one (so a signal to rank 0 alone is enough), the run's `last.ckpt` is written with the exact
+The signal only sets a flag; at the end of a batch every rank learns whether any rank got one (so a
+signal to rank 0 alone is enough; under DDP they compare notes every SYNC_EVERY_N_STEPS steps, a
+collective per step would stall them), the run's `last.ckpt` is written with the exact
 mid-epoch state, the MLflow run is marked KILLED, and the process exits 0. Under SLURM, SIGUSR1 also
 requeues the job, and the requeued job finds this run's checkpoint by its job id and resumes by itself.
 """
@@ -15,7 +16,7 @@ from types import FrameType
 import lightning as L
 import torch
 
-from contrastlab.platform.callbacks import RunCheckpoint, mlflow_logger
+from contrastlab.platform.callbacks import RunCheckpoint, mlflow_logger, sync_due
 from contrastlab.platform.checkpoints import slurm_job_id
 
 SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
@@ -64,7 +65,7 @@ class Preemption(L.Callback):
         self._restore_handlers()
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
-        if self._stopping is not None:
+        if self._stopping is not None or not sync_due(trainer):
             return
         signum = self._agreed_signal(trainer)
         if signum == 0:

@@ -2,7 +2,9 @@
 
 Lightning saves weights, optimiser, schedule and loop counters. This adds every rank's RNG states
 (torch, CUDA, numpy, python: the augmentations draw from them), restored just before the first resumed
-batch, and it writes checkpoint files atomically. The position in the epoch's sample order is the
+batch, and the running sums behind the interrupted epoch's `*_epoch` means (`train/loss_epoch` of an
+epoch resumed mid-way is the mean over all its batches, as if never stopped), and it writes checkpoint
+files atomically. The position in the epoch's sample order is the
 DataModule's state (see `datamodules.sampling`); a change of world size is reconciled here.
 """
 
@@ -24,6 +26,7 @@ from contrastlab.platform.callbacks import mlflow_logger
 
 log = logging.getLogger("contrastlab")
 RNG_KEY = "contrastlab_rng"
+EPOCH_SUMS_KEY = "contrastlab_epoch_sums"
 
 
 def rng_state() -> dict[str, Any]:
@@ -68,15 +71,28 @@ class ExactResume(L.Callback):
 
     def __init__(self) -> None:
         self._pending: list[dict[str, Any]] | None = None
+        self._pending_sums: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
         checkpoint[RNG_KEY] = _all_ranks(rng_state())  # every rank dumps the checkpoint; rank 0 writes it
+        if trainer.training and not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            checkpoint[EPOCH_SUMS_KEY] = _all_ranks(epoch_sums(trainer))
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
         self._pending = checkpoint.get(RNG_KEY)
         saved_world = len(self._pending) if self._pending else trainer.world_size
+        sums = checkpoint.get(EPOCH_SUMS_KEY)
+        if sums and len(sums) == trainer.world_size:
+            self._pending_sums = sums[trainer.global_rank]
+        elif sums:
+            log.warning("world size changed: the interrupted epoch's *_epoch means cover its resumed batches only")
         if saved_world != trainer.world_size:
             self._reposition_epoch(trainer, checkpoint, saved_world)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
+        if self._pending_sums is not None:
+            add_epoch_sums(trainer, self._pending_sums)
+            self._pending_sums = None
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._pending:
@@ -107,12 +123,44 @@ class ExactResume(L.Callback):
                 logger.experiment.set_tag(logger.run_id, "contrastlab.world_size_change", message)
 
 
+def _epoch_means(trainer: L.Trainer) -> dict[str, Any]:
+    """The training epoch's running means that Lightning accumulates for `self.log(..., on_epoch=True)`."""
+    results = trainer.fit_loop.epoch_loop._results
+    return {
+        key: metric
+        for key, metric in results.items()
+        if metric.is_tensor and metric.meta.on_epoch and metric.meta.is_mean_reduction
+    }
+
+
+def epoch_sums(trainer: L.Trainer) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """This rank's running sums of the epoch means so far: {key: (sum of value x batch size, samples)}."""
+    return {k: (m.value.detach().cpu(), m.cumulated_batch_size.cpu()) for k, m in _epoch_means(trainer).items()}
+
+
+def add_epoch_sums(trainer: L.Trainer, saved: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> None:
+    """Fold the interrupted epoch's saved sums into the first resumed batch's.
+
+    Lightning sums `0 + x1`, then `+ x2` ...; the uninterrupted run had `S + x1` at this batch, and
+    `saved + (0 + x1)` is that same float, so every later sum, and the epoch mean, are bit for bit equal.
+    """
+    for key, metric in _epoch_means(trainer).items():
+        if key in saved:
+            total, count = saved[key]
+            metric.value = total.to(metric.value) + metric.value
+            metric.cumulated_batch_size = count.to(metric.cumulated_batch_size) + metric.cumulated_batch_size
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Writes a checkpoint to a temporary file, syncs it and renames it over the target.
+    """Writes a checkpoint to a temporary file, syncs it and renames it over the target; reads weights only.
 
     A process killed while writing leaves the previous `last.ckpt` intact (and at most a stray
-    `.tmp` file, which the next save replaces), never a truncated one.
+    `.tmp` file, which the next save replaces), never a truncated one. Whatever Lightning asks for,
+    a checkpoint is read with `weights_only=True`: a file is data, never code to run.
     """
+
+    def load_checkpoint(self, path, map_location: Any | None = "cpu", weights_only: bool | None = None) -> dict:
+        return super().load_checkpoint(path, map_location=map_location, weights_only=True)
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
         path = Path(path)

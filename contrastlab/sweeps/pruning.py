@@ -1,4 +1,6 @@
-"""Inside a trial's `fit`: report the objective to the study each validation, prune, stop on a NaN loss.
+"""Inside a trial's `fit`: report the objective to the study each validation, prune, fail on a NaN loss.
+
+A NaN or infinite loss ends any fit (the platform's DivergenceGuard); here its reason goes to the study.
 
 `contrastlab sweep` adds `--trainer.callbacks+=contrastlab.sweeps.pruning.TrialReporter` to each trial's
 command line and names the trial in the environment (CONTRASTLAB_SWEEP_TRIAL, JSON: storage, study,
@@ -11,13 +13,11 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping
 from typing import Any
 
 import lightning as L
-import torch
 
-from contrastlab.errors import ConfigError
+from contrastlab.errors import ConfigError, TrainingDiverged
 from contrastlab.platform.callbacks import mlflow_logger
 from contrastlab.sweeps.config import make_pruner
 from contrastlab.sweeps.storage import REASON_ATTR, open_storage
@@ -58,31 +58,26 @@ class TrialReporter(L.Callback):
             self._trial = optuna.trial.Trial(study, self.spec["trial_id"])
         return self._trial
 
-    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         logger = mlflow_logger(trainer)
         if trainer.is_global_zero and logger is not None:
             self.trial.set_user_attr(RUN_ATTR, logger.run_id)
 
-    def _fail(self, trainer: L.Trainer, reason: str) -> None:
+    def _record_failure(self, trainer: L.Trainer, reason: str) -> None:
         if trainer.is_global_zero:
             self.trial.set_user_attr(REASON_ATTR, reason)
             self.trial.set_user_attr(OUTCOME_ATTR, "failed")
             logger = mlflow_logger(trainer)
             if logger is not None:
                 logger.experiment.set_tag(logger.run_id, "sweep.fail_reason", reason)
+
+    def _fail(self, trainer: L.Trainer, reason: str) -> None:
+        self._record_failure(trainer, reason)
         raise TrialFailed(reason)
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
-        bad = isinstance(loss, torch.Tensor) and not bool(torch.isfinite(loss.detach()).all())
-        if trainer.world_size > 1:  # a NaN on any rank ends the trial on every rank, at the same step
-            bad = trainer.strategy.reduce_boolean_decision(bad, all=False)
-        if bad:
-            value = float(loss.detach().float().mean()) if isinstance(loss, torch.Tensor) else float("nan")
-            self._fail(
-                trainer,
-                f"non-finite training loss ({value}) at epoch {trainer.current_epoch}, step {trainer.global_step}",
-            )
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if isinstance(exception, TrainingDiverged):
+            self._record_failure(trainer, exception.reason)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
