@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from contrastlab.platform.checkpoints import load_weights_only
 from tests.conftest import DIGITS_CONFIG, REPO, fit, free_port, run_cli, store_client, the_error_line
 
 
@@ -93,7 +94,9 @@ def test_test_and_predict_verbs_use_the_trained_checkpoint(trained):
 def test_resume_continues_the_same_run_without_duplicate_steps(tmp_path):
     fit(tmp_path)
     client, first = only_run(tmp_path)
-    fit(tmp_path, "--trainer.max_epochs", "4", "--resume")
+    resumed_proc = fit(tmp_path, "--trainer.max_epochs", "4", "--resume")
+    # what Lightning warns about is ours to know: the loader resumes through the DataModule, the folder is the run's
+    assert "not resumable" not in resumed_proc.stderr and "exists and is not empty" not in resumed_proc.stderr
     client, resumed = only_run(tmp_path)  # still one run
     run_id = resumed.info.run_id
     assert run_id == first.info.run_id and resumed.info.status == "FINISHED"
@@ -140,6 +143,9 @@ def test_truncated_last_checkpoint_falls_back_then_fails_clearly(tmp_path):
     fit(tmp_path, "--test_after_fit", "false", "--resume")
     client, run = only_run(tmp_path)
     assert steps(client, run.info.run_id, "val/knn_top1") == [3, 7]  # resumed from best-epoch=0 at step 4
+    # the bad file is set aside and the resumed run's own last.ckpt keeps the name a later --resume looks for
+    assert (run_dir / "last.ckpt.corrupt").is_file() and not list(run_dir.glob("last-v*.ckpt"))
+    assert load_weights_only(last)["global_step"] == 8
 
     for ckpt in run_dir.glob("*.ckpt"):
         ckpt.write_bytes(b"garbage")

@@ -41,7 +41,8 @@ SHORT = [
     "false",
 ]
 DDP = ["--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp"]
-HISTORIES = ("train/loss_step", "train/lr", "val/knn_top1", "epoch")
+# the epoch means too: the interrupted epoch's must average all its batches, not only the resumed ones
+HISTORIES = ("train/loss_step", "train/lr", "val/knn_top1", "epoch", "train/loss_epoch", "train/probe_loss_epoch")
 
 
 def the_run(cwd: Path):

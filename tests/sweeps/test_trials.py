@@ -14,9 +14,10 @@ from optuna.trial import TrialState
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from contrastlab.errors import ConfigError
+from contrastlab.errors import ConfigError, TrainingDiverged
+from contrastlab.platform.callbacks import DivergenceGuard
 from contrastlab.sweeps import storage as sweep_storage
-from contrastlab.sweeps.pruning import TRIAL_ENV, TrialFailed, TrialReporter
+from contrastlab.sweeps.pruning import TRIAL_ENV, TrialReporter
 from contrastlab.sweeps.storage import open_storage, outcome, recover_dead_trials, retried_numbers, this_worker
 from contrastlab.sweeps.study import _counts, _is_surplus
 
@@ -62,12 +63,12 @@ def study(tmp_path, monkeypatch):
     return study
 
 
-def fit_trial(study, monkeypatch, model, metric="val/score", max_epochs=3, **trainer_args):
+def fit_trial(study, monkeypatch, model, metric="val/score", max_epochs=3, callbacks=(), **trainer_args):
     trial = study.ask()
     spec = {"storage": study.url, "study": "s", "trial_id": trial._trial_id, "metric": metric, "pruner": PRUNER}
     monkeypatch.setenv(TRIAL_ENV, json.dumps(spec))
     trainer = L.Trainer(
-        max_epochs=max_epochs, callbacks=[TrialReporter()], logger=False, enable_checkpointing=False,
+        max_epochs=max_epochs, callbacks=[*callbacks, TrialReporter()], logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, accelerator="cpu",
         **trainer_args,
     )  # fmt: skip
@@ -98,8 +99,9 @@ def test_under_ddp_rank_0_decides_and_every_rank_stops(study, monkeypatch):
 
 
 def test_a_nan_loss_fails_the_trial_with_its_reason(study, monkeypatch):
-    with pytest.raises(TrialFailed, match="non-finite training loss"):
-        fit_trial(study, monkeypatch, Scored(0.875, nan_from_step=5))
+    """The platform's DivergenceGuard ends the fit, as it ends any fit; the reporter tells the study why."""
+    with pytest.raises(TrainingDiverged, match="non-finite training loss"):
+        fit_trial(study, monkeypatch, Scored(0.875, nan_from_step=5), callbacks=[DivergenceGuard()])
     trial = study.get_trials()[-1]
     assert trial.user_attrs["outcome"] == "failed"
     assert trial.user_attrs["fail_reason"] == "non-finite training loss (nan) at epoch 1, step 6"
