@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/augment.py
 	$(PY) benchmarks/tracking.py
 	$(PY) benchmarks/sweep_storage.py
+	$(PY) benchmarks/reliability.py
 	$(PY) benchmarks/methods.py
 
 clean:
