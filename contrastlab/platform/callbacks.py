@@ -1,4 +1,4 @@
-"""Callbacks that tie a training to its MLflow run: config, checkpoints, system metrics."""
+"""Callbacks that tie a training to its MLflow run: config, checkpoints, system metrics, predicted embeddings."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import time
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.callbacks import ModelCheckpoint
+import torch
+from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import MLFlowLogger
 
@@ -160,3 +161,53 @@ class EpochSummary(L.Callback):
         metrics = trainer.callback_metrics
         shown = [f"{k.replace('_epoch', '')} {float(metrics[k]):.4g}" for k in self.KEYS if k in metrics]
         print(f"epoch {trainer.current_epoch} step {trainer.global_step} | " + " | ".join(shown), flush=True)
+
+
+class EmbeddingsWriter(BasePredictionWriter):
+    """After `contrastlab predict`: the predicted embeddings (`features`, `y`, `idx` of each sample) in
+    `embeddings.pt` in the run's checkpoint folder, also logged to the run as `predict/embeddings.pt`.
+
+    Read it back with `torch.load(path, weights_only=True)`: a dict of tensors in sample order.
+    """
+
+    FILENAME = "embeddings.pt"
+
+    def __init__(self):
+        super().__init__(write_interval="epoch")
+
+    def write_on_epoch_end(self, trainer, pl_module, predictions, batch_indices) -> None:
+        if predictions and isinstance(predictions[0], list):  # several predict loaders: one list each
+            predictions = [out for loader in predictions for out in loader]
+        if not predictions:
+            return
+        keys = [k for k in ("features", "y", "idx") if k in predictions[0]]
+        embeddings = {k: torch.cat([out[k].detach() for out in predictions]) for k in keys}
+        if trainer.world_size > 1:
+            # Each rank predicted its shard; DistributedSampler pads the shards with repeated samples.
+            embeddings = {k: pl_module.all_gather(v).flatten(0, 1) for k, v in embeddings.items()}
+            order = _first_of_each(embeddings["idx"])
+            embeddings = {k: v[order] for k, v in embeddings.items()}
+        if not trainer.is_global_zero:
+            return
+        embeddings = {k: v.cpu() for k, v in embeddings.items()}
+        ckpt = trainer.checkpoint_callback
+        folder = Path(ckpt.dirpath) if ckpt is not None and ckpt.dirpath else Path.cwd()
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / self.FILENAME
+        torch.save(embeddings, path)
+        logger = mlflow_logger(trainer)
+        where = ""
+        if logger is not None:
+            logger.experiment.log_artifact(logger.run_id, str(path), "predict")
+            where = f" and logged to run {logger.run_id} as predict/{self.FILENAME}"
+        shape = "x".join(str(s) for s in embeddings["features"].shape)
+        print(f"embeddings ({shape}) written to {path}{where}", flush=True)
+
+
+def _first_of_each(idx: torch.Tensor) -> torch.Tensor:
+    """Positions of the first occurrence of each sample index, ordered by sample index."""
+    order = torch.argsort(idx, stable=True)
+    sorted_idx = idx[order]
+    first = torch.ones_like(sorted_idx, dtype=torch.bool)
+    first[1:] = sorted_idx[1:] != sorted_idx[:-1]
+    return order[first]
