@@ -92,7 +92,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--register", metavar="NAME", help="log the encoder to the MLflow Model Registry as NAME")
     parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
     parser.add_argument("--cache-dir", help="where features are cached (default: <checkpoint folder>/eval-cache)")
-    parser.add_argument("--tsne-points", type=int, default=2000, help="points in the t-SNE picture (default 2000)")
+    parser.add_argument(
+        "--tsne-points", type=int, default=2000, help="points in the t-SNE picture (default 2000; 0: no picture)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of subsets, fine-tuning, SVM folds, t-SNE")
     args = parser.parse_args(argv)
     args.protocols = _parse_protocols(args.protocols)
@@ -134,7 +136,9 @@ class Target:
     notes: list[str] = field(default_factory=list)
 
 
-def locate(args: argparse.Namespace, client, uri: str) -> Target:
+def locate(args: argparse.Namespace, uri: str) -> tuple[Target, Any]:
+    """The checkpoint, its run and the run's config; and a client of the store that holds the run."""
+    from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
     if args.ckpt:
@@ -151,6 +155,10 @@ def locate(args: argparse.Namespace, client, uri: str) -> Target:
         run_id, ckpt = args.run, None
         where = f"--run {run_id}: no such run in {safe_uri(uri)}"
         fix = "copy the run id from `contrastlab ui`, pass --tracking-uri of the store it was logged to, or --ckpt PATH"
+    store = Path(uri[len(tracking.SQLITE_PREFIX) :]) if uri.startswith(tracking.SQLITE_PREFIX) else None
+    if store is not None and not store.is_file():  # no store there: say so without creating one
+        raise ConfigError(f"{where} (no store at {store}); {fix}")
+    client = MlflowClient(uri)
     try:
         run = client.get_run(run_id)
     except MlflowException as err:
@@ -159,7 +167,7 @@ def locate(args: argparse.Namespace, client, uri: str) -> Target:
     if ckpt is None:
         experiment = client.get_experiment(run.info.experiment_id).name
         ckpt = run_checkpoint(client, run_id, experiment, config)
-    return Target(ckpt=ckpt, run_id=run_id, config=config, status=run.info.status)
+    return Target(ckpt=ckpt, run_id=run_id, config=config, status=run.info.status), client
 
 
 def run_config(client, run_id: str) -> dict[str, Any]:
@@ -282,10 +290,9 @@ def fraction_name(fraction: float) -> str:
 
 def evaluate(args: argparse.Namespace) -> int:
     uri = tracking.resolve_uri(args.tracking_uri)
-    from mlflow import MlflowClient
-
-    client = MlflowClient(uri)
-    target = locate(args, client, uri)
+    if uri.startswith(tracking.SQLITE_PREFIX):  # absolute, so it names one file wherever it is used
+        uri = tracking.SQLITE_PREFIX + str(Path(uri[len(tracking.SQLITE_PREFIX) :]).resolve())
+    target, client = locate(args, uri)
     model, datamodule, target.step = build(target.config, target.ckpt)
     info = datamodule.info
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
@@ -317,7 +324,7 @@ def evaluate(args: argparse.Namespace) -> int:
 
     results = run_protocols(args, chosen, model, datamodule, feats, info, device)
     picture = None
-    if feats.get("test") is not None:
+    if feats.get("test") is not None and args.tsne_points > 0:
         with timed("t-SNE"):
             picture = tsne_png(
                 feats["test"]["features"],
