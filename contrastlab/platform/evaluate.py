@@ -284,6 +284,18 @@ def support(protocol: str, info, feats: dict[str, Features | None]) -> str | Non
     return None
 
 
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"--device {name}: expected auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name}: no CUDA device here; use --device cpu (or auto)")
+    return device
+
+
 def fraction_name(fraction: float) -> str:
     return f"finetune_{fraction * 100:g}pct"
 
@@ -292,25 +304,29 @@ def evaluate(args: argparse.Namespace) -> int:
     uri = tracking.resolve_uri(args.tracking_uri)
     if uri.startswith(tracking.SQLITE_PREFIX):  # absolute, so it names one file wherever it is used
         uri = tracking.SQLITE_PREFIX + str(Path(uri[len(tracking.SQLITE_PREFIX) :]).resolve())
+    device = pick_device(args.device)  # checked before any work
     target, client = locate(args, uri)
     model, datamodule, target.step = build(target.config, target.ckpt)
     info = datamodule.info
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     model.to(device)
 
     cache = FeatureCache(Path(args.cache_dir) if args.cache_dir else target.ckpt.parent / "eval-cache", target.ckpt)
+    requested = args.protocols or list(PROTOCOLS)
     feats: dict[str, Features | None] = {}
     for split in ("train", "val", "test"):
+        if split == "val" and not {"linear", "auroc"} & set(requested):
+            continue  # only the probe's choice of penalty reads the val split
         try:
             loader = datamodule.eval_loader(split)
         except (KeyError, ValueError, NotImplementedError):  # data with no such split
+            loader = None
+        if loader is None or len(loader.dataset) == 0:
             feats[split] = None
             continue
         feats[split] = cache.get(split, lambda loader=loader: extract_features(model, loader, device))
     if cache.hits:
         print(f"features of {', '.join(cache.hits)} read from the cache in {cache.folder}", flush=True)
 
-    requested = args.protocols or list(PROTOCOLS)
     chosen, skipped = [], {}
     for protocol in requested:
         reason = support(protocol, info, feats)

@@ -152,8 +152,9 @@ def test_predict_writes_the_embeddings_and_logs_them(trained):
         (["--run", "x", "--protocols", "knn,probe"], "--protocols: unknown protocol 'probe'"),
         (["--run", "x", "--finetune-fractions", "0.1,2"], "--finetune-fractions: 2.0 is not in (0, 1]"),
         ([], "one of the arguments --ckpt --run is required"),
+        (["--run", "x", "--device", "tpu:0:1"], "--device tpu:0:1: expected auto, cpu, cuda or cuda:N"),
     ],
-    ids=["wrong-run", "missing-ckpt", "unknown-protocol", "bad-fraction", "no-target"],
+    ids=["wrong-run", "missing-ckpt", "unknown-protocol", "bad-fraction", "no-target", "bad-device"],
 )
 def test_bad_input_is_one_line(tmp_path, cli_here, args, message):
     line = the_error_line(*cli_here("eval", *args, cwd=tmp_path))
