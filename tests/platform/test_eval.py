@@ -120,6 +120,7 @@ def test_register_gives_the_same_features_on_raw_samples(trained, cli_here):
     assert raw.dtype == torch.uint8
     cached = torch.load(next((folder / "eval-cache").glob("features-test-*.pt")), weights_only=True)
     assert torch.allclose(encoder(raw), cached["features"][:16], atol=1e-5)
+    assert store_client(cwd).get_run(run_id).info.status == "FINISHED"  # logging the model left it as it was
 
 
 def test_run_without_a_local_checkpoint_fetches_it_from_the_artifacts(trained, cli_here, tmp_path):
@@ -161,6 +162,21 @@ def test_bad_input_is_one_line(tmp_path, cli_here, args, message):
     assert message in line, line
 
 
+@pytest.mark.parametrize("with_config", [True, False], ids=["no-checkpoint", "no-config"])
+def test_a_run_without_checkpoint_or_config_is_one_line(trained, cli_here, tmp_path, with_config):
+    cwd, run_id, _ = trained
+    client = store_client(cwd)
+    other = client.create_run(client.get_run(run_id).info.experiment_id).info.run_id
+    if with_config:
+        config = client.download_artifacts(run_id, "config.yaml", str(tmp_path))
+        client.log_artifact(other, config)
+    line = the_error_line(*cli_here("eval", "--run", other, cwd=cwd))
+    if with_config:
+        assert f"--run {other}: no checkpoint under checkpoints/digits/{other} nor among the run's artifacts" in line
+    else:
+        assert f"run {other} has no config.yaml artifact" in line
+
+
 def test_a_checkpoint_from_another_store_is_one_line(trained, cli_here, tmp_path):
     _, run_id, folder = trained
     line = the_error_line(*cli_here("eval", "--ckpt", str(folder / "last.ckpt"), cwd=tmp_path))
@@ -190,3 +206,10 @@ def test_a_protocol_the_data_cannot_support_is_one_line(tmp_path, cli_here):
     code, err = cli_here("eval", "--ckpt", str(ckpt), "--tsne-points", "20", cwd=tmp_path)
     assert code == 0, err[-3000:]
     shutil.rmtree(tmp_path / "scans")
+
+
+def test_embeddings_gathered_from_ranks_keep_one_row_per_sample():
+    from contrastlab.platform.callbacks import _first_of_each
+
+    idx = torch.tensor([0, 2, 4, 0, 1, 3, 5, 1])  # two ranks' shards, DistributedSampler-padded
+    assert idx[_first_of_each(idx)].tolist() == [0, 1, 2, 3, 4, 5]
