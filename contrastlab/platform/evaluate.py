@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -133,7 +133,6 @@ class Target:
     config: dict[str, Any]
     status: str
     step: int = 0
-    notes: list[str] = field(default_factory=list)
 
 
 def locate(args: argparse.Namespace, uri: str) -> tuple[Target, Any]:
@@ -220,7 +219,10 @@ def run_checkpoint(client, run_id: str, experiment: str, config: dict[str, Any])
 
 
 def _best_or_last(paths: list[Path]) -> Path | None:
-    best = sorted((p for p in paths if p.name.startswith("best")), key=lambda p: p.name)
+    """The newest `best-*.ckpt` (by modification time where the file is here), else `last.ckpt`."""
+    best = sorted(
+        (p for p in paths if p.name.startswith("best")), key=lambda p: (p.stat().st_mtime if p.exists() else 0, p.name)
+    )
     last = [p for p in paths if p.name == "last.ckpt"]
     return (best or last or [None])[-1]
 
