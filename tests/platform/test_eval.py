@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import DIGITS_CONFIG, QUICK, store_client, the_error_line
+from tests.conftest import DIGITS_CONFIG, QUICK, run_cli, store_client, the_error_line
 
 FAST = ["--finetune-epochs", "1", "--finetune-fractions", "0.1,1.0", "--k", "1,20", "--tsne-points", "150"]
 
@@ -213,3 +213,11 @@ def test_embeddings_gathered_from_ranks_keep_one_row_per_sample():
 
     idx = torch.tensor([0, 2, 4, 0, 1, 3, 5, 1])  # two ranks' shards, DistributedSampler-padded
     assert idx[_first_of_each(idx)].tolist() == [0, 1, 2, 3, 4, 5]
+
+
+def test_the_eval_verb_in_its_own_process(tmp_path):
+    """The console entry point reaches the verb, and a refusal is one line and exit status 2."""
+    proc = run_cli("eval", "--ckpt", "missing.ckpt", cwd=tmp_path, check=False)
+    assert the_error_line(proc.returncode, proc.stderr).startswith(
+        "contrastlab: error: --ckpt: checkpoint missing.ckpt"
+    )
