@@ -155,5 +155,9 @@ class ContrastiveDataModule(L.LightningDataModule):
     def test_dataloader(self) -> list[DataLoader]:
         return self._bank_and("test")
 
+    def eval_loader(self, split: str) -> DataLoader:
+        """One split in a fixed order (no shuffling) in evaluation batches, for offline evaluation."""
+        return self._loader(self.split(split), train=False)
+
     def predict_dataloader(self) -> DataLoader:
         return self._loader(self.split("test"), train=False)

@@ -137,6 +137,12 @@ class ContrastiveModule(L.LightningModule):
         """Backbone features of normalised views: the representation being learned."""
         return self.backbone(x)
 
+    def embed(self, batch: Batch) -> Tensor:
+        """Backbone features of a raw batch (on the model's device) seen through the deterministic
+        evaluation view and normalised as validation does: what offline evaluation and a registered
+        encoder compute."""
+        return self.backbone(self.normalize(self.augment.eval_view(batch["x"])))
+
     def predict_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Tensor]:
         return {"features": self.backbone(batch["eval_view"]), "y": batch["y"], "idx": batch["idx"]}
 

@@ -1,4 +1,5 @@
-"""Callbacks that tie a training to its MLflow run: config, checkpoints, system metrics, divergence.
+"""Callbacks that tie a training to its MLflow run: config, checkpoints, system metrics, divergence,
+predicted embeddings.
 
 A new run is created in the store at the first training step (`on_train_start`), not before: a mistake
 that the data or the method finds while setting up ends the command without leaving an empty FAILED run.
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import MLFlowLogger
 
@@ -108,12 +109,25 @@ class RunCheckpoint(ModelCheckpoint):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_start(trainer, pl_module)
-        if self.run_id is None:
-            logger = mlflow_logger(trainer)
-            # Only rank 0 talks to MLflow (this creates the run); the other ranks learn the run id from it.
-            run_id = logger.run_id if trainer.is_global_zero and logger is not None else None
-            self.run_id = trainer.strategy.broadcast(run_id)
-            self.dirpath = str(checkpoints.run_dir(self.root, self.experiment, self.run_id or "no-run"))
+        self._open_run(trainer)
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._open_run(trainer)  # validate, test and predict have no training start
+
+    def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._open_run(trainer)
+
+    def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._open_run(trainer)
+
+    def _open_run(self, trainer: L.Trainer) -> None:
+        if self.run_id is not None:
+            return
+        logger = mlflow_logger(trainer)
+        # Only rank 0 talks to MLflow (this creates the run); the other ranks learn the run id from it.
+        run_id = logger.run_id if trainer.is_global_zero and logger is not None else None
+        self.run_id = trainer.strategy.broadcast(run_id)
+        self.dirpath = str(checkpoints.run_dir(self.root, self.experiment, self.run_id or "no-run"))
 
     def refresh_last(self, trainer: L.Trainer) -> None:
         self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
@@ -261,3 +275,53 @@ class DivergenceGuard(L.Callback):
             f"the run is marked FAILED and its last finite checkpoint is kept ({kept}): "
             "lower model.optimizer.lr or lengthen its warmup_epochs, then start a new run",
         )
+
+
+class EmbeddingsWriter(BasePredictionWriter):
+    """After `contrastlab predict`: the predicted embeddings (`features`, `y`, `idx` of each sample) in
+    `embeddings.pt` in the run's checkpoint folder, also logged to the run as `predict/embeddings.pt`.
+
+    Read it back with `torch.load(path, weights_only=True)`: a dict of tensors in sample order.
+    """
+
+    FILENAME = "embeddings.pt"
+
+    def __init__(self):
+        super().__init__(write_interval="epoch")
+
+    def write_on_epoch_end(self, trainer, pl_module, predictions, batch_indices) -> None:
+        if predictions and isinstance(predictions[0], list):  # several predict loaders: one list each
+            predictions = [out for loader in predictions for out in loader]
+        if not predictions:
+            return
+        keys = [k for k in ("features", "y", "idx") if k in predictions[0]]
+        embeddings = {k: torch.cat([out[k].detach() for out in predictions]) for k in keys}
+        if trainer.world_size > 1:
+            # Each rank predicted its shard; DistributedSampler pads the shards with repeated samples.
+            embeddings = {k: pl_module.all_gather(v).flatten(0, 1) for k, v in embeddings.items()}
+            order = _first_of_each(embeddings["idx"])
+            embeddings = {k: v[order] for k, v in embeddings.items()}
+        if not trainer.is_global_zero:
+            return
+        embeddings = {k: v.cpu() for k, v in embeddings.items()}
+        ckpt = trainer.checkpoint_callback
+        folder = Path(ckpt.dirpath) if ckpt is not None and ckpt.dirpath else Path.cwd()
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / self.FILENAME
+        torch.save(embeddings, path)
+        logger = mlflow_logger(trainer)
+        where = ""
+        if logger is not None:
+            logger.experiment.log_artifact(logger.run_id, str(path), "predict")
+            where = f" and logged to run {logger.run_id} as predict/{self.FILENAME}"
+        shape = "x".join(str(s) for s in embeddings["features"].shape)
+        print(f"embeddings ({shape}) written to {path}{where}", flush=True)
+
+
+def _first_of_each(idx: torch.Tensor) -> torch.Tensor:
+    """Positions of the first occurrence of each sample index, ordered by sample index."""
+    order = torch.argsort(idx, stable=True)
+    sorted_idx = idx[order]
+    first = torch.ones_like(sorted_idx, dtype=torch.bool)
+    first[1:] = sorted_idx[1:] != sorted_idx[:-1]
+    return order[first]

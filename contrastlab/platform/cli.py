@@ -25,6 +25,7 @@ from contrastlab.modules.base import ContrastiveModule
 from contrastlab.platform import checkpoints, stores, tracking
 from contrastlab.platform.callbacks import (
     DivergenceGuard,
+    EmbeddingsWriter,
     EpochSummary,
     MLflowSaveConfig,
     RunCheckpoint,
@@ -38,7 +39,8 @@ log = logging.getLogger("contrastlab")
 DESCRIPTION = (
     "Contrastive and self-supervised representation learning, tracked in MLflow. "
     "Verbs: fit, validate, test, predict (each takes -c CONFIG and any --key value override) and "
-    "`contrastlab sweep -c SWEEP_CONFIG` (an Optuna study whose trials are runs) and "
+    "`contrastlab sweep -c SWEEP_CONFIG` (an Optuna study whose trials are runs), "
+    "`contrastlab eval --run RUN_ID` (offline kNN, linear, SVM, fine-tuning, AUROC into the run) and "
     "`contrastlab ui` (the MLflow UI over the runs' store). Example: "
     "contrastlab fit -c configs/simclr/digits.yaml --trainer.max_epochs 5"
 )
@@ -182,6 +184,8 @@ class ContrastlabCLI(LightningCLI):
             SystemMetrics(tracking_cfg.system_metrics_interval, uri, resumed=point is not None),
             EpochSummary(),
         ]
+        if self.subcommand == "predict":
+            callbacks.append(EmbeddingsWriter())
         plugins = list(cfg["trainer"].get("plugins") or [])
         if not any(isinstance(p, CheckpointIO) for p in plugins):
             plugins.append(AtomicCheckpointIO())
@@ -320,6 +324,11 @@ def main(argv: list[str] | None = None) -> None:
 
         _quiet_known_warnings()
         raise SystemExit(sweep_main(argv[1:]))
+    if argv and argv[0] == "eval":
+        from contrastlab.platform.evaluate import main as eval_main
+
+        _quiet_known_warnings()
+        raise SystemExit(eval_main(argv[1:]))
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
     _quiet_known_warnings()
     # DDP launchers re-run sys.argv for the other ranks, so the normalised form goes there.

@@ -1,0 +1,87 @@
+"""Fine-tuning on a labelled subset: a copy of the encoder and a linear head trained end to end on the
+deterministic view, reported on the test split (the semi-supervised and medical protocol: 1%, 10% and
+100% of the labels). The model passed in is never changed."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from lightning.fabric.utilities.apply_func import move_data_to_device
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Subset
+
+from contrastlab.evaluation.protocols import is_multilabel, labelled
+
+
+def subset_loader(loader: DataLoader, indices: Tensor, batch_size: int, seed: int) -> DataLoader:
+    """The samples at `indices` of `loader`'s dataset, reshuffled each epoch by a seeded generator, with
+    the loader's own collate."""
+    batch_size = min(batch_size, len(indices))
+    return DataLoader(
+        Subset(loader.dataset, indices.tolist()),
+        batch_size=batch_size,
+        shuffle=True,
+        # A last batch of one sample would stop BatchNorm in training mode.
+        drop_last=len(indices) % batch_size == 1,
+        collate_fn=loader.collate_fn,
+        generator=torch.Generator().manual_seed(seed),
+    )
+
+
+def finetune(
+    model: nn.Module,
+    train_loader: DataLoader,
+    test_loader: DataLoader,
+    feature_dim: int,
+    num_outputs: int,
+    multilabel: bool = False,
+    epochs: int = 10,
+    lr: float = 1e-3,
+    weight_decay: float = 1e-4,
+    device: torch.device | str = "cpu",
+    seed: int = 0,
+) -> dict[str, float]:
+    """Train `model.embed` + a linear head with AdamW and cross-entropy (binary cross-entropy per label for
+    multi-label data) for `epochs` over `train_loader`; return `top1` (or `map`) on `test_loader`."""
+    devices = [torch.device(device)] if torch.device(device).type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):  # the caller's random streams stay where they were
+        torch.manual_seed(seed)
+        encoder = copy.deepcopy(model).to(device).train()
+        head = nn.Linear(feature_dim, num_outputs).to(device)
+        # Parameters that `embed` does not reach (projectors, momentum copies) get no gradient, and
+        # AdamW leaves a parameter without one untouched.
+        optimizer = torch.optim.AdamW([*encoder.parameters(), *head.parameters()], lr=lr, weight_decay=weight_decay)
+        for _ in range(epochs):
+            for batch in train_loader:
+                batch = move_data_to_device(batch, device)
+                logits = head(encoder.embed(batch))
+                y = batch["y"]
+                if multilabel:
+                    loss = F.binary_cross_entropy_with_logits(logits, y.float())
+                else:
+                    loss = F.cross_entropy(logits, y)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+        return _evaluate(encoder, head, test_loader, multilabel, device)
+
+
+@torch.no_grad()
+def _evaluate(encoder: nn.Module, head: nn.Module, loader: DataLoader, multilabel: bool, device) -> dict[str, float]:
+    encoder.eval()
+    scores, ys = [], []
+    for batch in loader:
+        batch = move_data_to_device(batch, device)
+        scores.append(head(encoder.embed(batch)).float().cpu())
+        ys.append(batch["y"].cpu())
+    logits, y = torch.cat(scores), torch.cat(ys)
+    keep = labelled(y)
+    logits, y = logits[keep], y[keep]
+    if multilabel or is_multilabel(y):
+        from torchmetrics.functional import average_precision
+
+        ap = average_precision(logits.sigmoid(), y.long(), task="multilabel", num_labels=y.shape[1], average="macro")
+        return {"map": float(ap)}
+    return {"top1": (logits.argmax(dim=1) == y).float().mean().item()}

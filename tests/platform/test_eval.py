@@ -1,0 +1,223 @@
+"""`contrastlab eval` and the predict embeddings, as a user drives them, on one short digits run."""
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import DIGITS_CONFIG, QUICK, run_cli, store_client, the_error_line
+
+FAST = ["--finetune-epochs", "1", "--finetune-fractions", "0.1,1.0", "--k", "1,20", "--tsne-points", "150"]
+
+
+def contrastlab_here(cwd: Path, *args: str) -> int:
+    """`contrastlab ARGS` inside this process (the imports are paid once), in `cwd`; its exit code."""
+    from contrastlab.platform.cli import main
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(cwd)
+        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        patch.setattr(sys, "argv", ["contrastlab", *args])
+        try:
+            main(list(args))
+        except SystemExit as stop:
+            return stop.code or 0
+    return 0
+
+
+def in_process_store(cwd: Path) -> list[str]:
+    """The default store of `cwd`, named by its absolute path: MLflow keeps one database engine per URI
+    string in a process, so the relative default would reach the first test folder's store."""
+    return ["--tracking-uri", f"sqlite:///{cwd / 'mlruns' / 'mlflow.db'}", "--tracking.system_metrics_interval", "0"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One epoch of SimCLR on digits: (folder, run id, checkpoint folder)."""
+    cwd = tmp_path_factory.mktemp("eval")
+    args = ["fit", "-c", str(DIGITS_CONFIG), *QUICK, "--trainer.max_epochs", "1", "--test_after_fit", "false"]
+    args += in_process_store(cwd)
+    assert contrastlab_here(cwd, *args) == 0
+    client = store_client(cwd)
+    (run,) = client.search_runs([client.get_experiment_by_name("digits").experiment_id])
+    return cwd, run.info.run_id, cwd / "checkpoints" / "digits" / run.info.run_id
+
+
+def test_eval_logs_every_protocol_into_the_run(trained, cli_here):
+    cwd, run_id, folder = trained
+    code, err = cli_here("eval", "--run", run_id, *FAST, cwd=cwd)
+    assert code == 0, err[-3000:]
+    client = store_client(cwd)
+    run = client.get_run(run_id)
+    metrics = run.data.metrics
+    expected = [
+        "eval/knn/top1_k1",
+        "eval/knn/top1_k20",
+        "eval/linear/top1",
+        "eval/linear/val_top1",
+        "eval/linear/l2",
+        "eval/svm/acc",
+        "eval/svm/C",
+        "eval/finetune_10pct/top1",
+        "eval/finetune_100pct/top1",
+        "eval/finetune_10pct/labels",
+        "eval/auroc/auroc",
+        "eval/auroc/ap",
+    ]
+    assert not [key for key in expected if key not in metrics], sorted(metrics)
+    for key in ("eval/knn/top1_k20", "eval/linear/top1", "eval/svm/acc"):
+        assert 0.5 < metrics[key] <= 1.0, (key, metrics[key])
+    assert 0.8 < metrics["eval/auroc/auroc"] <= 1.0
+    assert metrics["eval/finetune_10pct/labels"] == 126 and metrics["eval/finetune_100pct/labels"] == 1257
+    assert run.info.status == "FINISHED"  # the run keeps its status
+    # logged at the step of the checkpoint evaluated (the run's best: one epoch of 4 steps)
+    ckpt = next(folder.glob("best-*.ckpt"))
+    assert [m.step for m in client.get_metric_history(run_id, "eval/knn/top1_k20")] == [4]
+    artifacts = {a.path for a in client.list_artifacts(run_id, "eval")}
+    assert artifacts == {"eval/results.md", "eval/results.csv", "eval/tsne.png"}
+    table = Path(client.download_artifacts(run_id, "eval/results.md", str(cwd))).read_text()
+    assert ckpt.name in table and "| svm | acc |" in table and "| finetune_100pct | top1 |" in table
+    picture = Path(client.download_artifacts(run_id, "eval/tsne.png", str(cwd))).read_bytes()
+    assert picture[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name.split("-")[1] for p in (folder / "eval-cache").glob("features-*.pt")) == [
+        "test",
+        "train",
+        "val",
+    ]
+
+
+def test_a_second_eval_reads_the_cached_features(trained, cli_here, monkeypatch):
+    cwd, run_id, folder = trained
+    ckpt = str(folder / "last.ckpt")
+    code, err = cli_here("eval", "--ckpt", ckpt, "--protocols", "knn", "--tsne-points", "0", cwd=cwd)
+    assert code == 0, err[-3000:]
+
+    def no_extraction(*args, **kwargs):
+        raise AssertionError("features were extracted again")
+
+    monkeypatch.setattr("contrastlab.platform.evaluate.extract_features", no_extraction)
+    code, err = cli_here("eval", "--ckpt", ckpt, "--protocols", "knn", "--tsne-points", "0", cwd=cwd)
+    assert code == 0, err[-3000:]
+
+
+def test_register_gives_the_same_features_on_raw_samples(trained, cli_here):
+    import mlflow
+
+    from contrastlab.datamodules.vision import Digits
+
+    cwd, run_id, folder = trained
+    code, err = cli_here(
+        "eval", "--run", run_id, "--protocols", "knn", "--tsne-points", "0", "--register", "digits-encoder", cwd=cwd
+    )
+    assert code == 0, err[-3000:]
+    uri = f"sqlite:///{cwd / 'mlruns' / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    encoder = mlflow.pytorch.load_model("models:/digits-encoder/1")
+    raw = next(iter(Digits().eval_loader("test")))["x"][:16]
+    assert raw.dtype == torch.uint8
+    cached = torch.load(next((folder / "eval-cache").glob("features-test-*.pt")), weights_only=True)
+    assert torch.allclose(encoder(raw), cached["features"][:16], atol=1e-5)
+    assert store_client(cwd).get_run(run_id).info.status == "FINISHED"  # logging the model left it as it was
+
+
+def test_run_without_a_local_checkpoint_fetches_it_from_the_artifacts(trained, cli_here, tmp_path):
+    cwd, run_id, _ = trained
+    uri = f"sqlite:///{cwd / 'mlruns' / 'mlflow.db'}"
+    args = ("eval", "--run", run_id, "--tracking-uri", uri, "--protocols", "knn", "--k", "5", "--tsne-points", "0")
+    code, err = cli_here(*args, cwd=tmp_path)  # another folder: no checkpoints/ here
+    assert code == 0, err[-3000:]
+    fetched = list((tmp_path / "checkpoints" / "digits" / run_id).glob("best-*.ckpt"))
+    assert len(fetched) == 1
+    assert "eval/knn/top1_k5" in store_client(cwd).get_run(run_id).data.metrics
+
+
+def test_predict_writes_the_embeddings_and_logs_them(trained):
+    cwd, run_id, folder = trained
+    args = ["predict", "-c", str(DIGITS_CONFIG), "--ckpt_path", str(folder / "last.ckpt"), *in_process_store(cwd)]
+    assert contrastlab_here(cwd, *args) == 0
+    embeddings = torch.load(folder / "embeddings.pt", weights_only=True)
+    assert embeddings["features"].shape == (360, 256) and torch.equal(embeddings["idx"], torch.arange(360))
+    assert (embeddings["y"] >= 0).all()
+    client = store_client(cwd)
+    assert [a.path for a in client.list_artifacts(run_id, "predict")] == ["predict/embeddings.pt"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--run", "0123456789abcdef"], "--run 0123456789abcdef: no such run in sqlite:///"),
+        (["--ckpt", "nope/last.ckpt"], "--ckpt: checkpoint nope/last.ckpt not found"),
+        (["--run", "x", "--protocols", "knn,probe"], "--protocols: unknown protocol 'probe'"),
+        (["--run", "x", "--finetune-fractions", "0.1,2"], "--finetune-fractions: 2.0 is not in (0, 1]"),
+        ([], "one of the arguments --ckpt --run is required"),
+        (["--run", "x", "--device", "tpu:0:1"], "--device tpu:0:1: expected auto, cpu, cuda or cuda:N"),
+    ],
+    ids=["wrong-run", "missing-ckpt", "unknown-protocol", "bad-fraction", "no-target", "bad-device"],
+)
+def test_bad_input_is_one_line(tmp_path, cli_here, args, message):
+    line = the_error_line(*cli_here("eval", *args, cwd=tmp_path))
+    assert message in line, line
+
+
+@pytest.mark.parametrize("with_config", [True, False], ids=["no-checkpoint", "no-config"])
+def test_a_run_without_checkpoint_or_config_is_one_line(trained, cli_here, tmp_path, with_config):
+    cwd, run_id, _ = trained
+    client = store_client(cwd)
+    other = client.create_run(client.get_run(run_id).info.experiment_id).info.run_id
+    if with_config:
+        config = client.download_artifacts(run_id, "config.yaml", str(tmp_path))
+        client.log_artifact(other, config)
+    line = the_error_line(*cli_here("eval", "--run", other, cwd=cwd))
+    if with_config:
+        assert f"--run {other}: no checkpoint under checkpoints/digits/{other} nor among the run's artifacts" in line
+    else:
+        assert f"run {other} has no config.yaml artifact" in line
+
+
+def test_a_checkpoint_from_another_store_is_one_line(trained, cli_here, tmp_path):
+    _, run_id, folder = trained
+    line = the_error_line(*cli_here("eval", "--ckpt", str(folder / "last.ckpt"), cwd=tmp_path))
+    store = tmp_path / "mlruns" / "mlflow.db"
+    assert f"belongs to MLflow run {run_id}, which sqlite:///{store} does not hold" in line
+
+
+def test_a_protocol_the_data_cannot_support_is_one_line(tmp_path, cli_here):
+    """An unlabelled image folder: a linear probe is refused by name; by default every label protocol is skipped."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    (tmp_path / "scans").mkdir()
+    for i, image in enumerate(load_digits().images[:64]):
+        Image.fromarray((image * 255 / 16).astype("uint8")).save(tmp_path / "scans" / f"{i}.png")
+    data = (
+        "--data.class_path contrastlab.datamodules.vision.ImageFolder --data.init_args.root scans "
+        "--data.init_args.size 8 --data.init_args.channels 1 --data.init_args.batch_size 32"
+    ).split()
+    fit = ["fit", "-c", str(DIGITS_CONFIG), *QUICK, *data, "--trainer.max_epochs", "1", *in_process_store(tmp_path)]
+    assert contrastlab_here(tmp_path, *fit) == 0
+    (ckpt,) = (tmp_path / "checkpoints" / "scans").glob("*/last.ckpt")
+    line = the_error_line(*cli_here("eval", "--ckpt", str(ckpt), "--protocols", "knn,linear", cwd=tmp_path))
+    assert line == (
+        "contrastlab: error: knn: scans has no labels (data.info.num_classes is 0); knn needs labelled data"
+    )
+    code, err = cli_here("eval", "--ckpt", str(ckpt), "--tsne-points", "20", cwd=tmp_path)
+    assert code == 0, err[-3000:]
+    shutil.rmtree(tmp_path / "scans")
+
+
+def test_embeddings_gathered_from_ranks_keep_one_row_per_sample():
+    from contrastlab.platform.callbacks import _first_of_each
+
+    idx = torch.tensor([0, 2, 4, 0, 1, 3, 5, 1])  # two ranks' shards, DistributedSampler-padded
+    assert idx[_first_of_each(idx)].tolist() == [0, 1, 2, 3, 4, 5]
+
+
+def test_the_eval_verb_in_its_own_process(tmp_path):
+    """The console entry point reaches the verb, and a refusal is one line and exit status 2."""
+    proc = run_cli("eval", "--ckpt", "missing.ckpt", cwd=tmp_path, check=False)
+    assert the_error_line(proc.returncode, proc.stderr).startswith(
+        "contrastlab: error: --ckpt: checkpoint missing.ckpt"
+    )
