@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,21 +36,29 @@ class ResumePoint:
     method: str
 
 
-def load_weights_only(path: str | Path, key: str = "checkpoint") -> Any:
-    """The checkpoint at `path`, read as data only; CheckpointError (one line) if it cannot be read that way."""
+def load_weights_only(path: str | Path, key: str = "") -> Any:
+    """The checkpoint at `path`, read as data only; CheckpointError (one line) if it cannot be read that way.
+
+    `key` names the option the path came from, for the message.
+    """
+    where = f"{key}: {path}" if key else str(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except pickle.UnpicklingError as err:
-        # torch's message is a page of advice; the line that matters names what the file wanted to load.
-        lines = [line.strip() for line in str(err).splitlines() if "Unsupported" in line or "GLOBAL" in line]
-        what = lines[0] if lines else str(err).splitlines()[0]
+        # torch's message is a page of advice; what matters is what the file asked to load
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        what = f"it asks to call {found.group(1)}" if found else str(err).strip().splitlines()[0][:200]
         raise CheckpointError(
-            f"{key}: {path} holds more than weights ({what[:200]}); contrastlab loads checkpoints as weights "
-            "only and never runs code from them: use a checkpoint written by `contrastlab fit`"
+            f"{where} holds more than weights ({what}); contrastlab loads checkpoints as weights only and never "
+            "runs code from them: use a checkpoint written by `contrastlab fit`"
         ) from err
     except Exception as err:  # torch raises many types for a truncated or foreign file
-        detail = str(err).splitlines()[0][:200] if str(err) else ""
-        raise CheckpointError(f"{path} is not a readable checkpoint ({type(err).__name__}: {detail})") from err
+        text = str(err)
+        foreign = "zip" in text.lower() or "mmap" in text
+        detail = "truncated, corrupt, or not a file written by torch.save" if foreign else text[:200]
+        raise CheckpointError(
+            f"{where} is not a readable checkpoint ({detail.splitlines()[0] if detail else type(err).__name__})"
+        ) from err
 
 
 def read_meta(path: Path) -> dict[str, Any]:
