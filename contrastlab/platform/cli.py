@@ -240,12 +240,14 @@ class ContrastlabCLI(LightningCLI):
                 f"{point.ckpt_path} belongs to MLflow run {point.run_id}, which {stores.redact(uri)} does not "
                 "hold: pass the --tracking-uri the run was logged to"
             ) from err
-        current = tracking.run_params(self.config[self.subcommand].as_dict())
+        config = self.config[self.subcommand]
+        current = tracking.run_params(config.as_dict())
         changed = tracking.changed_params(run.data.params, current)
+        option = "--resume" if config.get("resume") else "--ckpt_path"
         listing = ", ".join(f"{k}: {old} -> {new}" for k, (old, new) in changed.items())
         if changed and not self.config[self.subcommand].get("resume_allow_changes"):
             raise ConfigError(
-                f"--resume: the config differs from run {point.run_id} ({listing}); resume with the "
+                f"{option}: the config differs from run {point.run_id} ({listing}); resume with the "
                 "run's own config, start a new run, or pass --resume_allow_changes true to record the change"
             )
         if changed:  # params are immutable in MLflow: the run keeps its first values and says what changed
