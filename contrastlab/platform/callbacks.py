@@ -10,6 +10,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import MLFlowLogger
 
+from contrastlab import compat
 from contrastlab.platform import checkpoints, tracking
 
 
@@ -89,7 +90,7 @@ class RunCheckpoint(ModelCheckpoint):
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
         # The epoch's last batch is saved by on_train_epoch_end, after its validation.
-        if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch or self._should_skip_saving_checkpoint(trainer):
+        if compat.is_last_batch(trainer) or self._should_skip_saving_checkpoint(trainer):
             return
         due = bool(self.every_n_steps) and trainer.global_step % self.every_n_steps == 0
         # Rank 0's clock decides, so every rank saves together; a minutes-scale interval needs no

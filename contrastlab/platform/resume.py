@@ -20,6 +20,7 @@ import torch
 import torch.distributed as dist
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
+from contrastlab import compat
 from contrastlab.platform.callbacks import mlflow_logger
 
 log = logging.getLogger("contrastlab")
@@ -88,7 +89,7 @@ class ExactResume(L.Callback):
         """Express the interrupted epoch's progress in batches of the new global batch size."""
         datamodule = trainer.datamodule
         data_state = checkpoint.get(type(datamodule).__qualname__, {}) if datamodule is not None else {}
-        progress = checkpoint["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]
+        progress = compat.checkpoint_batch_progress(checkpoint)
         global_batch = datamodule.batch_size * trainer.world_size
         done_before = progress["processed"]
         done_now = data_state.get("consumed", 0) // global_batch
