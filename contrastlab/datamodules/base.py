@@ -83,7 +83,7 @@ torch.serialization.add_safe_globals([DataInfo])
 
 
 class TensorSamples(Dataset):
-    """Samples held in memory as one tensor, labels optional (-1 for unlabelled)."""
+    """Samples held in memory as one tensor, labels optional (-1 for unlabelled); (N, C) labels are multi-hot."""
 
     def __init__(self, x: Tensor, y: Tensor | None = None):
         if y is not None and len(y) != len(x):
@@ -95,7 +95,8 @@ class TensorSamples(Dataset):
         return len(self.x)
 
     def __getitem__(self, i: int) -> dict[str, Tensor | int]:
-        return {"x": self.x[i], "y": int(self.y[i]), "idx": i}
+        y = self.y[i]
+        return {"x": self.x[i], "y": int(y) if y.ndim == 0 else y, "idx": i}
 
 
 def pad_collate(samples: list[dict[str, Any]], key: str = "x", pad_value: float = 0.0) -> dict[str, Any]:
