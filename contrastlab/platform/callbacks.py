@@ -153,7 +153,7 @@ class EpochSummary(L.Callback):
     """One line per validation on rank 0 (`epoch 4 step 20 | train/loss 3.58 | val/knn_top1 0.912`), so
     a run without a progress bar still shows how it goes."""
 
-    KEYS = ("train/loss_epoch", "val/knn_top1", "val/probe_acc", "val/auroc", "val/effective_rank")
+    KEYS = ("train/loss_epoch", "val/knn_top1", "val/probe_acc", "val/auroc", "val/map", "val/effective_rank")
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
