@@ -7,8 +7,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
+import timm.optim
 import torch
-from timm.optim import Lars
 from torch import nn
 
 from contrastlab.errors import ConfigError
@@ -58,6 +58,22 @@ class OptimizerConfig:
     def peak_lr(self, global_batch: int) -> float:
         ratio = global_batch / 256
         return self.lr * {"none": 1.0, "linear": ratio, "sqrt": math.sqrt(ratio)}[self.lr_scaling]
+
+
+class Lars(timm.optim.Lars):
+    """timm's Lars, which also resumes optimiser states saved by contrastlab's earlier own LARS
+    (groups with `eta` and `lars_exclude` instead of timm's `trust_coeff` and `always_adapt`)."""
+
+    def __setstate__(self, state: dict) -> None:
+        defaults = state.get("defaults") or getattr(self, "defaults", {})
+        for group in state.get("param_groups", []):
+            if "eta" in group:
+                group["trust_coeff"] = group.pop("eta")
+            if "lars_exclude" in group:
+                group["always_adapt"] = not group.pop("lars_exclude")
+            for key, value in defaults.items():
+                group.setdefault(key, value)
+        super().__setstate__(state)
 
 
 def param_groups(model: nn.Module, weight_decay: float, exclude: Iterable[nn.Module] = ()) -> list[dict]:
