@@ -1,7 +1,8 @@
-"""Image view pipelines on Kornia: one uint8 batch in, V float views in [0, 1] out, on the batch's device.
+"""Image view pipelines on Kornia: one uint8 batch in, V float views out, on the batch's device.
 
-Normalisation by the dataset's mean and std is not done here: the method applies it from the data's
-`DataInfo`, so one recipe serves every dataset of its kind. Grey (1-channel) batches skip the
+Views are normalised by the dataset's per-channel mean and std, taken from the data's `DataInfo` when
+the method binds the pipeline (`ViewPipeline.bind`) unless the config gives them, so one recipe serves
+every dataset of its kind; an unbound pipeline returns views in [0, 1]. Grey (1-channel) batches skip the
 colour-only ops (saturation, hue, grayscale), which have no meaning there. Crops and colour are our
 own batched tensor code (`RandomGeometry`, `ColourJitter`, ...: one resampling and a few per-sample
 blends per view; Kornia's generic ops spent most of their time outside the arithmetic on small
@@ -17,6 +18,8 @@ import kornia.augmentation as K
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from contrastlab.augment.base import ChannelNormalize, ViewPipeline
 
 PerView = float | Sequence[float]
 
@@ -236,7 +239,7 @@ def _grey(x: Tensor) -> Tensor:
     return (_GREY[0] * r + _GREY[1] * g + _GREY[2] * b).unsqueeze(1)
 
 
-class ImageViews(nn.Module):
+class ImageViews(ViewPipeline):
     """Random views of an image batch, each sample with its own random parameters.
 
     The defaults are SimCLR's recipe (Chen et al. 2020, appendix A): random resized crop (8-100% of the
@@ -254,6 +257,7 @@ class ImageViews(nn.Module):
         blur_p: probability of Gaussian blur, per view or one for all; blur_sigma its sigma range.
         solarize_p: probability of solarisation at 0.5, per view or one for all.
         noise_std, noise_p: additive Gaussian noise, clamped to [0, 1].
+        mean, std: per-channel normalisation of the views; by default the data's (`DataInfo.mean/std`).
     """
 
     def __init__(
@@ -274,6 +278,8 @@ class ImageViews(nn.Module):
         solarize_p: PerView = 0.0,
         noise_std: float = 0.0,
         noise_p: float = 0.0,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
     ):
         super().__init__()
         if num_views < 1:
@@ -306,6 +312,26 @@ class ImageViews(nn.Module):
             if noise_p > 0 and noise_std > 0:
                 photometric.append(RandomNoise(std=noise_std, p=noise_p))
             self.photometric.append(nn.Sequential(*photometric))
+        self.normalize: nn.Module = nn.Identity()
+        if mean is not None or std is not None:
+            self._normalize_by(mean, std)
+
+    def _normalize_by(self, mean: Sequence[float] | None, std: Sequence[float] | None) -> None:
+        if mean is None or std is None:
+            raise ValueError("ImageViews: give both mean and std, or neither (the data's are used)")
+        self.normalize = ChannelNormalize(mean, std)
+
+    def bind(self, info) -> None:
+        """Normalise by the data's statistics, unless the config gave its own."""
+        if isinstance(self.normalize, nn.Identity) and info.mean and info.std:
+            self._normalize_by(info.mean, info.std)
+
+    @classmethod
+    def for_data(cls, info) -> ImageViews:
+        """SimCLR's recipe at the data's image size, normalised by its statistics."""
+        pipeline = cls(size=info.shape[-1])
+        pipeline.bind(info)
+        return pipeline
 
     @staticmethod
     def to_float(x: Tensor) -> Tensor:
@@ -316,14 +342,14 @@ class ImageViews(nn.Module):
 
     @torch.no_grad()
     def forward(self, x: Tensor) -> list[Tensor]:
-        """V augmented views of the batch, each (B, C, size, size) float in [0, 1]."""
+        """V augmented views of the batch, each (B, C, size, size) float, in [0, 1] before normalisation."""
         x = self.to_float(x)
         views = []
         for v in range(self.num_views):
             view = self.geometric[v](x)
             view = self.colour[v](view)
             view = self.photometric[v](view)
-            views.append(view.clamp_(0.0, 1.0))
+            views.append(self.normalize(view.clamp_(0.0, 1.0)))
         return views
 
     @torch.no_grad()
@@ -332,7 +358,7 @@ class ImageViews(nn.Module):
         x = self.to_float(x)
         if x.shape[-2:] != (self.size, self.size):
             x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True)
-        return x
+        return self.normalize(x)
 
 
 class SimCLRViews(ImageViews):

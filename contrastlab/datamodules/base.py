@@ -1,21 +1,27 @@
 """The DataModule contract every modality follows.
 
-A dataset yields dicts `{"x": raw sample, "y": label or -1, "idx": index}`. The train loader shuffles
-and drops the last partial batch; validation and test return two loaders: the train split in order
-(the kNN feature bank) and the split being evaluated; predict reads the test split.
+A dataset yields dicts `{"x": raw sample, "y": label or -1, "idx": index}` (multi-label data: a multi-hot
+`y`, all -1 when unlabelled). The DataModule says what one sample is (`info`, a `DataInfo`), proposes the
+data's default view pipeline (`default_views`) and batches samples with its `collate` hook (`pad_collate`
+pads variable-length samples and adds `mask` and `lengths`). The train loader follows a resumable
+permutation and drops the last partial batch; validation and test return named loaders, `bank` (the
+train split in order: the kNN feature bank) and `query` (the split being evaluated); predict reads the
+test split; `eval_loader(split)` is any split in order. `normal_class` trains one-class: train and the
+bank keep only that class.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 import lightning as L
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset, default_collate
 
+from contrastlab import compat
 from contrastlab.datamodules.sampling import ResumableSampler
 from contrastlab.errors import ConfigError
 
@@ -26,20 +32,58 @@ SPLITS = ("train", "val", "test")
 class DataInfo:
     """What a method needs to know about its data, known before any file is read.
 
-    `num_classes` is 0 for unlabelled data; `mean`/`std` (one per channel) normalise views on the device.
+    Args:
+        name: the dataset's name (the default MLflow experiment).
+        modality: "image", "audio", "series", "volume", ... (a run tag; backbones check the sample rank).
+        shape: one sample as the view pipeline returns it: (C, H, W), (C, T), (C, D, H, W), ...; a size that
+            varies between samples (padded by the DataModule's collate) may be given as 0.
+        num_classes: 0 for unlabelled data.
+        multilabel: labels are multi-hot vectors (B, num_classes) rather than class indices.
+        mean, std: per-channel statistics, for pipelines that normalise by them (empty when unused).
+        sample_rate: samples per second of audio or series data.
+        views: class path of the `ViewPipeline` the data proposes by default (its `for_data(info)` builds it).
+        extra: anything else a modality's pipelines or backbones need (plain values: it is saved in checkpoints).
     """
 
     name: str
     modality: str
-    channels: int
-    num_classes: int
-    size: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
+    shape: tuple[int, ...]
+    num_classes: int = 0
+    multilabel: bool = False
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+    sample_rate: float | None = None
+    views: str = ""
+    extra: dict[str, Any] = field(default_factory=dict, hash=False)
+
+    @property
+    def channels(self) -> int:
+        return self.shape[0]
+
+    @property
+    def sample_dims(self) -> int:
+        """Dimensions of one channel of a sample: 1 for (C, T), 2 for (C, H, W), 3 for (C, D, H, W)."""
+        return len(self.shape) - 1
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Checkpoints written before `shape` existed hold (channels, size) of square images.
+        if "shape" not in state and "channels" in state:
+            state = dict(state)
+            channels, size = state.pop("channels"), state.pop("size")
+            state["shape"] = (channels, size, size)
+            state.setdefault("views", "contrastlab.augment.vision.ImageViews")
+        defaults = {f.name: f.default for f in fields(self) if f.default is not MISSING}
+        defaults["extra"] = {}
+        for key, value in {**defaults, **state}.items():
+            object.__setattr__(self, key, value)
+
+
+# Checkpoints keep it in their hyper-parameters; Lightning loads checkpoints with weights_only=True.
+torch.serialization.add_safe_globals([DataInfo])
 
 
 class TensorSamples(Dataset):
-    """Samples held in memory as one tensor, labels optional (-1 for unlabelled)."""
+    """Samples held in memory as one tensor, labels optional (-1 for unlabelled); (N, C) labels are multi-hot."""
 
     def __init__(self, x: Tensor, y: Tensor | None = None):
         if y is not None and len(y) != len(x):
@@ -51,21 +95,50 @@ class TensorSamples(Dataset):
         return len(self.x)
 
     def __getitem__(self, i: int) -> dict[str, Tensor | int]:
-        return {"x": self.x[i], "y": int(self.y[i]), "idx": i}
+        y = self.y[i]
+        return {"x": self.x[i], "y": int(y) if y.ndim == 0 else y, "idx": i}
+
+
+def pad_collate(samples: list[dict[str, Any]], key: str = "x", pad_value: float = 0.0) -> dict[str, Any]:
+    """Batch samples whose `key` differs in its last dimension (time): pad to the longest, and add
+    `mask` (B, T) True on real steps and `lengths` (B,). Every other key is batched as usual."""
+    lengths = torch.tensor([sample[key].shape[-1] for sample in samples])
+    longest = int(lengths.max())
+    padded = torch.stack(
+        [
+            torch.nn.functional.pad(sample[key], (0, longest - sample[key].shape[-1]), value=pad_value)
+            for sample in samples
+        ]
+    )
+    batch = default_collate([{k: v for k, v in sample.items() if k != key} for sample in samples])
+    batch[key] = padded
+    batch["lengths"] = lengths
+    batch["mask"] = torch.arange(longest)[None, :] < lengths[:, None]
+    return batch
 
 
 class ContrastiveDataModule(L.LightningDataModule):
-    bank_split = "train"  # the split whose features are the kNN bank
-    """Loaders for the three splits; subclasses say what the data is (`info`) and how to read a split.
+    """Loaders for the splits; subclasses say what the data is (`info`) and how to read a split.
 
     Args:
         batch_size: per-process training batch; the global batch is this times the world size.
         eval_batch_size: batch for the kNN bank and evaluation passes (defaults to `batch_size`).
         num_workers: loader processes; in-memory datasets are fastest with 0.
         seed: seed of the train/val/test split where the data has no official one.
+        normal_class: one-class (one-vs-rest) training: train, and the kNN bank, hold only this class;
+            validation and test keep every class (anomaly detection).
     """
 
-    def __init__(self, batch_size: int = 256, eval_batch_size: int | None = None, num_workers: int = 0, seed: int = 0):
+    bank_split = "train"  # the split whose features are the kNN bank
+
+    def __init__(
+        self,
+        batch_size: int = 256,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        seed: int = 0,
+        normal_class: int | None = None,
+    ):
         super().__init__()
         if batch_size < 1:
             raise ConfigError(f"data.batch_size must be >= 1, got {batch_size}")
@@ -73,6 +146,7 @@ class ContrastiveDataModule(L.LightningDataModule):
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers = num_workers
         self.seed = seed
+        self.normal_class = normal_class
         self._splits: dict[str, Dataset] = {}
         self._train_sampler: ResumableSampler | None = None
         self._resume_position: tuple[int, int] | None = None  # (epoch, consumed global samples)
@@ -81,14 +155,51 @@ class ContrastiveDataModule(L.LightningDataModule):
     def info(self) -> DataInfo:
         raise NotImplementedError
 
+    def default_views(self):
+        """The view pipeline this data proposes (a config's `model.init_args.augment` replaces it)."""
+        from contrastlab.augment.base import default_views
+
+        return default_views(self.info)
+
     def load_split(self, split: str) -> Dataset:
         """The dataset of one split ("train", "val" or "test")."""
         raise NotImplementedError
 
+    def collate(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
+        """Samples -> one batch. Variable-length data overrides it, e.g. with `pad_collate`."""
+        return default_collate(samples)
+
     def split(self, name: str) -> Dataset:
         if name not in self._splits:
-            self._splits[name] = self.load_split(name)
+            dataset = self.load_split(name)
+            if self.normal_class is not None and name in ("train", self.bank_split):
+                dataset = self._one_class(dataset)
+            self._splits[name] = dataset
         return self._splits[name]
+
+    def check_normal_class(self, num_classes: int, multilabel: bool = False) -> None:
+        """Refuse a `normal_class` that the data's classes do not hold."""
+        if self.normal_class is None:
+            return
+        if multilabel or num_classes == 0:
+            raise ConfigError(
+                "data.normal_class needs single-label data (one class index per sample); "
+                f"{'these labels are multi-label' if multilabel else 'this data has no labels'}: remove it"
+            )
+        if not 0 <= self.normal_class < num_classes:
+            name, last = self.info.name, num_classes - 1
+            raise ConfigError(f"data.normal_class must be a class of {name}, 0 to {last}; got {self.normal_class}")
+
+    def _one_class(self, dataset: Dataset) -> Dataset:
+        info = self.info
+        self.check_normal_class(info.num_classes, info.multilabel)
+        if isinstance(dataset, TensorSamples):
+            normal = dataset.y == self.normal_class
+            return TensorSamples(dataset.x[normal], dataset.y[normal])
+        labels = getattr(dataset, "labels", None)
+        if labels is None:  # a dataset that keeps no label list: read each sample once
+            labels = [dataset[i]["y"] for i in range(len(dataset))]
+        return Subset(dataset, [i for i, y in enumerate(labels) if int(y) == self.normal_class])
 
     def setup(self, stage: str) -> None:
         if stage == "predict":
@@ -110,6 +221,7 @@ class ContrastiveDataModule(L.LightningDataModule):
             batch_size=self.batch_size if train else self.eval_batch_size,
             sampler=sampler,
             drop_last=train,
+            collate_fn=self.collate,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
@@ -133,7 +245,7 @@ class ContrastiveDataModule(L.LightningDataModule):
         trainer, sampler = self.trainer, self._train_sampler
         if trainer is None or sampler is None:
             return {}
-        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        done = compat.batches_done(trainer)
         epoch = trainer.current_epoch
         if done >= sampler.batches_per_epoch:  # saved at the epoch's end: the next epoch starts afresh
             epoch, done = epoch + 1, 0
@@ -143,21 +255,24 @@ class ContrastiveDataModule(L.LightningDataModule):
         if state:
             self._resume_position = (state["epoch"], state["consumed"])
 
+    # -- loaders --------------------------------------------------------------------------------
+
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.split("train"), train=True)
 
-    def _bank_and(self, split: str) -> list[DataLoader]:
-        return [self._loader(self.split(self.bank_split), train=False), self._loader(self.split(split), train=False)]
-
-    def val_dataloader(self) -> list[DataLoader]:
-        return self._bank_and("val")
-
-    def test_dataloader(self) -> list[DataLoader]:
-        return self._bank_and("test")
-
     def eval_loader(self, split: str) -> DataLoader:
-        """One split in a fixed order (no shuffling) in evaluation batches, for offline evaluation."""
+        """One split in its stored order, batched by `collate`: for feature banks, evaluation, embeddings."""
         return self._loader(self.split(split), train=False)
 
+    def eval_loaders(self, split: str) -> dict[str, DataLoader]:
+        """The named loaders of an evaluation pass: `bank` (the kNN bank) and `query` (the split evaluated)."""
+        return {"bank": self.eval_loader(self.bank_split), "query": self.eval_loader(split)}
+
+    def val_dataloader(self) -> dict[str, DataLoader]:
+        return self.eval_loaders("val")
+
+    def test_dataloader(self) -> dict[str, DataLoader]:
+        return self.eval_loaders("test")
+
     def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.split("test"), train=False)
+        return self.eval_loader("test")

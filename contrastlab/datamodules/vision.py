@@ -1,6 +1,7 @@
 """Image DataModules: digits, MNIST/Fashion-MNIST from IDX files, CIFAR-10/100, STL-10, any image folder.
 
-Every dataset yields uint8 (C, H, W) tensors at a fixed size; augmentation happens later, on the device.
+Every dataset yields uint8 (C, H, W) tensors at a fixed size; augmentation happens later, on the device,
+by the pipeline the data proposes (`ImageViews`: SimCLR's recipe at the data's size) or a config's own.
 Nothing downloads unless `download: true` is set; a missing file is an error saying what to put where.
 """
 
@@ -21,6 +22,15 @@ from contrastlab.errors import ConfigError, DataError
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
 
+IMAGE_VIEWS = "contrastlab.augment.vision.ImageViews"
+
+
+def image_info(name: str, channels: int, size: int, num_classes: int, mean, std) -> DataInfo:
+    """The DataInfo of square images, proposing SimCLR's image recipe as the default views."""
+    shape = (channels, size, size)
+    return DataInfo(name, "image", shape, num_classes, mean=tuple(mean), std=tuple(std), views=IMAGE_VIEWS)
+
+
 def _holdout(n: int, holdout: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices (kept, held out) of a seeded random split of n items."""
     order = np.random.default_rng(seed).permutation(n)
@@ -33,8 +43,7 @@ class InMemoryVision(ContrastiveDataModule):
     Args:
         val_size: training samples held out for validation (seeded by `seed`).
         max_train_samples: keep only this many training samples (a seeded subset), for quick runs.
-        normal_class: one-class (one-vs-rest) anomaly detection: train, and the kNN bank, hold only this
-            class (after `max_train_samples`); validation and test keep every class.
+        normal_class: (see ContrastiveDataModule) applied after `max_train_samples`.
     """
 
     name = "images"
@@ -44,33 +53,20 @@ class InMemoryVision(ContrastiveDataModule):
     mean: tuple[float, ...] = (0.5,)
     std: tuple[float, ...] = (0.5,)
 
-    def __init__(
-        self, val_size: int = 5000, max_train_samples: int | None = None, normal_class: int | None = None, **kwargs
-    ):
+    def __init__(self, val_size: int = 5000, max_train_samples: int | None = None, **kwargs):
         super().__init__(**kwargs)
-        if normal_class is not None and not 0 <= normal_class < self.num_classes:
-            raise ConfigError(
-                f"data.normal_class must be a class of {self.name}, 0 to {self.num_classes - 1}; got {normal_class}"
-            )
+        self.check_normal_class(self.num_classes)  # before any run starts, not at setup
         self.val_size = val_size
         self.max_train_samples = max_train_samples
-        self.normal_class = normal_class
         self._train_arrays: tuple[Tensor, Tensor] | None = None
 
     @property
     def info(self) -> DataInfo:
-        return DataInfo(self.name, "image", self.channels, self.num_classes, self.size, self.mean, self.std)
+        return image_info(self.name, self.channels, self.size, self.num_classes, self.mean, self.std)
 
     def load_arrays(self, train: bool) -> tuple[Tensor, Tensor]:
         """(images uint8 (N, C, H, W), labels int64 (N,)) of the official train or test set."""
         raise NotImplementedError
-
-    def split(self, name: str) -> Dataset:
-        if name not in self._splits and self.normal_class is not None and name in ("train", self.bank_split):
-            dataset = self.load_split(name)
-            normal = dataset.y == self.normal_class
-            self._splits[name] = TensorSamples(dataset.x[normal], dataset.y[normal])
-        return super().split(name)
 
     def load_split(self, split: str) -> Dataset:
         if split == "test":
@@ -361,7 +357,7 @@ class ImageFolder(ContrastiveDataModule):
 
     @property
     def info(self) -> DataInfo:
-        return DataInfo(self.root.name, "image", self.channels, len(self.classes), self.size, self.mean, self.std)
+        return image_info(self.root.name, self.channels, self.size, len(self.classes), self.mean, self.std)
 
     def load_split(self, split: str) -> Dataset:
         if self.has_split_folders:

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics.functional.classification import binary_auroc
 
-from contrastlab.evaluation.online import BANK, QUERY, EmbeddingMetrics
+from contrastlab.evaluation.online import BANK_LOADER, QUERY_LOADER, EmbeddingMetrics
 
 
 @torch.no_grad()
@@ -45,9 +45,10 @@ class AnomalyMetrics(EmbeddingMetrics):
         self.k = k
 
     def _compute(self, trainer, pl_module, prefix: str) -> None:
-        if not trainer.sanity_checking and self._store[QUERY].get("features"):
+        if not trainer.sanity_checking and self._store[QUERY_LOADER].get("features"):
             bank, query = (
-                {k: self._gather(pl_module, self._store[i][k]) for k in ("features", "y")} for i in (BANK, QUERY)
+                {k: self._gather(pl_module, self._store[name][k]) for k in ("features", "y")}
+                for name in (BANK_LOADER, QUERY_LOADER)
             )
             normal = bank["y"][bank["y"] >= 0].unique()
             labelled = query["y"] >= 0

@@ -1,13 +1,16 @@
 """Evaluation during training: a callback that reads the features a method returns from its
 validation/test steps and logs kNN top-1, probe accuracy, alignment, uniformity and effective rank.
 
-Dataloader 0 of validation and test is the train split (the kNN bank), dataloader 1 the split being
-evaluated. Features are gathered from every rank before the metrics, so they cover the whole split.
+Validation and test read named loaders: `bank` (the train split: the kNN bank) and `query` (the split
+being evaluated). Features are gathered from every rank before the metrics, so they cover the whole split.
+A method's `evaluators()` hook returns which of these callbacks run and the metric to monitor.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 import lightning as L
 import torch
@@ -16,9 +19,32 @@ from torch import Tensor
 from contrastlab.evaluation.knn import knn_accuracy
 from contrastlab.evaluation.metrics import alignment, effective_rank, uniformity
 
-BANK, QUERY = 0, 1
+BANK_LOADER, QUERY_LOADER = "bank", "query"
+# A DataModule that returns its evaluation loaders as a list gives them in this order.
+POSITIONAL_LOADERS = (BANK_LOADER, QUERY_LOADER)
 # pdist over more points costs O(N^2) memory for a statistic that has long converged.
 MAX_UNIFORMITY_POINTS = 4096
+
+
+def _lists() -> defaultdict[str, list[Tensor]]:
+    return defaultdict(list)  # a named function, so that the store pickles (ddp_spawn)
+
+
+@dataclass
+class Evaluators:
+    """What a run reports and what it keeps its best checkpoint by (`monitor`, to `mode`: max or min)."""
+
+    callbacks: list[L.Callback]
+    monitor: str
+    mode: str = "max"
+
+
+def loader_name(trainer: L.Trainer, dataloader_idx: int) -> str:
+    """The name of the evaluation loader a validation/test batch came from."""
+    loaders = trainer.test_dataloaders if trainer.testing else trainer.val_dataloaders
+    if isinstance(loaders, Mapping):
+        return list(loaders)[dataloader_idx]
+    return POSITIONAL_LOADERS[dataloader_idx] if dataloader_idx < len(POSITIONAL_LOADERS) else str(dataloader_idx)
 
 
 class EmbeddingMetrics(L.Callback):
@@ -26,19 +52,22 @@ class EmbeddingMetrics(L.Callback):
         self.num_classes = num_classes
         self.knn_k = knn_k
         self.knn_temperature = knn_temperature
-        self._store: dict[int, dict[str, list[Tensor]]] = {}
+        self._store: dict[str, dict[str, list[Tensor]]] = {}
 
     def _reset(self) -> None:
-        self._store = {BANK: defaultdict(list), QUERY: defaultdict(list)}
+        self._store = defaultdict(_lists)
 
-    def _collect(self, outputs: dict[str, Tensor] | None, dataloader_idx: int) -> None:
+    def _collect(self, trainer: L.Trainer, outputs: dict[str, Tensor] | None, dataloader_idx: int) -> None:
+        loader = loader_name(trainer, dataloader_idx)
         for key, value in (outputs or {}).items():
-            self._store[dataloader_idx][key].append(value.detach())
+            self._store[loader][key].append(value.detach())
 
     def _compute(self, trainer: L.Trainer, pl_module: L.LightningModule, prefix: str) -> None:
         if trainer.sanity_checking:
             return
-        bank, query = ({k: self._gather(pl_module, v) for k, v in self._store[i].items()} for i in (BANK, QUERY))
+        bank, query = (
+            {k: self._gather(pl_module, v) for k, v in self._store[name].items()} for name in POSITIONAL_LOADERS
+        )
         self._reset()
         if "features" not in query:
             return
@@ -79,10 +108,10 @@ class EmbeddingMetrics(L.Callback):
         self._reset()
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        self._collect(outputs, dataloader_idx)
+        self._collect(trainer, outputs, dataloader_idx)
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        self._collect(outputs, dataloader_idx)
+        self._collect(trainer, outputs, dataloader_idx)
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         self._compute(trainer, pl_module, "val")

@@ -1,20 +1,57 @@
-"""Backbones by name: any timm model, plus small local nets for tiny inputs.
+"""Backbones by name and modality: timm for 2-D images, a registry of local nets for any sample rank.
 
-Every backbone maps a batch to pooled features (B, num_features); `create_backbone` never downloads
-weights unless a config explicitly sets `pretrained` to true.
+`create_backbone(name, info, **kwargs)` builds a feature extractor for the data `info` describes: a local
+net registered with `@register_backbone(name, dims=...)` (1 for (C, T) series and audio, 2 for images,
+3 for (C, D, H, W) volumes), else, for 2-D data, any `timm.list_models()` name. Every backbone maps a
+batch to pooled features (B, num_features); nothing downloads weights unless a config sets `pretrained`.
+A registered factory is called with `in_chans` (the data's channels), the config's `backbone_kwargs`,
+and `info` too when its signature names it.
 """
 
 from __future__ import annotations
 
 import difflib
+import inspect
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import timm
 from torch import Tensor, nn
 
 from contrastlab.errors import ConfigError
 
+if TYPE_CHECKING:
+    from contrastlab.datamodules.base import DataInfo
 
+
+@dataclass(frozen=True)
+class RegisteredBackbone:
+    factory: Callable[..., nn.Module]
+    dims: int  # the sample rank it takes, channels aside
+
+
+BACKBONES: dict[str, RegisteredBackbone] = {}
+
+
+def register_backbone(name: str | None = None, dims: int = 2):
+    """Decorator: make a class or function that builds an nn.Module (with `num_features`) a backbone by name.
+
+    The same factory registered again (a module imported twice) is fine; another one under a taken name is not.
+    """
+
+    def register(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        key = name or factory.__name__
+        known = BACKBONES.get(key)
+        if known is not None and known.factory.__qualname__ != factory.__qualname__:
+            raise ValueError(f"backbone {key!r} is already registered by {known.factory.__module__}")
+        BACKBONES[key] = RegisteredBackbone(factory, dims)
+        return factory
+
+    return register
+
+
+@register_backbone("small_cnn", dims=2)
 class SmallCNN(nn.Module):
     """A small VGG-style CNN for 8x8 to 32x32 inputs: stages of conv-BN-ReLU, stride 2 between stages."""
 
@@ -39,38 +76,45 @@ class SmallCNN(nn.Module):
         return self.pool(self.features(x)).flatten(1)
 
 
-LOCAL_BACKBONES: dict[str, Callable[..., nn.Module]] = {"small_cnn": SmallCNN}
+def available_backbones(dims: int = 2) -> list[str]:
+    """Names that build a backbone for samples of this rank (timm's models are 2-D)."""
+    local = sorted(k for k, entry in BACKBONES.items() if entry.dims == dims)
+    return local + (timm.list_models() if dims == 2 else [])
 
 
-def available_backbones() -> list[str]:
-    return sorted(LOCAL_BACKBONES) + timm.list_models()
-
-
-def create_backbone(
-    name: str, in_chans: int = 3, pretrained: bool = False, cifar_stem: bool = False, **kwargs
-) -> nn.Module:
-    """A feature extractor by name, with `num_features` set to its output width.
+def create_backbone(name: str, info: DataInfo, pretrained: bool = False, **kwargs: Any) -> nn.Module:
+    """A feature extractor by name for the data `info` describes, with `num_features` set to its output width.
 
     Args:
-        name: a local name (`small_cnn`) or any `timm.list_models()` name (`resnet18`, `vit_tiny_patch16_224`).
-        in_chans: input channels (1 for grey images).
+        name: a registered name (`small_cnn`, ...) or, for 2-D data, any `timm.list_models()` name
+            (`resnet18`, `vit_tiny_patch16_224`).
+        info: the data: its channels and sample rank choose and shape the net.
         pretrained: load timm's pretrained weights; needs network access, so off by default.
-        cifar_stem: for ResNet-style timm models, a 3x3 stride-1 first conv and no max-pool, the usual
-            change for 32x32 images (He et al. 2016, sec. 4.2).
-        kwargs: passed to the model's constructor.
+        kwargs: the model's constructor arguments (`model.backbone_kwargs`). For ResNet-style timm models
+            `cifar_stem: true` swaps in a 3x3 stride-1 first conv and drops the max-pool, the usual change
+            for 32x32 images (He et al. 2016, sec. 4.2).
     """
-    if name in LOCAL_BACKBONES:
+    dims, in_chans = info.sample_dims, info.channels
+    entry = BACKBONES.get(name)
+    if entry is not None:
+        if entry.dims != dims:
+            raise ConfigError(
+                f"model.backbone: {name!r} takes {entry.dims}-D samples but {info.name!r} gives "
+                f"{info.shape} ({dims}-D): pick one of {', '.join(available_backbones(dims)[:8]) or 'none registered'}"
+            )
         if pretrained:
             raise ConfigError(
                 f"model.backbone={name!r} is a local net with no pretrained weights: set pretrained false"
             )
-        if cifar_stem:
-            raise ConfigError(f"model.cifar_stem applies to ResNet-style timm models, not {name!r}: set it false")
-        return _construct(LOCAL_BACKBONES[name], name, in_chans=in_chans, **kwargs)
-    if not timm.is_model(name):
-        close = difflib.get_close_matches(name, available_backbones(), n=3, cutoff=0.6)
-        hint = f"did you mean {', '.join(close)}?" if close else "see timm.list_models() or use small_cnn"
+        if "info" in inspect.signature(entry.factory).parameters:
+            kwargs["info"] = info
+        return _construct(entry.factory, name, in_chans=in_chans, **kwargs)
+    if dims != 2 or not timm.is_model(name):
+        close = difflib.get_close_matches(name, available_backbones(dims), n=3, cutoff=0.6)
+        where = "see timm.list_models() or use small_cnn" if dims == 2 else f"{dims}-D backbones are registered ones"
+        hint = f"did you mean {', '.join(close)}?" if close else where
         raise ConfigError(f"model.backbone: unknown backbone {name!r}; {hint}")
+    cifar_stem = kwargs.pop("cifar_stem", False)
     model = _construct(timm.create_model, name, name, pretrained=pretrained, num_classes=0, in_chans=in_chans, **kwargs)
     if cifar_stem:
         _use_cifar_stem(model, name, in_chans)
@@ -87,6 +131,8 @@ def _construct(factory: Callable[..., nn.Module], name: str, *args, **kwargs) ->
 def _use_cifar_stem(model: nn.Module, name: str, in_chans: int) -> None:
     conv1 = getattr(model, "conv1", None)
     if not isinstance(conv1, nn.Conv2d) or not hasattr(model, "maxpool"):
-        raise ConfigError(f"model.cifar_stem needs a ResNet-style model with conv1 and maxpool; {name!r} has neither")
+        raise ConfigError(
+            f"model.backbone_kwargs.cifar_stem needs a ResNet-style model with conv1 and maxpool; {name!r} has neither"
+        )
     model.conv1 = nn.Conv2d(in_chans, conv1.out_channels, kernel_size=3, stride=1, padding=1, bias=False)
     model.maxpool = nn.Identity()

@@ -1,9 +1,14 @@
 """ContrastiveModule: what every method shares, so that a method file holds only its algorithm.
 
-It owns the backbone, the batched augmentation (run in `on_after_batch_transfer`, on the batch's
-device), normalisation by the data's statistics, the optimiser and schedule, the online linear probe
-(trained on detached features, so it never changes the encoder) and cross-rank gathering. A method
-subclasses it and implements `contrastive_loss(feats, batch)`.
+It owns the backbone, the view pipeline (run in `on_after_batch_transfer`, on the batch's device; the
+pipeline normalises), the optimiser and schedule, the online linear probe (trained on detached features,
+so it never changes the encoder) and cross-rank gathering. A method subclasses it and implements
+`contrastive_loss(feats, batch)`. Hooks a method may override:
+
+- `encode(batch, views)`: features of each view. The default applies the one backbone to every view;
+  a two-tower method or a mask-aware encoder (padded series: `batch["mask"]`) overrides it. Training,
+  validation, test, predict, `forward` and `embed` all go through it.
+- `evaluators()`: the metric callbacks of validation/test and the metric the best checkpoint is chosen by.
 """
 
 from __future__ import annotations
@@ -15,10 +20,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from contrastlab.augment.vision import ImageViews
+from contrastlab import compat
+from contrastlab.augment.base import check_pipeline, default_views
 from contrastlab.datamodules.base import DataInfo
 from contrastlab.errors import ConfigError
-from contrastlab.evaluation.online import QUERY, EmbeddingMetrics
+from contrastlab.evaluation.multilabel import MultiLabelMetrics
+from contrastlab.evaluation.online import QUERY_LOADER, EmbeddingMetrics, Evaluators, loader_name
 from contrastlab.modules import optim
 from contrastlab.modules.backbones import create_backbone
 from contrastlab.modules.distributed import gather_with_grad
@@ -32,22 +39,21 @@ class ContrastiveModule(L.LightningModule):
     """Base of every method.
 
     Args:
-        backbone: a timm model name or a local one (`small_cnn`); see `modules/backbones.py`.
-        backbone_kwargs: extra constructor arguments of the backbone.
-        cifar_stem: 3x3 stride-1 stem without max-pool for ResNets on 32x32 images.
+        backbone: a registered name (`small_cnn`, a 1-D or 3-D net) or, for images, a timm model name;
+            see `modules/backbones.py`.
+        backbone_kwargs: the backbone's constructor arguments (`cifar_stem: true` for ResNets on 32 px).
         pretrained: load timm's pretrained weights (needs network access).
-        augment: the view pipeline; defaults to SimCLR's image recipe at the data's size.
+        augment: the view pipeline (a `ViewPipeline`); by default the one the data proposes (`DataInfo.views`).
         optimizer: optimiser and schedule, see `OptimizerConfig`.
         probe_lr: learning rate of the online linear probe (defaults to optimizer.lr).
         knn_k, knn_temperature: the weighted kNN evaluation.
-        data_info: what the data is (channels, classes, statistics); the CLI links it from the DataModule.
+        data_info: what the data is (shape, classes, statistics); the CLI links it from the DataModule.
     """
 
     def __init__(
         self,
         backbone: str = "resnet18",
         backbone_kwargs: dict[str, Any] | None = None,
-        cifar_stem: bool = False,
         pretrained: bool = False,
         augment: nn.Module | None = None,
         optimizer: optim.OptimizerConfig | None = None,
@@ -63,42 +69,61 @@ class ContrastiveModule(L.LightningModule):
         self.save_hyperparameters(ignore=["augment"], logger=False)
         self.data_info = data_info
         self.optimizer_config = optimizer or optim.OptimizerConfig()
-        self.backbone = create_backbone(
-            backbone,
-            in_chans=data_info.channels,
-            pretrained=pretrained,
-            cifar_stem=cifar_stem,
-            **(backbone_kwargs or {}),
-        )
+        self.backbone = create_backbone(backbone, data_info, pretrained=pretrained, **(backbone_kwargs or {}))
         self.feature_dim: int = self.backbone.num_features
-        self.augment = augment if augment is not None else ImageViews(size=data_info.size)
-        self.register_buffer("mean", torch.tensor(data_info.mean).view(1, -1, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(data_info.std).view(1, -1, 1, 1), persistent=False)
+        if augment is None:
+            augment = default_views(data_info)
+        else:
+            check_pipeline(augment)
+            if hasattr(augment, "bind"):
+                augment.bind(data_info)
+        self.augment = augment
         self.probe = nn.Linear(self.feature_dim, data_info.num_classes) if data_info.num_classes > 0 else None
 
     def contrastive_loss(self, feats: list[Tensor], batch: Batch) -> Tensor:
-        """The method's loss from the backbone features of each view (`batch["views"]` holds the views)."""
+        """The method's loss from the features of each view (`batch["views"]` holds the views)."""
         raise NotImplementedError
 
+    # -- hooks a method may override -------------------------------------------------------------------
+
+    def encode(self, batch: Batch, views: list[Tensor]) -> list[Tensor]:
+        """Features (B, feature_dim) of each view of `batch`; the batch carries what else an encoder needs."""
+        return [self.backbone(v) for v in views]
+
+    def evaluators(self) -> Evaluators:
+        """The callbacks that compute validation/test metrics, and the metric to keep the best checkpoint by.
+
+        Single-label data: kNN top-1 (with probe accuracy, alignment, uniformity, effective rank);
+        multi-label data: kNN mAP and AUROC; unlabelled data: the label-free statistics, and the training loss.
+        """
+        info, hp = self.data_info, self.hparams
+        knn = {"knn_k": hp.knn_k, "knn_temperature": hp.knn_temperature}
+        if info.multilabel:
+            return Evaluators([MultiLabelMetrics(info.num_classes, **knn)], "val/map", "max")
+        metrics = EmbeddingMetrics(info.num_classes, **knn)
+        if info.num_classes > 0:
+            return Evaluators([metrics], "val/knn_top1", "max")
+        return Evaluators([metrics], "train/loss_epoch", "min")
+
     def configure_callbacks(self) -> list[L.Callback]:
-        if self._trainer is not None and any(isinstance(c, EmbeddingMetrics) for c in self.trainer.callbacks):
+        callbacks = self.evaluators().callbacks
+        trainer = compat.attached_trainer(self)
+        kinds = {type(c) for c in callbacks}
+        if trainer is not None and any(type(c) in kinds for c in trainer.callbacks):
             return []  # already attached by an earlier fit/test on this trainer
-        hp = self.hparams
-        return [EmbeddingMetrics(self.data_info.num_classes, knn_k=hp.knn_k, knn_temperature=hp.knn_temperature)]
+        return callbacks
 
     # -- data on the device -------------------------------------------------------------------------
-
-    def normalize(self, x: Tensor) -> Tensor:
-        return (x - self.mean) / self.std
 
     def on_after_batch_transfer(self, batch: Batch, dataloader_idx: int) -> Batch:
         x = batch["x"]
         if self.trainer.training:
-            batch["views"] = [self.normalize(v) for v in self.augment(x)]
+            batch["views"] = self.augment(x)
             return batch
-        batch["eval_view"] = self.normalize(self.augment.eval_view(x))
-        if dataloader_idx == QUERY and self.augment.num_views >= 2:
-            batch["views"] = [self.normalize(v) for v in self.augment(x)[:2]]
+        batch["eval_view"] = self.augment.eval_view(x)
+        predicting = getattr(self.trainer, "predicting", False)
+        if not predicting and self.augment.num_views >= 2 and loader_name(self.trainer, dataloader_idx) == QUERY_LOADER:
+            batch["views"] = self.augment(x)[:2]
         return batch
 
     def gather(self, x: Tensor) -> Tensor:
@@ -108,43 +133,51 @@ class ContrastiveModule(L.LightningModule):
     # -- steps ----------------------------------------------------------------------------------------
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        feats = [self.backbone(v) for v in batch["views"]]
+        feats = self.encode(batch, batch["views"])
         loss = self.contrastive_loss(feats, batch)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
         if self.probe is not None:
-            # Masked rather than skipped when a batch has no labels, so every rank's probe gets a
-            # (zero) gradient and DDP's gradient reduction stays in step.
-            y = batch["y"]
-            labelled = (y >= 0).float()
-            per_sample = F.cross_entropy(self.probe(feats[0].detach()), y.clamp(min=0), reduction="none")
-            probe_loss = (per_sample * labelled).sum() / labelled.sum().clamp(min=1)
+            probe_loss = self._probe_loss(self.probe(feats[0].detach()), batch["y"])
             self.log("train/probe_loss", probe_loss, on_step=True, on_epoch=True)
             loss = loss + probe_loss
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False)
         return loss
 
+    def _probe_loss(self, logits: Tensor, y: Tensor) -> Tensor:
+        # Masked rather than skipped when a batch has no labels, so every rank's probe gets a
+        # (zero) gradient and DDP's gradient reduction stays in step.
+        if self.data_info.multilabel:
+            labelled = (y >= 0).all(dim=1).float()
+            per_sample = F.binary_cross_entropy_with_logits(
+                logits, y.clamp(min=0).to(logits.dtype), reduction="none"
+            ).mean(dim=1)
+        else:
+            labelled = (y >= 0).float()
+            per_sample = F.cross_entropy(logits, y.clamp(min=0), reduction="none")
+        return (per_sample * labelled).sum() / labelled.sum().clamp(min=1)
+
     def _eval_step(self, batch: Batch, dataloader_idx: int) -> dict[str, Tensor]:
-        feats = self.backbone(batch["eval_view"])
+        feats = self.encode(batch, [batch["eval_view"]])[0]
         out = {"features": feats, "y": batch["y"]}
-        if dataloader_idx == QUERY:
+        if loader_name(self.trainer, dataloader_idx) == QUERY_LOADER:
             if self.probe is not None:
                 out["probe_logits"] = self.probe(feats)
             if "views" in batch:
-                out["view1"], out["view2"] = (self.backbone(v) for v in batch["views"])
+                out["view1"], out["view2"] = self.encode(batch, batch["views"])
         return out
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Backbone features of normalised views: the representation being learned."""
-        return self.backbone(x)
+    def forward(self, view: Tensor, batch: Batch | None = None) -> Tensor:
+        """Features of one (normalised) view: the representation being learned."""
+        return self.encode(batch if batch is not None else {}, [view])[0]
 
     def embed(self, batch: Batch) -> Tensor:
-        """Backbone features of a raw batch (on the model's device) seen through the deterministic
-        evaluation view and normalised as validation does: what offline evaluation and a registered
-        encoder compute."""
-        return self.backbone(self.normalize(self.augment.eval_view(batch["x"])))
+        """Features (B, feature_dim) of a raw batch already on the model's device: its deterministic eval
+        view (normalised by the pipeline) through `encode`. Call `model.eval()` first for inference."""
+        return self.encode(batch, [self.augment.eval_view(batch["x"])])[0]
 
     def predict_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Tensor]:
-        return {"features": self.backbone(batch["eval_view"]), "y": batch["y"], "idx": batch["idx"]}
+        features = self.encode(batch, [batch["eval_view"]])[0]
+        return {"features": features, "y": batch["y"], "idx": batch["idx"]}
 
     def validation_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Tensor]:
         return self._eval_step(batch, dataloader_idx)

@@ -3,14 +3,14 @@
 
 from __future__ import annotations
 
-import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.fabric.utilities import move_data_to_device
 from torch import Tensor
 
 from contrastlab.errors import ConfigError
 from contrastlab.evaluation.anomaly import AnomalyMetrics
-from contrastlab.evaluation.online import BANK
+from contrastlab.evaluation.online import Evaluators
 from contrastlab.modules import checks, losses, transfer
 from contrastlab.modules.base import Batch, ContrastiveModule
 
@@ -34,8 +34,6 @@ class MeanShifted(ContrastiveModule):
         score_k: k of the kNN anomaly score (2 in the paper).
     """
 
-    checkpoint_monitor = ("val/auroc", "max")  # the CLI keeps the best checkpoint by this, not by kNN top-1
-
     def __init__(
         self,
         temperature: float = 0.25,
@@ -55,9 +53,9 @@ class MeanShifted(ContrastiveModule):
         self.probe = None  # the training split holds one class: nothing for a linear probe to learn
         self.register_buffer("center", torch.zeros(self.feature_dim))
 
-    def configure_callbacks(self) -> list[L.Callback]:
-        attach = super().configure_callbacks()  # empty when an earlier fit/test already attached ours
-        return [AnomalyMetrics(self.hparams.score_k)] if attach else []
+    def evaluators(self) -> Evaluators:
+        """Anomaly AUROC, and the best checkpoint by it: kNN top-1 means nothing with a one-class bank."""
+        return Evaluators([AnomalyMetrics(self.hparams.score_k)], "val/auroc", "max")
 
     @torch.no_grad()
     def on_fit_start(self) -> None:
@@ -66,9 +64,9 @@ class MeanShifted(ContrastiveModule):
         was_training = self.training
         self.eval()
         phi, labels = [], []
-        for batch in self.trainer.datamodule.val_dataloader()[BANK]:  # the normal training split, in order
-            x = self.normalize(self.augment.eval_view(batch["x"].to(self.device)))
-            phi.append(F.normalize(self.backbone(x), dim=1))
+        data = self.trainer.datamodule
+        for batch in data.eval_loader(data.bank_split):  # the normal training split, in order
+            phi.append(F.normalize(self.embed(move_data_to_device(batch, self.device)), dim=1))
             labels.append(batch["y"])
         self.train(was_training)
         classes = torch.cat(labels).unique()

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
+import timm.optim
 import torch
 from torch import nn
 
@@ -18,7 +19,9 @@ class OptimizerConfig:
     """The optimiser and its schedule: linear warm-up, then cosine decay to `min_lr_ratio * lr`, per step.
 
     Args:
-        name: sgd, adamw or lars (You et al. 2017; the SimCLR/BYOL choice for large batches).
+        name: sgd, adamw or lars (You et al. 2017; the SimCLR/BYOL choice for large batches): timm's `Lars`,
+            whose trust ratio eta * ||w|| / (||g|| + wd * ||w||) is the paper's; biases, norms and the probe
+            (groups marked `lars_exclude`) take plain SGD-with-momentum steps.
         lr: peak learning rate, before `lr_scaling`.
         weight_decay: applied to weights only: never to biases and norm parameters.
         momentum: for sgd and lars.
@@ -57,41 +60,20 @@ class OptimizerConfig:
         return self.lr * {"none": 1.0, "linear": ratio, "sqrt": math.sqrt(ratio)}[self.lr_scaling]
 
 
-class LARS(torch.optim.Optimizer):
-    """SGD with momentum and a layer-wise trust ratio (You et al. 2017).
+class Lars(timm.optim.Lars):
+    """timm's Lars, which also resumes optimiser states saved by contrastlab's earlier own LARS
+    (groups with `eta` and `lars_exclude` instead of timm's `trust_coeff` and `always_adapt`)."""
 
-    For a parameter w with gradient g (weight decay folded in), the step is scaled by
-    eta * ||w|| / ||g||. Groups with `lars_exclude=True` (biases, norms, the probe) take plain SGD steps.
-    """
-
-    def __init__(
-        self, params: Iterable, lr: float, momentum: float = 0.9, weight_decay: float = 0.0, eta: float = 0.02
-    ):
-        defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta, lars_exclude=False)
-        super().__init__(params, defaults)
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                g = p.grad.add(p, alpha=group["weight_decay"]) if group["weight_decay"] else p.grad.clone()
-                if not group["lars_exclude"]:
-                    w_norm, g_norm = p.norm(), g.norm()
-                    trust = torch.where((w_norm > 0) & (g_norm > 0), group["eta"] * w_norm / g_norm, 1.0)
-                    g.mul_(trust)
-                state = self.state[p]
-                if "momentum_buffer" not in state:
-                    state["momentum_buffer"] = g
-                else:
-                    state["momentum_buffer"].mul_(group["momentum"]).add_(g)
-                p.add_(state["momentum_buffer"], alpha=-group["lr"])
-        return loss
+    def __setstate__(self, state: dict) -> None:
+        defaults = state.get("defaults") or getattr(self, "defaults", {})
+        for group in state.get("param_groups", []):
+            if "eta" in group:
+                group["trust_coeff"] = group.pop("eta")
+            if "lars_exclude" in group:
+                group["always_adapt"] = not group.pop("lars_exclude")
+            for key, value in defaults.items():
+                group.setdefault(key, value)
+        super().__setstate__(state)
 
 
 def param_groups(model: nn.Module, weight_decay: float, exclude: Iterable[nn.Module] = ()) -> list[dict]:
@@ -112,7 +94,9 @@ def param_groups(model: nn.Module, weight_decay: float, exclude: Iterable[nn.Mod
 def build_optimizer(config: OptimizerConfig, groups: list[dict], lr: float) -> torch.optim.Optimizer:
     groups = [g for g in groups if g["params"]]
     if config.name == "lars":
-        return LARS(groups, lr=lr, momentum=config.momentum, eta=config.lars_eta)
+        for g in groups:  # timm adapts a group when it is decayed or `always_adapt`; we adapt all but the excluded
+            g["always_adapt"] = not g.pop("lars_exclude", False)
+        return Lars(groups, lr=lr, momentum=config.momentum, trust_coeff=config.lars_eta)
     for g in groups:
         g.pop("lars_exclude", None)
     if config.name == "sgd":

@@ -17,6 +17,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import MLFlowLogger
 
+from contrastlab import compat
 from contrastlab.errors import TrainingDiverged
 from contrastlab.platform import checkpoints, stores, tracking
 
@@ -29,7 +30,7 @@ def sync_due(trainer: L.Trainer) -> bool:
     """Whether this step is one where ranks may compare notes (every step on one CPU process)."""
     if trainer.world_size == 1 and trainer.strategy.root_device.type == "cpu":
         return True
-    return trainer.global_step % SYNC_EVERY_N_STEPS == 0 or trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
+    return trainer.global_step % SYNC_EVERY_N_STEPS == 0 or compat.is_last_batch(trainer)
 
 
 def mlflow_logger(trainer: L.Trainer) -> MLFlowLogger | None:
@@ -136,7 +137,7 @@ class RunCheckpoint(ModelCheckpoint):
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
         # The epoch's last batch is saved by on_train_epoch_end, after its validation.
-        if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch or self._should_skip_saving_checkpoint(trainer):
+        if compat.is_last_batch(trainer) or self._should_skip_saving_checkpoint(trainer):
             return
         due = bool(self.every_n_steps) and trainer.global_step % self.every_n_steps == 0
         # Rank 0's clock decides, so every rank saves together; a minutes-scale interval needs no
@@ -199,7 +200,7 @@ class EpochSummary(L.Callback):
     """One line per validation on rank 0 (`epoch 4 step 20 | train/loss 3.58 | val/knn_top1 0.912`), so
     a run without a progress bar still shows how it goes."""
 
-    KEYS = ("train/loss_epoch", "val/knn_top1", "val/probe_acc", "val/auroc", "val/effective_rank")
+    KEYS = ("train/loss_epoch", "val/knn_top1", "val/probe_acc", "val/auroc", "val/map", "val/effective_rank")
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:

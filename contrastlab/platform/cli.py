@@ -163,9 +163,9 @@ class ContrastlabCLI(LightningCLI):
             skip_logged_steps=point is not None and self.subcommand == "fit",
         )
 
-        monitor, mode = ("val/knn_top1", "max") if info.num_classes > 0 else ("train/loss_epoch", "min")
-        # A method whose evaluation is not kNN classification (anomaly detection) names its own metric.
-        monitor, mode = getattr(self.model, "checkpoint_monitor", None) or (monitor, mode)
+        # The method and its data say what is evaluated and which metric picks the best checkpoint.
+        evaluation = self.model.evaluators()
+        monitor, mode = evaluation.monitor, evaluation.mode
         callbacks = list(cfg["trainer"].get("callbacks") or [])
         callbacks += [
             RunCheckpoint(

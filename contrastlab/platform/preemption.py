@@ -16,6 +16,7 @@ from types import FrameType
 import lightning as L
 import torch
 
+from contrastlab import compat
 from contrastlab.platform.callbacks import RunCheckpoint, mlflow_logger, sync_due
 from contrastlab.platform.checkpoints import slurm_job_id
 
@@ -73,7 +74,7 @@ class Preemption(L.Callback):
         self._stopping = signum
         ckpt = trainer.checkpoint_callback
         # The epoch's last batch is checkpointed after its validation, by RunCheckpoint at the epoch's end.
-        if isinstance(ckpt, RunCheckpoint) and not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+        if isinstance(ckpt, RunCheckpoint) and not compat.is_last_batch(trainer):
             ckpt.refresh_last(trainer)
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx) -> None:

@@ -22,6 +22,7 @@ import torch
 import torch.distributed as dist
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
+from contrastlab import compat
 from contrastlab.platform.callbacks import mlflow_logger
 
 log = logging.getLogger("contrastlab")
@@ -75,7 +76,7 @@ class ExactResume(L.Callback):
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
         checkpoint[RNG_KEY] = _all_ranks(rng_state())  # every rank dumps the checkpoint; rank 0 writes it
-        if trainer.training and not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+        if trainer.training and not compat.is_last_batch(trainer):
             checkpoint[EPOCH_SUMS_KEY] = _all_ranks(epoch_sums(trainer))
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
@@ -104,7 +105,7 @@ class ExactResume(L.Callback):
         """Express the interrupted epoch's progress in batches of the new global batch size."""
         datamodule = trainer.datamodule
         data_state = checkpoint.get(type(datamodule).__qualname__, {}) if datamodule is not None else {}
-        progress = checkpoint["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]
+        progress = compat.checkpoint_batch_progress(checkpoint)
         global_batch = datamodule.batch_size * trainer.world_size
         done_before = progress["processed"]
         done_now = data_state.get("consumed", 0) // global_batch
@@ -123,19 +124,11 @@ class ExactResume(L.Callback):
                 logger.experiment.set_tag(logger.run_id, "contrastlab.world_size_change", message)
 
 
-def _epoch_means(trainer: L.Trainer) -> dict[str, Any]:
-    """The training epoch's running means that Lightning accumulates for `self.log(..., on_epoch=True)`."""
-    results = trainer.fit_loop.epoch_loop._results
-    return {
-        key: metric
-        for key, metric in results.items()
-        if metric.is_tensor and metric.meta.on_epoch and metric.meta.is_mean_reduction
-    }
-
-
 def epoch_sums(trainer: L.Trainer) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """This rank's running sums of the epoch means so far: {key: (sum of value x batch size, samples)}."""
-    return {k: (m.value.detach().cpu(), m.cumulated_batch_size.cpu()) for k, m in _epoch_means(trainer).items()}
+    return {
+        k: (m.value.detach().cpu(), m.cumulated_batch_size.cpu()) for k, m in compat.epoch_mean_metrics(trainer).items()
+    }
 
 
 def add_epoch_sums(trainer: L.Trainer, saved: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> None:
@@ -144,7 +137,7 @@ def add_epoch_sums(trainer: L.Trainer, saved: dict[str, tuple[torch.Tensor, torc
     Lightning sums `0 + x1`, then `+ x2` ...; the uninterrupted run had `S + x1` at this batch, and
     `saved + (0 + x1)` is that same float, so every later sum, and the epoch mean, are bit for bit equal.
     """
-    for key, metric in _epoch_means(trainer).items():
+    for key, metric in compat.epoch_mean_metrics(trainer).items():
         if key in saved:
             total, count = saved[key]
             metric.value = total.to(metric.value) + metric.value

@@ -24,6 +24,7 @@ from typing import Any
 from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.utilities import rank_zero_only
 
+from contrastlab import compat
 from contrastlab.errors import ConfigError
 from contrastlab.platform import stores
 
@@ -212,7 +213,7 @@ class RunLogger(MLFlowLogger):
     @property
     def experiment(self):
         if not self._opened:
-            return self._mlflow_client  # a client of the same store, without touching any run
+            return compat.mlflow_logger_client(self)  # a client of the same store, without touching any run
         return super().experiment
 
     @property

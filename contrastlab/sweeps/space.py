@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import math
 import tempfile
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 import yaml
 
 from contrastlab.errors import ConfigError
+from contrastlab.platform.config_check import check_run_config
 
 TYPES = ("float", "log-float", "int", "categorical")
 FIELDS = {"float": {"low", "high", "log", "step"}, "int": {"low", "high", "log", "step"}, "categorical": {"choices"}}
@@ -176,15 +176,4 @@ def _name_culprit(path: Path, values: dict[str, Any], where: str) -> None:
 
 
 def _parse(path: Path, values: dict[str, Any]) -> None:
-    from contrastlab.platform.cli import ContrastlabCLI
-
-    class ParseOnly(ContrastlabCLI):
-        def _set_seed(self) -> None:
-            pass
-
-        def instantiate_classes(self) -> None:
-            pass
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python.*")
-        ParseOnly(run=False, args=["-c", str(path), *overrides(values)])
+    check_run_config(path, overrides(values))

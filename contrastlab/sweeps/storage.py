@@ -12,7 +12,6 @@ on any host with an RDB storage, its heartbeat is older than the grace period.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import socket
 import threading
@@ -21,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from filelock import FileLock
 
+from contrastlab.compat import study_storage, trial_id
 from contrastlab.errors import ConfigError
 from contrastlab.platform.stores import prepare_sqlite_storage, redact
 
@@ -109,12 +110,8 @@ def claim_lock(url: str):
     if not database or database == ":memory:":
         yield
         return
-    with open(f"{database}.claim.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with FileLock(f"{database}.claim.lock"):
+        yield
 
 
 def heartbeats(storage, trial_id: int) -> threading.Event | None:
@@ -175,15 +172,15 @@ def recover_dead_trials(study) -> list[int]:
 
     optuna.storages.fail_stale_trials(study)  # heartbeats: RDB storages only, a no-op otherwise
     failed = []
-    storage = study._storage
+    storage = study_storage(study)
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = trial.user_attrs.get(WORKER_ATTR)
         if not worker_is_dead(worker):
             continue
         info = json.loads(worker)
         try:
-            storage.set_trial_user_attr(trial._trial_id, REASON_ATTR, f"worker {info['host']}:{info['pid']} died")
-            if storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
+            storage.set_trial_user_attr(trial_id(trial), REASON_ATTR, f"worker {info['host']}:{info['pid']} died")
+            if storage.set_trial_state_values(trial_id(trial), TrialState.FAIL):
                 failed.append(trial.number)
                 retry_trial(study, trial)
         except optuna.exceptions.UpdateFinishedTrialError:

@@ -48,17 +48,20 @@ def test_digits_splits_are_disjoint_stratified_uint8():
     original = np.round(load_digits().images * (255 / 16)).astype(np.uint8)
     assert everything == sorted(bytes(x) for x in original)
     assert torch.bincount(splits["test"].y).min() >= 34  # stratified: every class ~36 times
-    assert dm.info.channels == 1 and dm.info.num_classes == 10 and dm.info.size == 8
+    assert dm.info.shape == (1, 8, 8) and dm.info.num_classes == 10 and dm.info.channels == 1
 
 
-def test_loaders_yield_raw_batches_and_bank_first():
+def test_loaders_yield_raw_batches_and_named_evaluation_loaders():
     dm = vision.Digits(batch_size=64, eval_batch_size=100)
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     assert batch["x"].shape == (64, 1, 8, 8) and batch["x"].dtype == torch.uint8
     assert set(batch) == {"x", "y", "idx"}
-    bank, val = dm.val_dataloader()
-    assert len(bank.dataset) == 1257 and len(val.dataset) == 180
+    loaders = dm.val_dataloader()
+    assert list(loaders) == ["bank", "query"]
+    assert len(loaders["bank"].dataset) == 1257 and len(loaders["query"].dataset) == 180
+    test = dm.eval_loader("test")
+    assert len(test.dataset) == 360 and torch.equal(next(iter(test))["idx"], torch.arange(100))  # in order
 
 
 @pytest.mark.parametrize("compress", [True, False])

@@ -1,19 +1,25 @@
 import pytest
 import torch
+from torch import nn
 
+from contrastlab.datamodules.base import DataInfo
 from contrastlab.errors import ConfigError
-from contrastlab.modules.backbones import create_backbone
+from contrastlab.modules.backbones import BACKBONES, available_backbones, create_backbone, register_backbone
+
+GREY = DataInfo("grey", "image", (1, 8, 8))
+RGB = DataInfo("rgb", "image", (3, 32, 32))
+SERIES = DataInfo("series", "series", (2, 64))
 
 
 @pytest.mark.parametrize("size", [8, 28, 32])
 def test_small_cnn_pools_any_small_image_to_num_features(size):
-    net = create_backbone("small_cnn", in_chans=1)
+    net = create_backbone("small_cnn", GREY)
     out = net(torch.randn(3, 1, size, size))
     assert out.shape == (3, net.num_features)
 
 
 def test_timm_model_by_name_with_cifar_stem_keeps_32px_resolution():
-    net = create_backbone("resnet18", in_chans=3, cifar_stem=True)
+    net = create_backbone("resnet18", RGB, cifar_stem=True)
     assert net.conv1.stride == (1, 1) and isinstance(net.maxpool, torch.nn.Identity)
     assert net(torch.randn(2, 3, 32, 32)).shape == (2, 512)
     # A 3x3 stride-1 stem keeps 32x32 at 32x32 into layer1, unlike ImageNet's 7x7/2 + max-pool.
@@ -21,19 +27,48 @@ def test_timm_model_by_name_with_cifar_stem_keeps_32px_resolution():
 
 
 def test_grey_input_to_timm_model():
-    net = create_backbone("resnet18", in_chans=1)
+    net = create_backbone("resnet18", GREY)
     assert net(torch.randn(2, 1, 64, 64)).shape == (2, 512)
 
 
 def test_unknown_backbone_names_the_key_and_suggests():
     with pytest.raises(ConfigError, match=r"model.backbone: unknown backbone 'resnet81'; did you mean .*resnet18"):
-        create_backbone("resnet81")
+        create_backbone("resnet81", RGB)
 
 
 def test_options_that_do_not_apply_are_refused():
     with pytest.raises(ConfigError, match="cifar_stem"):
-        create_backbone("small_cnn", cifar_stem=True)
+        create_backbone("small_cnn", GREY, cifar_stem=True)
     with pytest.raises(ConfigError, match="cifar_stem"):
-        create_backbone("vit_tiny_patch16_224", cifar_stem=True)
+        create_backbone("vit_tiny_patch16_224", RGB, cifar_stem=True)
     with pytest.raises(ConfigError, match="backbone_kwargs"):
-        create_backbone("small_cnn", no_such_arg=1)
+        create_backbone("small_cnn", GREY, no_such_arg=1)
+
+
+@register_backbone("test_tiny_conv1d", dims=1)
+class TinyConv1d(nn.Module):
+    def __init__(self, in_chans: int, width: int = 4, info: DataInfo | None = None):
+        super().__init__()
+        self.seen_info = info
+        self.conv = nn.Conv1d(in_chans, width, 3, padding=1)
+        self.num_features = width
+
+    def forward(self, x):
+        return self.conv(x).mean(dim=-1)
+
+
+def test_a_registered_1d_net_is_built_for_1d_data_with_its_info():
+    net = create_backbone("test_tiny_conv1d", SERIES, width=6)
+    assert net(torch.randn(5, 2, 64)).shape == (5, 6) and net.seen_info is SERIES
+    assert "test_tiny_conv1d" in available_backbones(1) and "test_tiny_conv1d" not in available_backbones(2)
+    register_backbone("test_tiny_conv1d", dims=1)(TinyConv1d)  # the same class again (a re-import): fine
+    with pytest.raises(ValueError, match="already registered"):
+        register_backbone("test_tiny_conv1d", dims=1)(nn.Identity)
+    assert BACKBONES["test_tiny_conv1d"].factory is TinyConv1d
+
+
+def test_a_net_of_another_rank_is_refused_naming_the_ones_that_fit():
+    with pytest.raises(ConfigError, match=r"'small_cnn' takes 2-D samples .* \(1-D\): pick one of .*test_tiny_conv1d"):
+        create_backbone("small_cnn", SERIES)
+    with pytest.raises(ConfigError, match="unknown backbone 'resnet18'; 1-D backbones are registered ones"):
+        create_backbone("resnet18", SERIES)

@@ -11,7 +11,7 @@ from contrastlab.errors import ConfigError
 from contrastlab.modules import BYOL, NNCLR, MoCoV2, MoCoV3, SimSiam, heads
 from contrastlab.modules.optim import OptimizerConfig
 
-INFO = DataInfo("tiny", "image", 1, 10, 8, (0.3,), (0.37,))
+INFO = DataInfo("tiny", "image", (1, 8, 8), 10, mean=(0.3,), std=(0.37,))
 SMALL = dict(backbone="small_cnn", data_info=INFO, augment=ImageViews(size=8, hflip_p=0.0), proj_hidden_dim=16)
 BUILDERS = {
     "mocov2": lambda: MoCoV2(queue_size=16, proj_dim=8, shuffle_bn_splits=2, **SMALL),

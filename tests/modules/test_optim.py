@@ -1,6 +1,8 @@
+import copy
 import math
 
 import pytest
+import timm.optim
 import torch
 from torch import nn
 
@@ -26,22 +28,62 @@ def test_no_weight_decay_on_biases_and_norms():
     assert no_decay["weight_decay"] == 0.0 and no_decay["lars_exclude"]
 
 
-def test_lars_step_follows_its_formula():
+def lars_groups(wd=0.01):
     torch.manual_seed(0)
     w = nn.Parameter(torch.randn(5, 3))
     b = nn.Parameter(torch.randn(5))
     w.grad, b.grad = torch.randn(5, 3), torch.randn(5)
+    groups = [{"params": [w], "weight_decay": wd}, {"params": [b], "weight_decay": 0.0, "lars_exclude": True}]
+    return w, b, groups
+
+
+@pytest.mark.parametrize("wd", [0.01, 0.0])
+def test_lars_is_timms_with_the_papers_trust_ratio_and_plain_sgd_for_excluded_groups(wd):
+    w, b, groups = lars_groups(wd)
     w0, b0, gw, gb = w.detach().clone(), b.detach().clone(), w.grad.clone(), b.grad.clone()
-    lr, wd, eta = 0.5, 0.01, 0.02
-    opt = optim.LARS(
-        [{"params": [w], "weight_decay": wd}, {"params": [b], "weight_decay": 0.0, "lars_exclude": True}],
-        lr=lr,
-        eta=eta,
-    )
+    lr, eta = 0.5, 0.02
+    opt = optim.build_optimizer(optim.OptimizerConfig(name="lars", lr=lr, weight_decay=wd, lars_eta=eta), groups, lr)
+    assert isinstance(opt, timm.optim.Lars)
     opt.step()
     g = gw + wd * w0
-    assert torch.allclose(w, w0 - lr * eta * w0.norm() / g.norm() * g)
+    trust = eta * w0.norm() / (gw.norm() + wd * w0.norm() + 1e-8)  # You et al. 2017, eq. 6
+    assert torch.allclose(w, w0 - lr * trust * g)  # adapted even without weight decay, as before timm
     assert torch.allclose(b, b0 - lr * gb)  # excluded: plain SGD
+
+
+def test_lars_resumes_an_optimizer_state_saved_by_our_earlier_lars():
+    config = optim.OptimizerConfig(name="lars", lr=0.5, weight_decay=0.01, lars_eta=0.02)
+    w, b, groups = lars_groups()
+    fresh = optim.build_optimizer(config, groups, 0.5)
+    fresh.step()
+    state = copy.deepcopy(fresh.state_dict())  # not the live momentum buffers
+    old_keys = ("lr", "momentum", "weight_decay", "params")
+    state["param_groups"] = [  # the groups as contrastlab's own LARS saved them
+        {**{k: g[k] for k in old_keys}, "eta": 0.02, "lars_exclude": not g["always_adapt"]}
+        for g in state["param_groups"]
+    ]
+    w2, b2, groups2 = lars_groups()
+    resumed = optim.build_optimizer(config, groups2, 0.5)
+    resumed.load_state_dict(state)
+    with torch.no_grad():
+        w2.copy_(w), b2.copy_(b)
+    for opt, (wi, bi) in ((fresh, (w, b)), (resumed, (w2, b2))):
+        wi.grad, bi.grad = torch.ones_like(wi), torch.ones_like(bi)
+        opt.step()
+    assert torch.equal(w, w2) and torch.equal(b, b2)
+    assert [g["always_adapt"] for g in resumed.param_groups] == [True, False]
+
+
+def test_lars_trust_ratio_matches_simclrs_form_at_the_configs_weight_decay():
+    """SimCLR's and BYOL's code divide by ||g + wd w|| rather than ||g|| + wd ||w||: at the weight decay of our
+    LARS configs (1e-6 to 1e-4) and gradients 1% of the weights' norm, the steps differ by under 1%."""
+    torch.manual_seed(0)
+    w, g = torch.randn(4096), torch.randn(4096)
+    g = g / g.norm() * w.norm() * 0.01
+    for wd in (1e-6, 1e-5, 1e-4):
+        papers = 1 / (g.norm() + wd * w.norm())
+        simclrs = 1 / (g + wd * w).norm()
+        assert abs(papers / simclrs - 1) < 0.01
 
 
 def test_bad_optimizer_values_name_the_key():

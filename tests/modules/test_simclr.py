@@ -11,7 +11,7 @@ from contrastlab.modules import SimCLR
 
 
 def make(num_classes: int = 10) -> SimCLR:
-    info = DataInfo("tiny", "image", 1, num_classes, 8, (0.3,), (0.37,))
+    info = DataInfo("tiny", "image", (1, 8, 8), num_classes, mean=(0.3,), std=(0.37,))
     return SimCLR(backbone="small_cnn", augment=ImageViews(size=8, hflip_p=0.0), data_info=info, proj_hidden_dim=32)
 
 

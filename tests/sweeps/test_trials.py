@@ -19,7 +19,7 @@ from contrastlab.platform.callbacks import DivergenceGuard
 from contrastlab.sweeps import storage as sweep_storage
 from contrastlab.sweeps.pruning import TRIAL_ENV, TrialReporter
 from contrastlab.sweeps.storage import open_storage, outcome, recover_dead_trials, retried_numbers, this_worker
-from contrastlab.sweeps.study import _counts, _is_surplus
+from contrastlab.sweeps.workers import _counts, _is_surplus
 
 PRUNER = {"name": "median", "n_startup_trials": 1, "n_warmup_steps": 0}
 
@@ -195,12 +195,12 @@ def test_workers_take_trials_from_a_sqlite_storage_one_at_a_time(tmp_path):
 
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
     probe = (
-        "import fcntl, sys\n"
-        "with open(sys.argv[1], 'a') as f:\n"
-        "    try:\n"
-        "        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
-        "    except BlockingIOError:\n"
-        "        sys.exit(3)\n"
+        "import sys\n"
+        "from filelock import FileLock, Timeout\n"
+        "try:\n"
+        "    FileLock(sys.argv[1]).acquire(timeout=0)\n"
+        "except Timeout:\n"
+        "    sys.exit(3)\n"
     )
     lock_file = str(tmp_path / "optuna.db.claim.lock")
     with claim_lock(url):

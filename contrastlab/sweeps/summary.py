@@ -1,0 +1,45 @@
+"""The end of a sweep command: the parent run's summary, and the best trial printed with where to browse it."""
+
+from __future__ import annotations
+
+from contrastlab.platform import tracking
+from contrastlab.platform.stores import redact, sqlite_path
+from contrastlab.sweeps.config import SweepConfig
+from contrastlab.sweeps.pruning import RUN_ATTR
+from contrastlab.sweeps.storage import JOURNAL_PREFIX
+
+DEFAULT_TRACKING = f"{tracking.SQLITE_PREFIX}{tracking.DEFAULT_STORE_DIR}/mlflow.db"
+
+
+def _summarise(client, parent: str, study, config: SweepConfig, still_running: int):
+    from contrastlab.sweeps.report import write_summary
+
+    best = write_summary(client, parent, study, config)
+    if not still_running:  # other machines' workers may still be at it
+        client.set_terminated(parent, status="FINISHED")
+    return best
+
+
+def dashboard_command(storage_url: str) -> str:
+    """optuna-dashboard over the sweep's storage (it takes a journal file by path and storage class)."""
+    if storage_url.startswith(JOURNAL_PREFIX):
+        return f"optuna-dashboard {storage_url[len(JOURNAL_PREFIX) :]} --storage-class JournalFileStorage"
+    return f"optuna-dashboard {redact(storage_url)}"
+
+
+def _print_best(best, config: SweepConfig, tracking_uri: str, storage_url: str) -> None:
+    if best is None:
+        print(f"sweep {config.name!r}: no trial completed yet")
+        return
+    params = "\n".join(f"  {k} = {v}" for k, v in best.params.items())
+    default = sqlite_path(tracking_uri) == sqlite_path(DEFAULT_TRACKING).absolute()
+    store = "" if default else f" --tracking-uri {redact(tracking_uri)}"
+    print(
+        f"best trial {best.number}: {config.metric} = {best.value:.4f} (MLflow run {best.user_attrs.get(RUN_ATTR)})\n"
+        f"{params}\n"
+        f"best config: the parent run's artifact best_config.yaml; trials table: trials.md\n"
+        f"browse it: contrastlab ui{store}"
+        f"  (then open http://127.0.0.1:5000, experiment {config.name!r})\n"
+        f"study dashboard: {dashboard_command(storage_url)}",
+        flush=True,
+    )

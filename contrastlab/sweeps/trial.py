@@ -1,0 +1,145 @@
+"""One sweep trial: its `contrastlab fit` command line, its process, and how it ended.
+
+The trial runs in a child process (so it may use DDP, and a crash or NaN ends that trial only) that dies
+with its worker; it reports to the study itself (pruning.py), and this side reads what it recorded and its
+exit code to tell the study the outcome and close its MLflow run.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from contrastlab.compat import study_storage, trial_id
+from contrastlab.sweeps import runs
+from contrastlab.sweeps.config import SweepConfig
+from contrastlab.sweeps.pruning import OBJECTIVE_ATTR, OUTCOME_ATTR, RUN_ATTR, TRIAL_ENV
+from contrastlab.sweeps.space import overrides
+from contrastlab.sweeps.storage import REASON_ATTR, heartbeats
+
+STOP_ATTR = "stop_reason"  # a study user attr: a trial hit a config error, so every worker stops
+USER_ERROR_EXIT = 2  # `contrastlab fit` exits 2 on a config, data or checkpoint mistake
+
+
+@dataclass
+class Sweep:
+    """What every worker needs, picklable for worker processes."""
+
+    config: SweepConfig
+    base_path: Path
+    storage_url: str
+    tracking_uri: str
+    parent_run_id: str
+    n_trials: int | None
+    deadline: float | None
+
+
+def _die_with_parent() -> None:
+    """Linux: this process gets SIGKILL when its parent dies, so no trial outlives its worker."""
+    try:
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def trial_command(sweep: Sweep, number: int, params: dict) -> list[str]:
+    config = sweep.config
+    tags = {
+        **(config.base_config().get("tracking") or {}).get("tags", {}),
+        **runs.child_tags(sweep.parent_run_id, config.name, number),
+    }
+    return [
+        sys.executable, "-m", "contrastlab", "fit", "-c", str(sweep.base_path),
+        *overrides(config.fixed),
+        *overrides(params),
+        "--trainer.callbacks+=contrastlab.sweeps.pruning.TrialReporter",
+        "--tracking.uri", sweep.tracking_uri,
+        "--tracking.experiment", config.name,
+        "--tracking.run_name", f"trial-{number}",
+        "--tracking.tags", json.dumps(tags),
+        "--test_after_fit", "false",
+    ]  # fmt: skip
+
+
+def _run_trial(sweep: Sweep, study, trial, client, experiment_id: str) -> None:
+    from optuna.trial import TrialState
+
+    config, number = sweep.config, trial.number
+    shown = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items())
+    print(f"trial {number} started: {shown}", flush=True)
+    env = {**os.environ, TRIAL_ENV: json.dumps({
+        "storage": sweep.storage_url, "study": config.name, "trial_id": trial_id(trial),
+        "metric": config.metric, "pruner": config.pruner})}  # fmt: skip
+    started = time.time()
+    beat = heartbeats(study_storage(study), trial_id(trial))
+    with tempfile.TemporaryDirectory(prefix=f"trial-{number}-") as folder:
+        log_path = Path(folder) / "trial.log"
+        try:
+            with open(log_path, "w") as log_file:
+                code = subprocess.call(
+                    trial_command(sweep, number, trial.params),
+                    env=env,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    preexec_fn=_die_with_parent,
+                )
+        finally:
+            if beat is not None:
+                beat.set()
+        frozen = study_storage(study).get_trial(trial_id(trial))
+        attrs = frozen.user_attrs
+        state, value, reason = _decide(code, attrs, log_path, config.metric)
+        if state == "config":
+            study.set_user_attr(STOP_ATTR, f"trial {number}: {reason}")
+            state = "failed"
+        if frozen.state == TrialState.RUNNING:
+            if reason:
+                trial.set_user_attr(REASON_ATTR, reason)
+            if state == "complete":
+                study.tell(trial, value)
+            else:
+                study.tell(trial, state=TrialState.PRUNED if state == "pruned" else TrialState.FAIL)
+        run_id = attrs.get(RUN_ATTR)
+        if run_id:
+            client.log_artifact(run_id, str(log_path))
+            runs.close_child(client, client.get_run(run_id), state, reason, value)
+    took = time.time() - started
+    result = f"{config.metric}={value:.4f}" if value is not None else (reason or "")
+    print(f"trial {number} {state} in {took:.0f} s: {result}", flush=True)
+
+
+def _decide(code: int, attrs: dict, log_path: Path, metric: str) -> tuple[str, float | None, str | None]:
+    """How a trial ended, from its exit code and what it recorded: (state, objective, reason)."""
+    value = attrs.get(OBJECTIVE_ATTR)
+    if attrs.get(OUTCOME_ATTR) == "pruned" and code == 0:
+        return "pruned", value, None
+    if attrs.get(OUTCOME_ATTR) == "failed":
+        return "failed", None, attrs.get(REASON_ATTR)
+    if code == USER_ERROR_EXIT:
+        return "config", None, _error_line(log_path)
+    if code != 0:
+        return "failed", None, f"trial process exited with {code}: {_error_line(log_path)}"
+    if value is None:
+        return (
+            "failed",
+            None,
+            (f"no validation reported {metric}: let trainer.check_val_every_n_epoch divide trainer.max_epochs"),
+        )
+    return "complete", value, None
+
+
+def _error_line(log_path: Path) -> str:
+    """The line that says what went wrong: our one-line error, else the last line of the trial's output."""
+    lines = [line.strip() for line in log_path.read_text(errors="replace").splitlines() if line.strip()]
+    for line in reversed(lines):
+        if line.startswith("contrastlab: error:"):
+            return line[len("contrastlab: error:") :].strip()
+    return lines[-1][:500] if lines else "no output"
