@@ -304,6 +304,7 @@ def _quiet_known_warnings() -> None:
         # our train loader resumes mid-epoch through the DataModule's state, which Lightning does not see
         r".*your dataloader is not resumable.*",
         r".*Checkpoint directory .* exists and is not empty.*",  # a resume writes into its run's own folder
+        r".*Unable to serialize instance DataInfo.*",  # linked from data when a config is dumped: not a user key
     ):
         warnings.filterwarnings("ignore", message=message)
     logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)
