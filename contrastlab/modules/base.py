@@ -19,7 +19,7 @@ from contrastlab.augment.vision import ImageViews
 from contrastlab.datamodules.base import DataInfo
 from contrastlab.errors import ConfigError
 from contrastlab.evaluation.online import QUERY, EmbeddingMetrics
-from contrastlab.modules import optim
+from contrastlab.modules import optim, speed
 from contrastlab.modules.backbones import create_backbone
 from contrastlab.modules.distributed import gather_with_grad
 
@@ -41,7 +41,13 @@ class ContrastiveModule(L.LightningModule):
         probe_lr: learning rate of the online linear probe (defaults to optimizer.lr).
         knn_k, knn_temperature: the weighted kNN evaluation.
         data_info: what the data is (channels, classes, statistics); the CLI links it from the DataModule.
+        grad_cache_chunk: encode each view in chunks of this many samples with GradCache (`modules/gradcache.py`):
+            the full batch's gradients in about one chunk's activation memory; 0 (default) is off. Methods whose
+            loss is over in-batch negatives set `supports_grad_cache`.
+        channels_last, compile_backbone: speed options of the backbone (`modules/speed.py`).
     """
+
+    supports_grad_cache = False
 
     def __init__(
         self,
@@ -55,6 +61,9 @@ class ContrastiveModule(L.LightningModule):
         knn_k: int = 20,
         knn_temperature: float = 0.07,
         data_info: DataInfo | None = None,
+        grad_cache_chunk: int = 0,
+        channels_last: bool = False,
+        compile_backbone: bool = False,
     ):
         super().__init__()
         if data_info is None:
@@ -71,10 +80,16 @@ class ContrastiveModule(L.LightningModule):
             **(backbone_kwargs or {}),
         )
         self.feature_dim: int = self.backbone.num_features
+        speed.check_grad_cache(type(self), grad_cache_chunk)
+        speed.apply(self.backbone, channels_last=channels_last)
         self.augment = augment if augment is not None else ImageViews(size=data_info.size)
         self.register_buffer("mean", torch.tensor(data_info.mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(data_info.std).view(1, -1, 1, 1), persistent=False)
         self.probe = nn.Linear(self.feature_dim, data_info.num_classes) if data_info.num_classes > 0 else None
+
+    def configure_model(self) -> None:
+        if self.hparams.compile_backbone:
+            speed.compile_once(self.backbone)
 
     def contrastive_loss(self, feats: list[Tensor], batch: Batch) -> Tensor:
         """The method's loss from the backbone features of each view (`batch["views"]` holds the views)."""
@@ -108,8 +123,11 @@ class ContrastiveModule(L.LightningModule):
     # -- steps ----------------------------------------------------------------------------------------
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        feats = [self.backbone(v) for v in batch["views"]]
-        loss = self.contrastive_loss(feats, batch)
+        if self.hparams.grad_cache_chunk:
+            loss, feats = speed.grad_cache_loss(self, batch)
+        else:
+            feats = [self.backbone(v) for v in batch["views"]]
+            loss = self.contrastive_loss(feats, batch)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
         if self.probe is not None:
             # Masked rather than skipped when a batch has no labels, so every rank's probe gets a
