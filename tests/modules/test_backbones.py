@@ -53,5 +53,6 @@ def test_small_cnn_per_stage_strides_and_convs_express_a_plain_four_conv_net():
 
 
 def test_small_cnn_per_stage_lists_of_the_wrong_length_name_the_key():
-    with pytest.raises(ConfigError, match="model.backbone_kwargs: small_cnn has 3 widths, 3 convs_per_stage and 2 strides"):
+    message = "model.backbone_kwargs: small_cnn has 3 widths, 3 convs_per_stage and 2 strides"
+    with pytest.raises(ConfigError, match=message):
         create_backbone("small_cnn", strides=(1, 2))

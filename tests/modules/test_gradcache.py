@@ -184,7 +184,8 @@ def test_cli_fit_with_grad_cache_trains_and_tracks(tmp_path, monkeypatch):
     client = store_client(tmp_path)
     (run,) = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
     assert run.info.status == "FINISHED"
-    assert {k: v for k, v in run.data.params.items() if k.endswith("grad_cache_chunk")} == {"model.grad_cache_chunk": "32"}
+    chunk_params = {k: v for k, v in run.data.params.items() if k.endswith("grad_cache_chunk")}
+    assert chunk_params == {"model.grad_cache_chunk": "32"}
     losses = [m.value for m in client.get_metric_history(run.info.run_id, "train/loss_step")]
     assert len(losses) >= 2 and losses[-1] < losses[0]
     assert run.data.metrics["val/knn_top1"] > 0.5
