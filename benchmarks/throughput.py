@@ -527,7 +527,8 @@ def memory_probe(batch: int, chunk: int, device: str) -> dict:
     model = SimCLR(
         backbone="small_cnn", proj_hidden_dim=512, data_info=info, augment=ImageViews(size=8), grad_cache_chunk=chunk
     ).to(device)
-    stepping_alone(model).__enter__()  # this process ends after the probe
+    alone = stepping_alone(model)  # this process ends after the probe
+    alone.__enter__()
 
     def step(n: int) -> None:
         x = (torch.rand(n, 1, 8, 8) * 255).to(torch.uint8).to(device)

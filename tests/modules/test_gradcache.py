@@ -189,3 +189,63 @@ def test_cli_fit_with_grad_cache_trains_and_tracks(tmp_path, monkeypatch):
     losses = [m.value for m in client.get_metric_history(run.info.run_id, "train/loss_step")]
     assert len(losses) >= 2 and losses[-1] < losses[0]
     assert run.data.metrics["val/knn_top1"] > 0.5
+
+
+class StepAsForward(nn.Module):
+    """DDP wraps what it runs: here, as under Lightning, the module's training step."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch):
+        return self.model.training_step(batch, 0)
+
+
+def ddp_problem():
+    torch.manual_seed(0)
+    model = SimCLR(proj_dim=8, **{**COMMON, "backbone_kwargs": {"widths": (8,), "convs_per_stage": 1}})
+    model.backbone = NoBatchStats()
+    model.double()
+    views = [torch.randn(16, 1, 8, 8, dtype=torch.float64) for _ in range(2)]
+    return model, {"views": views, "y": torch.arange(16) % 10, "idx": torch.arange(16)}
+
+
+def ddp_worker(rank: int, port: int, out: str) -> None:
+    import os
+
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    try:
+        model, batch = ddp_problem()
+        trainer = Attached()
+        type(model).trainer = property(lambda self: trainer)
+        type(model).log = lambda self, *a, **k: None
+        part = slice(rank * 8, rank * 8 + 8)
+        mine = {"views": [v[part] for v in batch["views"]], "y": batch["y"][part], "idx": batch["idx"][part]}
+        ddp = nn.parallel.DistributedDataParallel(StepAsForward(model))
+        grads = {}
+        for chunk in (0, 3):  # 8 samples per rank: chunks of 3, 3 and 2
+            model.hparams.grad_cache_chunk = chunk
+            model.zero_grad(set_to_none=True)
+            ddp(mine).backward()  # one all-reduce per parameter, in this backward
+            grads[chunk] = {n: p.grad.clone() for n, p in model.named_parameters()}
+        if rank == 0:
+            torch.save(grads, out)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_under_ddp_gradients_equal_those_without_grad_cache(tmp_path):
+    import torch.multiprocessing as mp
+
+    from tests.conftest import free_port
+
+    out = str(tmp_path / "grads.pt")
+    mp.spawn(ddp_worker, args=(free_port(), out), nprocs=2, join=True)
+    got = torch.load(out)
+    # the projector's BatchNorm sees each rank's 8 samples, so the reference is DDP without GradCache
+    assert relative_error(got[3], got[0]) < 1e-10
+    assert got[0]["backbone.net.0.weight"].abs().sum() > 0
