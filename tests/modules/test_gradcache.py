@@ -249,3 +249,14 @@ def test_under_ddp_gradients_equal_those_without_grad_cache(tmp_path):
     # the projector's BatchNorm sees each rank's 8 samples, so the reference is DDP without GradCache
     assert relative_error(got[3], got[0]) < 1e-10
     assert got[0]["backbone.net.0.weight"].abs().sum() > 0
+
+
+def test_under_bf16_autocast_gradients_stay_close_to_the_full_batch(monkeypatch):
+    model = build("simclr", monkeypatch, backbone=NoBatchStats())
+    batch = batch_of(model)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        full = gradients(model, batch)
+        model.hparams.grad_cache_chunk = 4
+        cached = gradients(model, batch)
+    assert all(g.dtype == torch.float32 for g in cached.values())
+    assert relative_error(cached, full) < 2e-2  # bf16 convolutions, chunked or not
