@@ -457,9 +457,10 @@ def profile_one(net: str, args, out: list[str], record: dict) -> None:
         def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
             parts.sync()
             if batch_idx == 0:
-                parts.active, self.start = True, time.perf_counter()
-            elif batch_idx == args.profile_steps:
-                parts.active, self.end = False, time.perf_counter()
+                parts.active, self.start, self.steps = True, time.perf_counter(), 0
+            elif parts.active:
+                self.end, self.steps = time.perf_counter(), self.steps + 1
+                parts.active = batch_idx < args.profile_steps
 
     window = Window()
     trainer = L.Trainer(
@@ -483,7 +484,7 @@ def profile_one(net: str, args, out: list[str], record: dict) -> None:
             trainer.fit(model, data)
     finally:
         iterator.__next__ = original_next
-    n = args.profile_steps
+    n = window.steps  # at most the epoch's batches but the first
     total = (window.end - window.start) / n
     rows = [
         ("data (loader next)", parts.exclusive("data") / n),
@@ -506,7 +507,7 @@ def profile_one(net: str, args, out: list[str], record: dict) -> None:
     sort = "self_cuda_time_total" if args.device == "cuda" else "self_cpu_time_total"
     table = prof.key_averages().table(sort_by=sort, row_limit=8, max_name_column_width=40)
     out.append(
-        "\nTop operators by self time (torch.profiler, all profiled steps):\n\n```\n" + table.strip() + "\n```\n"
+        "\nTop operators by self time (torch.profiler, the whole short fit):\n\n```\n" + table.strip() + "\n```\n"
     )
 
 
@@ -812,12 +813,13 @@ def main() -> None:
         "gradcache": gradcache_section,
         "precision": precision_section,
     }
+    print("\n".join(out), flush=True)
     for name in args.sections:
-        start = time.perf_counter()
+        start, printed = time.perf_counter(), len(out)
         sections[name](args, out, record)
+        print("\n".join(out[printed:]), flush=True)  # each section as it ends
         print(f"[{name}: {time.perf_counter() - start:.0f} s]", file=sys.stderr, flush=True)
     text = "\n".join(out)
-    print(text)
     if args.json:
         Path(args.json).write_text(json.dumps(record, indent=1, default=str))
     if args.write:
