@@ -3,8 +3,6 @@ state is replayed between the two passes, BatchNorm's running statistics are upd
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 import torch
 from torch import nn
@@ -13,7 +11,7 @@ from contrastlab.augment.vision import ImageViews
 from contrastlab.datamodules.base import DataInfo
 from contrastlab.errors import ConfigError
 from contrastlab.modules import BYOL, DCL, NCL, SimCLR, SupCon, gradcache
-from tests.conftest import DIGITS_CONFIG, store_client
+from tests.conftest import fit, store_client
 
 INFO = DataInfo("tiny", "image", 1, 10, 8, (0.3,), (0.37,))
 COMMON = dict(
@@ -170,17 +168,10 @@ def test_methods_without_in_batch_negatives_and_bad_chunks_are_refused():
         SimCLR(grad_cache_chunk=-1, **COMMON)
 
 
-def test_cli_fit_with_grad_cache_trains_and_tracks(tmp_path, monkeypatch):
-    """`contrastlab fit ... --model.init_args.grad_cache_chunk 32`, in this process: batch 128 in chunks of 32."""
-    from contrastlab.platform.cli import main
-
-    args = ["fit", "-c", str(DIGITS_CONFIG), "--model.init_args.grad_cache_chunk", "32", "--data.init_args.batch_size"]
-    args += ["128", "--trainer.max_epochs", "2", "--trainer.check_val_every_n_epoch", "2", "--test_after_fit", "false"]
-    args += ["--tracking.system_metrics_interval", "0", "--tracking.log_checkpoints", "false"]
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.setattr(sys, "argv", ["contrastlab", *args])
-    main(args)
+def test_cli_fit_with_grad_cache_trains_and_tracks(tmp_path):
+    """`contrastlab fit ... --model.init_args.grad_cache_chunk 32`: batch 128 in chunks of 32."""
+    args = ["--model.init_args.grad_cache_chunk", "32", "--data.init_args.batch_size", "128", "--test_after_fit"]
+    fit(tmp_path, *args, "false", "--tracking.system_metrics_interval", "0", "--tracking.log_checkpoints", "false")
     client = store_client(tmp_path)
     (run,) = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
     assert run.info.status == "FINISHED"

@@ -4,8 +4,6 @@ bf16-mixed and channels_last trains."""
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 import torch
 from torch import nn
@@ -27,7 +25,7 @@ from contrastlab.modules import (
     VICReg,
     losses,
 )
-from tests.conftest import DIGITS_CONFIG, store_client
+from tests.conftest import fit, store_client
 
 INFO = DataInfo("tiny", "image", 1, 10, 8, (0.3,), (0.37,))
 SMALL = dict(
@@ -124,21 +122,9 @@ def test_compile_backbone_compiles_the_online_backbone_once_in_place():
     assert model.backbone._compiled_call_impl is compiled and set(model.state_dict()) == keys
 
 
-def fit_here(tmp_path, monkeypatch, *args: str) -> None:
-    """`contrastlab fit -c configs/simclr/digits.yaml ARGS` inside this test process (no interpreter start-up)."""
-    from contrastlab.platform.cli import main
-
-    argv = ["fit", "-c", str(DIGITS_CONFIG), "--tracking.system_metrics_interval", "0"]
-    argv += ["--tracking.log_checkpoints", "false", "--test_after_fit", "false", *args]
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.setattr(sys, "argv", ["contrastlab", *argv])
-    main(argv)
-
-
-def test_cli_fit_in_bf16_mixed_with_channels_last(tmp_path, monkeypatch):
-    args = ["--trainer.precision", "bf16-mixed", "--model.init_args.channels_last", "true"]
-    fit_here(tmp_path, monkeypatch, *args, "--trainer.max_epochs", "1", "--trainer.check_val_every_n_epoch", "1")
+def test_cli_fit_in_bf16_mixed_with_channels_last(tmp_path):
+    args = ["--trainer.precision", "bf16-mixed", "--model.init_args.channels_last", "true", "--test_after_fit"]
+    fit(tmp_path, *args, "false", "--trainer.max_epochs", "1", "--tracking.log_checkpoints", "false")
     client = store_client(tmp_path)
     (run,) = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
     assert run.info.status == "FINISHED" and run.data.params["trainer.precision"] == "bf16-mixed"
