@@ -2,6 +2,7 @@
 # The GPU check: one command, a few minutes, on a machine with one CUDA GPU.
 #
 #   bash benchmarks/gpu.sh            # writes benchmarks/gpu-results/gpu-<UTC time>.md and throughput-<time>.json
+#   OUT=/some/dir bash benchmarks/gpu.sh   # ... into another folder (e.g. the folder a remote runner sends back)
 #
 # 1. benchmarks/throughput.py on CUDA: ours against lightly (when installed) on both nets, the step profile,
 #    GradCache's memory (torch.cuda.max_memory_allocated) and gradients, and float32 / bf16-mixed /
