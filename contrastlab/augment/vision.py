@@ -53,6 +53,10 @@ class RandomGeometry(nn.Module):
     matrix per sample, so each view costs one `grid_sample` instead of one pass per op. The affine
     (rotation in degrees, translation as a fraction of the crop) acts on the crop's frame and samples
     the image around it, so it leaves black corners only where it leaves the image.
+
+    `subpixel` draws boxes with real-valued sides and corners instead of torchvision's whole pixels: on
+    tiny images (8 px digits) integer boxes allow only a handful of crop sizes and positions, while the
+    resampling costs the same for any box.
     """
 
     TRIES = 10
@@ -66,8 +70,10 @@ class RandomGeometry(nn.Module):
         affine_degrees: float = 0.0,
         affine_translate: float = 0.0,
         affine_p: float = 0.0,
+        subpixel: bool = False,
     ):
         super().__init__()
+        self.subpixel = subpixel
         if not 0 < scale[0] <= scale[1] <= 1:
             raise ValueError(f"crop_scale must satisfy 0 < low <= high <= 1, got {scale}")
         self.size, self.scale, self.ratio, self.hflip_p = size, scale, ratio, hflip_p
@@ -79,8 +85,10 @@ class RandomGeometry(nn.Module):
         target = torch.empty(n, self.TRIES, device=device).uniform_(*self.scale) * area
         log_ratio = torch.empty(n, self.TRIES, device=device).uniform_(math.log(self.ratio[0]), math.log(self.ratio[1]))
         aspect = log_ratio.exp()
-        w = (target * aspect).sqrt().round()
-        h = (target / aspect).sqrt().round()
+        w = (target * aspect).sqrt()
+        h = (target / aspect).sqrt()
+        if not self.subpixel:
+            w, h = w.round(), h.round()
         fits = (w > 0) & (h > 0) & (w <= width) & (h <= height)
         first = torch.where(fits.any(dim=1), fits.int().argmax(dim=1), -1)
         # Fallback (no try fits): the largest centred crop with the ratio clamped into range.
@@ -95,8 +103,12 @@ class RandomGeometry(nn.Module):
         pick = first.clamp(min=0).unsqueeze(1)
         w = torch.where(first >= 0, w.gather(1, pick).squeeze(1), torch.full((n,), float(fw), device=device))
         h = torch.where(first >= 0, h.gather(1, pick).squeeze(1), torch.full((n,), float(fh), device=device))
-        x0 = (torch.rand(n, device=device) * (width - w + 1)).floor()
-        y0 = (torch.rand(n, device=device) * (height - h + 1)).floor()
+        if self.subpixel:
+            x0 = torch.rand(n, device=device) * (width - w)
+            y0 = torch.rand(n, device=device) * (height - h)
+        else:
+            x0 = (torch.rand(n, device=device) * (width - w + 1)).floor()
+            y0 = (torch.rand(n, device=device) * (height - h + 1)).floor()
         x0 = torch.where(first >= 0, x0, (width - w) / 2)
         y0 = torch.where(first >= 0, y0, (height - h) / 2)
         return torch.stack([x0 + w / 2, y0 + h / 2, w, h], dim=1)
@@ -250,6 +262,7 @@ class ImageViews(ViewPipeline):
         size: output side in pixels.
         num_views: V, the number of views returned.
         crop_scale, crop_ratio: area fraction and aspect-ratio range of the random resized crop.
+        crop_subpixel: crop boxes with real-valued sides and corners (see `RandomGeometry`), not whole pixels.
         hflip_p: probability of a horizontal flip (0 for digits and characters).
         affine_degrees, affine_translate, affine_p: a small random rotation/translation after the crop.
         jitter: brightness, contrast, saturation, hue strengths; jitter_p its probability.
@@ -280,6 +293,7 @@ class ImageViews(ViewPipeline):
         noise_p: float = 0.0,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
+        crop_subpixel: bool = False,
     ):
         super().__init__()
         if num_views < 1:
@@ -295,7 +309,9 @@ class ImageViews(ViewPipeline):
         self.photometric = nn.ModuleList()
         for v in range(num_views):
             self.geometric.append(
-                RandomGeometry(size, crop_scale, crop_ratio, hflip_p, affine_degrees, affine_translate, affine_p)
+                RandomGeometry(
+                    size, crop_scale, crop_ratio, hflip_p, affine_degrees, affine_translate, affine_p, crop_subpixel
+                )
             )
             colour: list[nn.Module] = []
             if jitter_p > 0 and any(jitter):

@@ -53,15 +53,36 @@ def register_backbone(name: str | None = None, dims: int = 2):
 
 @register_backbone("small_cnn", dims=2)
 class SmallCNN(nn.Module):
-    """A small VGG-style CNN for 8x8 to 32x32 inputs: stages of conv-BN-ReLU, stride 2 between stages."""
+    """A small VGG-style CNN for 8x8 to 32x32 inputs: stages of conv-BN-ReLU, stride 2 between stages.
 
-    def __init__(self, in_chans: int = 3, widths: tuple[int, ...] = (64, 128, 256), convs_per_stage: int = 2):
+    Args:
+        in_chans: input channels.
+        widths: output channels of each stage.
+        convs_per_stage: convs in every stage, or one count per stage.
+        strides: stride of each stage's first conv (default: 1 for the first stage, 2 after), so that a net
+            such as lightly's 4-conv CNN (strides 1, 2, 2, 1) is expressible.
+    """
+
+    def __init__(
+        self,
+        in_chans: int = 3,
+        widths: tuple[int, ...] = (64, 128, 256),
+        convs_per_stage: int | tuple[int, ...] = 2,
+        strides: tuple[int, ...] | None = None,
+    ):
         super().__init__()
+        convs = [convs_per_stage] * len(widths) if isinstance(convs_per_stage, int) else list(convs_per_stage)
+        strides = [1] + [2] * (len(widths) - 1) if strides is None else list(strides)
+        if len(convs) != len(widths) or len(strides) != len(widths):
+            raise ConfigError(
+                f"model.backbone_kwargs: small_cnn has {len(widths)} widths, {len(convs)} convs_per_stage and "
+                f"{len(strides)} strides; give one per stage"
+            )
         layers: list[nn.Module] = []
         channels = in_chans
-        for stage, width in enumerate(widths):
-            for conv in range(convs_per_stage):
-                stride = 2 if stage > 0 and conv == 0 else 1
+        for width, n_convs, first_stride in zip(widths, convs, strides):
+            for conv in range(n_convs):
+                stride = first_stride if conv == 0 else 1
                 layers += [
                     nn.Conv2d(channels, width, 3, stride=stride, padding=1, bias=False),
                     nn.BatchNorm2d(width),

@@ -26,7 +26,7 @@ from contrastlab.datamodules.base import DataInfo
 from contrastlab.errors import ConfigError
 from contrastlab.evaluation.multilabel import MultiLabelMetrics
 from contrastlab.evaluation.online import QUERY_LOADER, EmbeddingMetrics, Evaluators, loader_name
-from contrastlab.modules import optim
+from contrastlab.modules import optim, speed
 from contrastlab.modules.backbones import create_backbone
 from contrastlab.modules.distributed import gather_with_grad
 
@@ -48,7 +48,13 @@ class ContrastiveModule(L.LightningModule):
         probe_lr: learning rate of the online linear probe (defaults to optimizer.lr).
         knn_k, knn_temperature: the weighted kNN evaluation.
         data_info: what the data is (shape, classes, statistics); the CLI links it from the DataModule.
+        grad_cache_chunk: encode each view in chunks of this many samples with GradCache (`modules/gradcache.py`):
+            the full batch's gradients in about one chunk's activation memory; 0 (default) is off. Methods whose
+            loss is over in-batch negatives set `supports_grad_cache`.
+        channels_last, compile_backbone: speed options of the backbone (`modules/speed.py`).
     """
+
+    supports_grad_cache = False
 
     def __init__(
         self,
@@ -61,6 +67,9 @@ class ContrastiveModule(L.LightningModule):
         knn_k: int = 20,
         knn_temperature: float = 0.07,
         data_info: DataInfo | None = None,
+        grad_cache_chunk: int = 0,
+        channels_last: bool = False,
+        compile_backbone: bool = False,
     ):
         super().__init__()
         if data_info is None:
@@ -71,6 +80,8 @@ class ContrastiveModule(L.LightningModule):
         self.optimizer_config = optimizer or optim.OptimizerConfig()
         self.backbone = create_backbone(backbone, data_info, pretrained=pretrained, **(backbone_kwargs or {}))
         self.feature_dim: int = self.backbone.num_features
+        speed.check_grad_cache(type(self), grad_cache_chunk)
+        speed.apply(self.backbone, channels_last=channels_last)
         if augment is None:
             augment = default_views(data_info)
         else:
@@ -79,6 +90,10 @@ class ContrastiveModule(L.LightningModule):
                 augment.bind(data_info)
         self.augment = augment
         self.probe = nn.Linear(self.feature_dim, data_info.num_classes) if data_info.num_classes > 0 else None
+
+    def configure_model(self) -> None:
+        if self.hparams.compile_backbone:
+            speed.compile_once(self.backbone)
 
     def contrastive_loss(self, feats: list[Tensor], batch: Batch) -> Tensor:
         """The method's loss from the features of each view (`batch["views"]` holds the views)."""
@@ -133,8 +148,11 @@ class ContrastiveModule(L.LightningModule):
     # -- steps ----------------------------------------------------------------------------------------
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        feats = self.encode(batch, batch["views"])
-        loss = self.contrastive_loss(feats, batch)
+        if self.hparams.grad_cache_chunk:
+            loss, feats = speed.grad_cache_loss(self, batch)
+        else:
+            feats = self.encode(batch, batch["views"])
+            loss = self.contrastive_loss(feats, batch)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
         if self.probe is not None:
             probe_loss = self._probe_loss(self.probe(feats[0].detach()), batch["y"])

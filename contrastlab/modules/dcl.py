@@ -21,6 +21,8 @@ class DCL(ContrastiveModule):
         proj_hidden_dim, proj_dim: the projector MLP.
     """
 
+    supports_grad_cache = True
+
     def __init__(
         self,
         temperature: float = 0.1,

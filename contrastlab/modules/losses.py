@@ -7,11 +7,45 @@ plain loop written from the formula.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import TypeVar
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+LossFn = TypeVar("LossFn", bound=Callable[..., Tensor])
 
+
+def _float32(value):
+    if isinstance(value, Tensor) and value.is_floating_point():
+        return value.float()
+    if isinstance(value, list | tuple) and value and all(isinstance(v, Tensor) for v in value):
+        return type(value)(_float32(v) for v in value)
+    return value
+
+
+def in_float32(loss: LossFn) -> LossFn:
+    """Run a loss in float32 with autocast off, whatever the trainer's precision.
+
+    Under `trainer.precision bf16-mixed` (or 16-mixed) autocast would run the similarity matmul in bf16,
+    whose 8-bit mantissa leaves cosines near 1 only about 1e-2 apart; divided by a temperature of 0.1 and
+    exponentiated, that is a visible error in the logits. The embeddings are small (N x D), so computing
+    every loss in float32 costs nothing measurable next to the backbone, which keeps autocast.
+    """
+
+    @functools.wraps(loss)
+    def wrapper(*args, **kwargs):
+        if not (torch.is_autocast_enabled("cpu") or torch.is_autocast_enabled("cuda")):
+            return loss(*args, **kwargs)
+        with torch.autocast("cpu", enabled=False), torch.autocast("cuda", enabled=False):
+            return loss(*(_float32(a) for a in args), **{k: _float32(v) for k, v in kwargs.items()})
+
+    return wrapper  # type: ignore[return-value]
+
+
+@in_float32
 def multi_positive_info_nce(z: Tensor, positives: Tensor, temperature: float, margin: float = 0.0) -> Tensor:
     """InfoNCE with any set of positives per anchor; NT-Xent and SupCon are special cases.
 
@@ -56,6 +90,7 @@ def view_positives(batch_size: int, num_views: int, device: torch.device | None 
     return sample[:, None] == sample[None, :]
 
 
+@in_float32
 def nt_xent(z1: Tensor, z2: Tensor, temperature: float = 0.2, margin: float = 0.0) -> Tensor:
     """NT-Xent, the normalised temperature-scaled cross-entropy of SimCLR (Chen et al. 2020, eq. 1).
 
@@ -78,6 +113,7 @@ def nt_xent(z1: Tensor, z2: Tensor, temperature: float = 0.2, margin: float = 0.
 # -- momentum, predictor and memory methods (MoCo v2/v3, BYOL, SimSiam, NNCLR) -------------------------
 
 
+@in_float32
 def info_nce(query: Tensor, keys: Tensor, temperature: float) -> Tensor:
     """InfoNCE with in-batch negatives (van den Oord et al. 2018), the loss of MoCo v3 and NNCLR.
 
@@ -98,6 +134,7 @@ def info_nce(query: Tensor, keys: Tensor, temperature: float) -> Tensor:
     return F.cross_entropy(logits, torch.arange(query.shape[0], device=query.device))
 
 
+@in_float32
 def queue_info_nce(query: Tensor, keys: Tensor, queue: Tensor, temperature: float) -> Tensor:
     """MoCo's InfoNCE (He et al. 2020, eq. 1): one positive key per query, the queue as negatives.
 
@@ -119,6 +156,7 @@ def queue_info_nce(query: Tensor, keys: Tensor, queue: Tensor, temperature: floa
     return F.cross_entropy(logits, torch.zeros(q.shape[0], dtype=torch.long, device=q.device))
 
 
+@in_float32
 def normalized_mse(prediction: Tensor, target: Tensor) -> Tensor:
     """BYOL's loss (Grill et al. 2020, eq. 2): ||p/||p|| - z/||z|| ||^2 = 2 - 2 cos(p, z), mean over the batch.
 
@@ -127,6 +165,7 @@ def normalized_mse(prediction: Tensor, target: Tensor) -> Tensor:
     return (2 - 2 * F.cosine_similarity(prediction, target, dim=1)).mean()
 
 
+@in_float32
 def negative_cosine(prediction: Tensor, target: Tensor) -> Tensor:
     """SimSiam's D(p, z) = -p/||p|| . z/||z|| (Chen & He 2021, eq. 1), mean over the batch.
 
@@ -144,6 +183,7 @@ def label_positives(labels: Tensor) -> Tensor:
     return (labels[:, None] == labels[None, :]) & labelled[:, None] & labelled[None, :]
 
 
+@in_float32
 def supcon(views: list[Tensor], labels: Tensor, temperature: float = 0.1, margin: float = 0.0) -> Tensor:
     """Supervised contrastive loss (Khosla et al. 2020, eq. 2, "L_out"): `multi_positive_info_nce` whose
     positives are every view of every sample of the anchor's class.
@@ -168,6 +208,7 @@ def _standardise(z: Tensor, eps: float) -> Tensor:
     return (z - z.mean(dim=0)) / torch.sqrt(z.var(dim=0, unbiased=False) + eps)
 
 
+@in_float32
 def barlow_twins(z1: Tensor, z2: Tensor, lambd: float = 5e-3, eps: float = 1e-5) -> Tensor:
     """Barlow Twins (Zbontar et al. 2021, eq. 1-2): decorrelate the cross-correlation matrix towards identity.
 
@@ -188,6 +229,7 @@ def barlow_twins(z1: Tensor, z2: Tensor, lambd: float = 5e-3, eps: float = 1e-5)
     return on_diagonal + lambd * off_diagonal
 
 
+@in_float32
 def vicreg_terms(z1: Tensor, z2: Tensor, gamma: float = 1.0, eps: float = 1e-4) -> tuple[Tensor, Tensor, Tensor]:
     """The three VICReg terms (Bardes et al. 2022, eq. 1-5), unweighted: (invariance, variance, covariance).
 
@@ -210,6 +252,7 @@ def vicreg_terms(z1: Tensor, z2: Tensor, gamma: float = 1.0, eps: float = 1e-4) 
     return invariance, variance, covariance
 
 
+@in_float32
 def vicreg(
     z1: Tensor,
     z2: Tensor,
@@ -227,6 +270,7 @@ def vicreg(
     return sim_weight * invariance + var_weight * variance + cov_weight * covariance
 
 
+@in_float32
 def dcl(z1: Tensor, z2: Tensor, temperature: float = 0.1, sigma: float | None = None) -> Tensor:
     """Decoupled contrastive loss (Yeh et al. 2022, eq. 6): NT-Xent without the positive in the denominator.
 
@@ -236,6 +280,13 @@ def dcl(z1: Tensor, z2: Tensor, temperature: float = 0.1, sigma: float | None = 
 
     DCL has w_i = 1. DCLW (`sigma` set) weights positives by a von Mises-Fisher kernel, so that pairs that
     are already close count less: w_i = 2 - exp(s_ii' / sigma) / mean_j exp(s_jj' / sigma).
+
+    The weight keeps its gradient (it is not detached). The paper writes w as a function of the embeddings
+    with no stop-gradient, and its authors published no code of their own; the reference implementation
+    the paper's users follow, github.com/raminnakhli/Decoupled-Contrastive-Learning (loss/dcl.py,
+    commit 0b9b76d, the one lightly cites), multiplies the positive term by `weight_fn(z1, z2)` without
+    detaching it, and so do we. lightly 1.6 detaches it (its PR #793 says the paper does not mention
+    it); `tests/modules/test_losses_zoo.py` checks that our gradient is the reference's, not lightly's.
 
     Args:
         z1, z2: (N, D), N >= 2, rows k of each a positive pair.
@@ -254,6 +305,7 @@ def dcl(z1: Tensor, z2: Tensor, temperature: float = 0.1, sigma: float | None = 
     return (-weight * positive / temperature + torch.logsumexp(negatives, dim=1)).mean()
 
 
+@in_float32
 def non_negative_nt_xent(z1: Tensor, z2: Tensor, temperature: float = 0.2, margin: float = 0.0) -> Tensor:
     """Non-negative contrastive learning (Wang et al. 2024, "Non-negative Contrastive Learning", eq. 6):
     NT-Xent on ReLU(z), so that every feature is a non-negative, sparse and more interpretable activation.
@@ -262,6 +314,7 @@ def non_negative_nt_xent(z1: Tensor, z2: Tensor, temperature: float = 0.2, margi
     return nt_xent(F.relu(z1), F.relu(z2), temperature, margin)
 
 
+@in_float32
 def mean_shifted_contrastive(
     f1: Tensor, f2: Tensor, center: Tensor, temperature: float = 0.25, angular_weight: float = 1.0
 ) -> Tensor:

@@ -18,6 +18,8 @@ class SimCLR(ContrastiveModule):
         proj_hidden_dim, proj_dim: the projector MLP g (Linear-BN-ReLU-Linear).
     """
 
+    supports_grad_cache = True
+
     def __init__(
         self, temperature: float = 0.2, margin: float = 0.0, proj_hidden_dim: int = 2048, proj_dim: int = 128, **base
     ):

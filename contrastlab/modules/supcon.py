@@ -22,6 +22,8 @@ class SupCon(ContrastiveModule):
         proj_hidden_dim, proj_dim: the projector MLP g.
     """
 
+    supports_grad_cache = True
+
     def __init__(
         self, temperature: float = 0.1, margin: float = 0.0, proj_hidden_dim: int = 2048, proj_dim: int = 128, **base
     ):

@@ -117,3 +117,20 @@ def test_hue_rotation_keeps_luma_and_zero_is_identity():
     luma = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
     assert not torch.allclose(shifted, x, atol=1e-3)
     assert torch.allclose((shifted * luma).sum(1), (x * luma).sum(1), atol=1e-4)
+
+
+def test_subpixel_crop_boxes_take_any_size_and_place_inside_the_image():
+    from contrastlab.augment.vision import ImageViews, RandomGeometry
+
+    cpu = torch.device("cpu")
+    whole = RandomGeometry(8, scale=(0.5, 1.0)).crop_boxes(4000, 8, 8, cpu)
+    sub = RandomGeometry(8, scale=(0.5, 1.0), subpixel=True).crop_boxes(4000, 8, 8, cpu)
+    # whole pixels: at 8 px only a few (w, h) pairs and corners exist; real-valued boxes are all different
+    assert len({(w, h) for _, _, w, h in whole.tolist()}) < 20
+    assert len({(w, h) for _, _, w, h in sub.tolist()}) == 4000
+    cx, cy, w, h = sub.unbind(1)
+    assert (w * h / 64).min() >= 0.5 - 1e-6 and (w * h / 64).max() <= 1.0 + 1e-6
+    assert (cx - w / 2).min() >= 0 and (cx + w / 2).max() <= 8 and (cy - h / 2).min() >= 0 and (cy + h / 2).max() <= 8
+    assert ((cx - w / 2) % 1 != 0).float().mean() > 0.9  # corners between pixels
+    views = ImageViews(size=8, crop_scale=(0.5, 1.0), crop_subpixel=True, hflip_p=0.0)(colour_batch(n=4))
+    assert len(views) == 2 and views[0].shape == (4, 3, 8, 8) and 0 <= views[0].min() and views[0].max() <= 1

@@ -72,3 +72,22 @@ def test_a_net_of_another_rank_is_refused_naming_the_ones_that_fit():
         create_backbone("small_cnn", SERIES)
     with pytest.raises(ConfigError, match="unknown backbone 'resnet18'; 1-D backbones are registered ones"):
         create_backbone("resnet18", SERIES)
+
+
+def test_small_cnn_per_stage_strides_and_convs_express_a_plain_four_conv_net():
+    # lightly-style: four conv-BN-ReLU, a stride-1 conv after the last stride-2 one
+    net = create_backbone("small_cnn", RGB, widths=(32, 64, 128, 128), convs_per_stage=1, strides=(1, 2, 2, 1))
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.stride[0] for c in convs] == [1, 2, 2, 1] and [c.out_channels for c in convs] == [32, 64, 128, 128]
+    assert net(torch.randn(2, 3, 32, 32)).shape == (2, 128)
+    uneven = create_backbone("small_cnn", GREY, widths=(8, 16), convs_per_stage=(1, 3))
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in uneven.modules()) == 4
+    # the defaults are unchanged: two convs per stage, stride 2 from the second stage
+    default = [m.stride[0] for m in create_backbone("small_cnn", GREY).modules() if isinstance(m, torch.nn.Conv2d)]
+    assert default == [1, 1, 2, 1, 2, 1]
+
+
+def test_small_cnn_per_stage_lists_of_the_wrong_length_name_the_key():
+    message = "model.backbone_kwargs: small_cnn has 3 widths, 3 convs_per_stage and 2 strides"
+    with pytest.raises(ConfigError, match=message):
+        create_backbone("small_cnn", GREY, strides=(1, 2))

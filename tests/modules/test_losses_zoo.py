@@ -196,6 +196,35 @@ def test_dcl_matches_reference(batch, temperature, sigma):
     grads_match(losses.dcl(z1, z2, temperature, sigma), dcl_reference(z1, z2, temperature, sigma), [z1, z2])
 
 
+def dclw_reference_code(z1, z2, temperature, sigma, detach_weight=False):
+    """DCLW as the reference implementation computes it (raminnakhli/Decoupled-Contrastive-Learning, loss/dcl.py):
+    one direction at a time, the positive term times 2 - N softmax(z1.z2 / sigma), averaged over both
+    directions here; `detach_weight` is lightly's variant, which stops the weight's gradient."""
+    z1, z2 = F.normalize(z1, dim=1), F.normalize(z2, dim=1)
+
+    def one_way(a, b):
+        cross = a @ b.T
+        weight = 2 - a.shape[0] * torch.softmax((a * b).sum(dim=1) / sigma, dim=0)
+        positive = -torch.diagonal(cross) / temperature * (weight.detach() if detach_weight else weight)
+        mask = torch.eye(a.shape[0], dtype=torch.bool).repeat(1, 2)
+        negatives = (torch.cat([a @ a.T, cross], dim=1) / temperature).masked_fill(mask, float("-inf"))
+        return (positive + torch.logsumexp(negatives, dim=1)).mean()
+
+    return (one_way(z1, z2) + one_way(z2, z1)) / 2
+
+
+def test_dclw_weight_keeps_its_gradient_as_the_reference_code_does():
+    z1, z2 = leaves(16, 6, seed=3)
+    ours = losses.dcl(z1, z2, 0.1, sigma=0.5)
+    grads_match(ours, dclw_reference_code(z1, z2, 0.1, 0.5), [z1, z2])
+    ours = losses.dcl(z1, z2, 0.1, sigma=0.5)
+    detached = dclw_reference_code(z1, z2, 0.1, 0.5, detach_weight=True)
+    assert torch.allclose(ours, detached)  # same value: only the gradient tells the two apart
+    ours_grad = torch.autograd.grad(ours, [z1])[0]
+    lightly_grad = torch.autograd.grad(detached, [z1])[0]
+    assert (ours_grad - lightly_grad).norm() > 1e-2 * ours_grad.norm()
+
+
 def test_dcl_is_below_nt_xent_by_the_coupling_term():
     z1, z2 = leaves(12, 6, seed=2)
     # NT-Xent's per-anchor loss is DCL's plus log(1 + exp(s_ii'/T) / sum_negatives) > 0

@@ -1,0 +1,74 @@
+"""Speed and memory options of a method, kept out of `base.py`: GradCache, channels-last and a compiled backbone.
+
+Their measured effect on CPU (and, when a GPU is lent, on CUDA) is in benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor, nn
+
+from contrastlab.errors import ConfigError
+from contrastlab.modules.gradcache import grad_cache_step
+
+if TYPE_CHECKING:
+    from contrastlab.modules.base import Batch, ContrastiveModule
+
+
+def check_grad_cache(method: type, chunk: int) -> None:
+    if chunk < 0:
+        raise ConfigError(f"model.init_args.grad_cache_chunk must be >= 0 (0 turns GradCache off), got {chunk}")
+    if chunk and not getattr(method, "supports_grad_cache", False):
+        raise ConfigError(
+            f"model.init_args.grad_cache_chunk: {method.__name__} does not support GradCache, which applies to "
+            "losses over in-batch negatives with one backbone per view (SimCLR, SupCon, DCL, NCL); remove the key"
+        )
+    if chunk and method.encode.__qualname__ != "ContrastiveModule.encode":
+        raise ConfigError(
+            f"model.init_args.grad_cache_chunk: {method.__name__} encodes its views its own way (`encode`), which "
+            "GradCache's chunked backbone passes would bypass; remove the key"
+        )
+
+
+def _to_channels_last(module: nn.Module, args: tuple) -> tuple:
+    x = args[0]
+    if isinstance(x, Tensor) and x.ndim == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return (x, *args[1:])
+
+
+def apply(backbone: nn.Module, channels_last: bool = False) -> None:
+    """channels_last: weights and 4-D inputs in NHWC order (faster convolutions on recent GPUs and oneDNN).
+
+    The compile option is applied later, by `compile_once` from the module's `configure_model`: momentum
+    methods deep-copy the backbone in their constructor, and a copy of a compiled module would keep calling
+    the original's compiled forward.
+    """
+    if channels_last:
+        backbone.to(memory_format=torch.channels_last)
+        backbone.register_forward_pre_hook(_to_channels_last)
+
+
+def compile_once(backbone: nn.Module) -> None:
+    """`torch.compile` the backbone in place (its state_dict keys stay the same, so checkpoints do not change)."""
+    if getattr(backbone, "_compiled_call_impl", None) is None:
+        backbone.compile()
+
+
+def grad_cache_loss(module: ContrastiveModule, batch: Batch) -> tuple[Tensor, list[Tensor]]:
+    """The method's loss with GradCache: its backbone encodes in chunks, its `contrastive_loss` sees the full batch.
+
+    Every trained parameter but the online probe's takes part (the probe trains on its own loss); see
+    `modules/gradcache.py` for how the gradient reaches them, BatchNorm, random state and DDP.
+    """
+    probe = set(module.probe.parameters()) if module.probe is not None else set()
+    params = [p for p in module.parameters() if p.requires_grad and p not in probe]
+    return grad_cache_step(
+        module.backbone,
+        batch["views"],
+        lambda feats: module.contrastive_loss(feats, batch),
+        params,
+        module.hparams.grad_cache_chunk,
+    )
