@@ -13,7 +13,17 @@ import pytest
 import torch
 
 from contrastlab.platform.checkpoints import load_weights_only
-from tests.conftest import DIGITS_CONFIG, REPO, fit, free_port, run_cli, store_client, the_error_line
+from tests.conftest import (
+    DIGITS_CONFIG,
+    QUICK,
+    REPO,
+    fit,
+    free_port,
+    in_process_store,
+    run_cli,
+    store_client,
+    the_error_line,
+)
 
 
 def only_run(cwd: Path, experiment: str = "digits"):
@@ -176,16 +186,25 @@ def test_bad_input_is_one_clear_line(tmp_path, args, message, cli_here):
     assert not (tmp_path / "checkpoints").exists()
 
 
-def test_print_config_shows_overrides(tmp_path):
-    proc = run_cli("fit", "-c", str(DIGITS_CONFIG), "--model.temperature", "0.5", "--print_config", cwd=tmp_path)
-    assert "temperature: 0.5" in proc.stdout and "class_path: contrastlab.modules.SimCLR" in proc.stdout
+def test_print_config_shows_overrides(tmp_path, monkeypatch, capsys):
+    from contrastlab.platform.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["contrastlab"])  # main() rewrites sys.argv for DDP launchers
+    with pytest.raises(SystemExit) as done:
+        main(["fit", "-c", str(DIGITS_CONFIG), "--model.temperature", "0.5", "--print_config"])
+    assert done.value.code in (0, None)
+    out = capsys.readouterr().out
+    assert "temperature: 0.5" in out and "class_path: contrastlab.modules.SimCLR" in out
     assert not (tmp_path / "mlruns").exists()
 
 
-def test_tracking_uri_points_runs_at_another_store(tmp_path):
+def test_tracking_uri_points_runs_at_another_store(tmp_path, cli_here):
     uri = f"sqlite:///{tmp_path / 'team' / 'store.db'}"
     options = "--trainer.max_epochs 1 --test_after_fit false --tracking.experiment shared".split()
-    fit(tmp_path, *options, "--tracking-uri", uri)
+    options += ["--tracking.system_metrics_interval", "0"]
+    code, err = cli_here("fit", "-c", str(DIGITS_CONFIG), *QUICK, *options, "--tracking-uri", uri, cwd=tmp_path)
+    assert code == 0, err[-3000:]
     import mlflow
 
     client = mlflow.MlflowClient(uri)
@@ -242,7 +261,7 @@ def test_two_process_ddp_fit_is_one_run(tmp_path):
     assert [d.name for d in (tmp_path / "checkpoints" / "digits").iterdir()] == [run.info.run_id]
 
 
-def test_unlabelled_image_folder_trains_and_tracks(tmp_path):
+def test_unlabelled_image_folder_trains_and_tracks(tmp_path, cli_here):
     from PIL import Image
     from sklearn.datasets import load_digits
 
@@ -252,7 +271,10 @@ def test_unlabelled_image_folder_trains_and_tracks(tmp_path):
         Image.fromarray((image * 255 / 16).astype("uint8")).save(folder / f"{i}.png")
     data = "--data.class_path contrastlab.datamodules.vision.ImageFolder --data.init_args.root scans"
     options = f"{data} --data.init_args.size 8 --data.init_args.channels 1 --data.init_args.batch_size 64"
-    fit(tmp_path, *options.split())
+    code, err = cli_here(
+        "fit", "-c", str(DIGITS_CONFIG), *QUICK, *options.split(), *in_process_store(tmp_path), cwd=tmp_path
+    )
+    assert code == 0, err[-3000:]
     client, run = only_run(tmp_path, experiment="scans")
     metrics = run.data.metrics
     assert "val/effective_rank" in metrics and "train/loss_epoch" in metrics
