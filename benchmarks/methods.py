@@ -199,7 +199,7 @@ def write_readme(table: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--datasets", nargs="+", default=["digits", "fashion_mnist"])
+    parser.add_argument("--datasets", nargs="*", default=["digits", "fashion_mnist"], help="none: MSC only")
     parser.add_argument(
         "--methods", nargs="+", default=None, help=f"config folders or {', '.join(VARIANTS)} (default: all but msc)"
     )
