@@ -14,9 +14,12 @@ backbone for every method:
   configs/simclr/fashion_mnist.yaml and a narrower small_cnn (32-64-128, so a run takes seconds per
   epoch on 2 cores); skipped when Debian's files are absent.
 
-Figures: test-split kNN top-1 (k=20), online probe accuracy, alignment, uniformity, effective rank, and
-seconds per training epoch (median gap between `train/loss_epoch` timestamps; validation runs only after
-the last epoch). The table replaces the one between the markers in benchmarks/README.md.
+Figures: test-split kNN top-1 (k=20), its gain over the same backbone at random initialisation (the `test`
+verb before any training, seed 0: the bar a method must clear by `--margin`), online probe accuracy,
+alignment, uniformity, effective rank, and seconds per training epoch (median gap between `train/loss_epoch`
+timestamps; validation runs only after the last epoch). The table replaces the one between the markers in
+benchmarks/README.md. Methods that miss the bar are listed at the end and the script exits with status 1:
+this is where the test suite's former "trains past random init" checks live.
 """
 
 from __future__ import annotations
@@ -50,11 +53,20 @@ FASHION = [
     "--model.init_args.augment.init_args.affine_p=0.0",
     "--model.init_args.augment.init_args.noise_p=0.3",
 ]
+# Runs that are a shipped config plus options (named config-variant), benchmarked beside the configs.
+VARIANTS = {
+    "simsiam-directpred": (
+        "simsiam",
+        ["--model.init_args.predictor", "directpred", "--model.init_args.optimizer.lr", "0.001"]
+        + ["--model.init_args.optimizer.predictor_lr_ratio", "1"],
+    ),
+}
 COLUMNS = ("knn_top1", "probe_acc", "alignment", "uniformity", "effective_rank")
 
 
 def discover() -> list[str]:
-    return sorted(p.parent.name for p in (REPO / "configs").glob("*/digits.yaml") if p.parent.name not in SEPARATE)
+    configs = [p.parent.name for p in (REPO / "configs").glob("*/digits.yaml") if p.parent.name not in SEPARATE]
+    return sorted([*configs, *VARIANTS])
 
 
 def cli_run(args: list[str], cwd: Path, experiment: str):
@@ -85,9 +97,10 @@ def seconds_per_epoch(client, run) -> float:
 
 
 def benchmark_method(method: str, dataset: str, epochs: int, work: Path) -> dict[str, float]:
-    config = REPO / "configs" / method / "digits.yaml"
+    folder, options = VARIANTS.get(method, (method, []))
+    config = REPO / "configs" / folder / "digits.yaml"
     args = ["fit", "-c", str(config), "--trainer.max_epochs", str(epochs), "--trainer.check_val_every_n_epoch"]
-    args += [str(epochs), "--model.init_args.backbone", "small_cnn"]
+    args += [str(epochs), "--model.init_args.backbone", "small_cnn", *options]
     if dataset == "fashion_mnist":
         args += FASHION
     cwd = Path(tempfile.mkdtemp(dir=work))
@@ -95,6 +108,19 @@ def benchmark_method(method: str, dataset: str, epochs: int, work: Path) -> dict
     row = {name: run.data.metrics.get(f"test/{name}", float("nan")) for name in COLUMNS}
     row["s_per_epoch"] = seconds_per_epoch(client, run)
     return row
+
+
+def random_init_knn(dataset: str, work: Path) -> float:
+    """Test-split kNN top-1 of the benchmark's backbone as built, untrained (seed 0): the bar every method must clear.
+
+    Every method builds its backbone first from the same seed, so one untrained model stands for all of them;
+    only the backbone's features enter kNN.
+    """
+    args = ["test", "-c", str(REPO / "configs" / "simclr" / "digits.yaml"), "--model.init_args.backbone", "small_cnn"]
+    if dataset == "fashion_mnist":
+        args += FASHION
+    _, run = cli_run(args, Path(tempfile.mkdtemp(dir=work)), f"random-init-{dataset}")
+    return run.data.metrics["test/knn_top1"]
 
 
 def benchmark_msc(classes: list[int], simclr_epochs: int, work: Path) -> list[tuple[int, float, float]]:
@@ -127,17 +153,30 @@ def machine() -> str:
     return f"{cpu}, {gpu}, torch {torch.__version__}"
 
 
-def markdown(results: dict[str, dict[str, dict[str, float]]], epochs: dict[str, int], msc, msc_epochs) -> str:
+def below_bar(results, baselines: dict[str, float], margin: float) -> list[str]:
+    """`dataset/method` of every run whose kNN top-1 does not clear random init by `margin`."""
+    return [
+        f"{dataset}/{method}"
+        for dataset, rows in results.items()
+        for method, r in rows.items()
+        if not r["knn_top1"] >= baselines[dataset] + margin
+    ]
+
+
+def markdown(results, baselines: dict[str, float], margin: float, epochs: dict[str, int], msc, msc_epochs) -> str:
     lines = [f"{time.strftime('%Y-%m-%d')}, {machine()}."]
     lines += ["Same backbone (small_cnn) and epochs for every method; each method's batch size as in its config."]
+    lines += [f"vs random: kNN top-1 minus the untrained backbone's; the bar is +{margin:.3f}."]
     for dataset, rows in results.items():
-        lines += ["", f"**{dataset}**, {epochs[dataset]} epochs, test split:", ""]
-        lines += ["| method | kNN top-1 | probe acc | alignment | uniformity | eff. rank | s/epoch |"]
-        lines += ["|---|---:|---:|---:|---:|---:|---:|"]
+        base = baselines[dataset]
+        lines += ["", f"**{dataset}**, {epochs[dataset]} epochs, test split; random-init kNN top-1 {base:.3f}:", ""]
+        lines += ["| method | kNN top-1 | vs random | probe acc | alignment | uniformity | eff. rank | s/epoch |"]
+        lines += ["|---|---:|---:|---:|---:|---:|---:|---:|"]
         for method, r in sorted(rows.items(), key=lambda kv: -kv[1]["knn_top1"]):
+            flag = "" if r["knn_top1"] >= base + margin else " (below bar)"
             lines.append(
-                f"| {method} | {r['knn_top1']:.3f} | {r['probe_acc']:.3f} | {r['alignment']:.3f} | "
-                f"{r['uniformity']:.2f} | {r['effective_rank']:.1f} | {r['s_per_epoch']:.2f} |"
+                f"| {method} | {r['knn_top1']:.3f} | {r['knn_top1'] - base:+.3f}{flag} | {r['probe_acc']:.3f} | "
+                f"{r['alignment']:.3f} | {r['uniformity']:.2f} | {r['effective_rank']:.1f} | {r['s_per_epoch']:.2f} |"
             )
     if msc:
         lines += ["", f"**msc**, digits one-vs-rest, encoder: SimCLR {msc_epochs} epochs; test AUROC:", ""]
@@ -160,11 +199,14 @@ def write_readme(table: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--datasets", nargs="+", default=["digits", "fashion_mnist"])
-    parser.add_argument("--methods", nargs="+", default=None, help="config folders (default: all but msc)")
+    parser.add_argument("--datasets", nargs="*", default=["digits", "fashion_mnist"], help="none: MSC only")
+    parser.add_argument(
+        "--methods", nargs="+", default=None, help=f"config folders or {', '.join(VARIANTS)} (default: all but msc)"
+    )
     parser.add_argument("--epochs", type=int, default=20, help="digits epochs")
     parser.add_argument("--fashion-epochs", type=int, default=5)
     parser.add_argument("--msc-classes", type=int, nargs="*", default=list(range(10)), help="none to skip")
+    parser.add_argument("--margin", type=float, default=0.015, help="kNN top-1 a method must gain over random init")
     parser.add_argument("--no-write", action="store_true", help="print the table without touching the README")
     args = parser.parse_args()
     methods = args.methods or discover()
@@ -175,9 +217,12 @@ def main() -> None:
     if datasets != args.datasets:
         print(f"skipping fashion_mnist: {FASHION_ROOT} has no IDX files", file=sys.stderr)
     results: dict[str, dict[str, dict[str, float]]] = {}
+    baselines: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for dataset in datasets:
             results[dataset] = {}
+            baselines[dataset] = random_init_knn(dataset, Path(tmp))
+            print(f"{dataset} random init: kNN {baselines[dataset]:.4f}", flush=True)
             for method in methods:
                 start = time.perf_counter()
                 results[dataset][method] = row = benchmark_method(method, dataset, epochs[dataset], Path(tmp))
@@ -185,12 +230,16 @@ def main() -> None:
                     f"{dataset} {method}: kNN {row['knn_top1']:.4f} ({time.perf_counter() - start:.0f} s)", flush=True
                 )
                 if not args.no_write:  # after every run, so an interrupted benchmark still leaves its figures
-                    write_readme(markdown(results, epochs, [], args.epochs))
+                    write_readme(markdown(results, baselines, args.margin, epochs, [], args.epochs))
         msc = benchmark_msc(args.msc_classes, args.epochs, Path(tmp)) if args.msc_classes else []
-    table = markdown(results, epochs, msc, args.epochs)
+    table = markdown(results, baselines, args.margin, epochs, msc, args.epochs)
     print(table)
     if not args.no_write:
         write_readme(table)
+    missed = below_bar(results, baselines, args.margin)
+    if missed:
+        print(f"below random init + {args.margin}: {', '.join(missed)}", file=sys.stderr)
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

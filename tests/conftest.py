@@ -68,9 +68,9 @@ def fit(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProces
 
 @pytest.fixture
 def cli_here(monkeypatch, capsys):
-    """`contrastlab ARGS` run inside this test process, for commands that stop on bad input before training:
-    the same entry point and error handling as a user's process, without a fresh interpreter's imports
-    (several seconds each). Returns the exit code and stderr."""
+    """`contrastlab ARGS` run inside this test process: the same entry point and error handling as a user's
+    process, without a fresh interpreter's imports (several seconds each). Returns the exit code (0 when it
+    ran through) and stderr. A run that writes to a store names it by its absolute path (`in_process_store`)."""
 
     def run(*args: str, cwd: Path) -> tuple[int, str]:
         from contrastlab.platform.cli import main
@@ -80,18 +80,28 @@ def cli_here(monkeypatch, capsys):
         monkeypatch.setattr(sys, "argv", ["contrastlab", *args])
         capsys.readouterr()
         captured = (sys.stdout, sys.stderr)
+        code = 0
         try:
-            with warnings.catch_warnings(), pytest.raises(SystemExit) as stop:
+            with warnings.catch_warnings():
                 main(list(args))
+        except SystemExit as stop:
+            code = stop.code or 0
         finally:
             # loggers set up during the call hold this test's capture streams, which close with the test
             for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]:
                 for handler in getattr(logger, "handlers", []):
                     if isinstance(handler, logging.StreamHandler) and handler.stream in captured:
                         handler.setStream(sys.__stderr__)
-        return stop.value.code, capsys.readouterr().err
+        return code, capsys.readouterr().err
 
     return run
+
+
+def in_process_store(cwd: Path) -> list[str]:
+    """Options for a run inside the test process: the default store of `cwd` named by its absolute path (MLflow
+    keeps one database engine per URI string in a process, so the relative default would reach the first test
+    folder's store), and no system-metrics sampler thread."""
+    return ["--tracking-uri", f"sqlite:///{cwd / 'mlruns' / 'mlflow.db'}", "--tracking.system_metrics_interval", "0"]
 
 
 def the_error_line(code: int, stderr: str) -> str:

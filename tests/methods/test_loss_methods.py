@@ -1,5 +1,6 @@
-"""The loss-defined methods through the CLI, as a user runs them: each config trains on digits and beats the
-random-init kNN baseline; wrong combinations end with one clear line and exit code 2 before anything trains."""
+"""The loss-defined methods through the CLI, as a user runs them: wrong combinations end with one clear line and
+exit code 2 before anything trains, and the CIFAR-10 configs resolve. Each digits config trains a few steps in
+test_every_method.py; how well it learns is benchmarks/methods.py's job."""
 
 from __future__ import annotations
 
@@ -7,35 +8,11 @@ import sys
 
 import pytest
 
-from tests.conftest import run_cli, the_error_line
-from tests.methods.conftest import method_config, only_run
+from tests.conftest import the_error_line
+from tests.methods.conftest import method_config
 
-QUICK = ["--tracking.system_metrics_interval", "0", "--tracking.log_checkpoints", "false"]
-# config folder -> (the method tag of its run, epochs: fewer than its config's 30)
-METHODS = {
-    "supcon": ("supcon", 10),
-    "barlow_twins": ("barlowtwins", 10),  # the slowest starter: 0.958 at 10 epochs (lr 1e-3), closest to the bar
-    "vicreg": ("vicreg", 10),
-    "dcl": ("dcl", 10),
-    "dclw": ("dcl", 10),
-    "ncl": ("ncl", 10),
-    "simclr_margin": ("simclr", 10),
-}
-SLOW = {"barlow_twins", "vicreg"}  # batch 128 and a 3-layer projector: about 50 s on 2 cores
-MARGIN = 0.015  # over the random-init kNN top-1 (about 0.933): a trained encoder clears it, a broken one does not
-
-
-@pytest.mark.parametrize("method", [pytest.param(m, marks=[pytest.mark.slow] if m in SLOW else []) for m in METHODS])
-def test_method_trains_past_random_init_on_digits(method, tmp_path, random_init_knn):
-    tag, epochs = METHODS[method]
-    options = ["--trainer.max_epochs", str(epochs), "--trainer.check_val_every_n_epoch", str(epochs)]
-    run_cli("fit", "-c", str(method_config(method)), *options, *QUICK, cwd=tmp_path, timeout=600)
-    run = only_run(tmp_path)
-    assert run.info.status == "FINISHED" and run.data.tags["method"] == tag
-    metrics = run.data.metrics
-    assert metrics["test/knn_top1"] >= random_init_knn + MARGIN, (metrics["test/knn_top1"], random_init_knn)
-    if method == "vicreg":  # the three terms are logged apart, to see which one dominates
-        assert {"train/invariance", "train/variance", "train/covariance"} <= set(metrics)
+# The loss-defined methods besides SimCLR: their cifar10 configs must resolve.
+METHODS = ["supcon", "barlow_twins", "vicreg", "dcl", "dclw", "ncl", "simclr_margin"]
 
 
 def make_unlabelled_folder(root):

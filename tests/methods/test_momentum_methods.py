@@ -1,51 +1,13 @@
-"""MoCo v2, MoCo v3, BYOL, SimSiam (and DirectPred) and NNCLR through the CLI, as a user runs them.
-
-Each trains on digits from its own config, shortened to EPOCHS, in a temporary MLflow store, and must
-beat the random-init backbone's kNN by MARGIN; bad settings end with one error line before training.
-"""
+"""MoCo v2, MoCo v3, BYOL, SimSiam (and DirectPred) and NNCLR through the CLI, as a user runs them: bad settings
+end with one error line before training. Each digits config trains a few steps in test_every_method.py; how well
+it learns (kNN against the random-init backbone) is benchmarks/methods.py's job."""
 
 from __future__ import annotations
 
-import pytest
+from tests.conftest import the_error_line
+from tests.methods.conftest import method_config
 
-from tests.conftest import run_cli, the_error_line
-from tests.methods.conftest import method_config, only_run
-
-EPOCHS = "12"
-MARGIN = 0.015  # over the random-init kNN top-1 (about 0.933): 5-6 more of the 360 test digits right
-SHORT = [
-    "--trainer.max_epochs",
-    EPOCHS,
-    "--trainer.check_val_every_n_epoch",
-    EPOCHS,
-    "--tracking.system_metrics_interval",
-    "0",
-    "--tracking.log_checkpoints",
-    "false",
-]
 DIRECTPRED = ["--model.init_args.predictor", "directpred", "--model.init_args.optimizer.lr", "0.001"]
-RUNS = {
-    "mocov2": ("mocov2", []),
-    "mocov3": ("mocov3", []),
-    "byol": ("byol", []),
-    "simsiam": ("simsiam", []),
-    "simsiam-directpred": ("simsiam", [*DIRECTPRED, "--model.init_args.optimizer.predictor_lr_ratio", "1"]),
-    "nnclr": ("nnclr", []),
-}
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", RUNS)
-def test_method_beats_the_random_init_backbone_on_digits(name, tmp_path, random_init_knn):
-    method, extra = RUNS[name]
-    run_cli("fit", "-c", str(method_config(method)), *SHORT, *extra, cwd=tmp_path)
-    run = only_run(tmp_path)
-    assert run.info.status == "FINISHED"
-    assert run.data.tags["method"] == method
-    if method in ("mocov2", "mocov3", "byol"):
-        assert "train/momentum" in run.data.metrics
-    knn = run.data.metrics["test/knn_top1"]
-    assert knn >= random_init_knn + MARGIN, f"{name}: test kNN {knn:.4f} vs random init {random_init_knn:.4f}"
 
 
 # One CLI run per kind of refusal: every method's value checks are unit-tested in tests/modules (test_momentum.py,

@@ -1,5 +1,5 @@
-"""Mean-shifted contrastive anomaly detection through the CLI, one-vs-rest: train on one normal class,
-test on all classes; `test/auroc` before adaptation (the `test` verb on the starting encoder) and after."""
+"""Mean-shifted contrastive anomaly detection through the CLI, one-vs-rest: train on one normal class, test on
+all classes. AUROC before and after adaptation, per digit, is in benchmarks/methods.py (`--msc-classes`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import run_cli, the_error_line
+from tests.conftest import in_process_store, run_cli, store_client, the_error_line
 from tests.methods.conftest import method_config, only_run
 
 QUICK = ["--tracking.system_metrics_interval", "0", "--tracking.log_checkpoints", "false"]
@@ -21,36 +21,26 @@ def auroc(cwd: Path) -> float:
     return only_run(cwd).data.metrics["test/auroc"]
 
 
-@pytest.fixture(scope="module")
-def simclr_checkpoint(tmp_path_factory) -> Path:
-    """A SimCLR encoder trained on the digits training split (labels unused): the pretrained starting point."""
-    cwd = tmp_path_factory.mktemp("simclr")
-    epochs = ["--trainer.max_epochs", "10", "--trainer.check_val_every_n_epoch", "10", "--test_after_fit", "false"]
-    run_cli("fit", "-c", str(method_config("simclr")), *epochs, *QUICK, cwd=cwd, timeout=600)
-    (ckpt,) = (cwd / "checkpoints").rglob("last.ckpt")
-    return ckpt
-
-
-@pytest.mark.slow
-def test_adapting_a_simclr_encoder_to_one_digit(simclr_checkpoint, tmp_path):
-    config = str(method_config("msc"))
-    one_class = ["--data.init_args.normal_class", NORMAL_DIGIT]
-    start = [*one_class, "--model.init_args.init_from", str(simclr_checkpoint)]
-    results = {}
-    for name, verb, args in (("random", "test", one_class), ("before", "test", start), ("after", "fit", start)):
-        (tmp_path / name).mkdir()
-        run_cli(verb, "-c", config, *args, *QUICK, cwd=tmp_path / name, timeout=600)
-        results[name] = auroc(tmp_path / name)
-    print(results)
-    # the pretrained encoder separates the digit from the others better than a random one ...
-    assert results["before"] >= results["random"] + 0.01, results
-    # ... and adaptation leaves a working detector. Measured (seed 0): random 0.964, SimCLR 0.987, after MSC 0.961:
-    # the encoder was pretrained on these very images, so there is no domain to adapt to and MSC does not gain
-    # here (in-process runs of other SimCLR encoders moved AUROC by -0.003 to +0.001 on digits 1, 3, 8, 9).
-    assert results["after"] >= 0.93, results
-    run = only_run(tmp_path / "after")
-    assert "val/auroc" in run.data.metrics and "val/knn_top1" not in run.data.metrics
-    assert list((tmp_path / "after" / "checkpoints").rglob("best-*.ckpt")), "best checkpoint kept by val/auroc"
+def test_adapting_a_simclr_encoder_to_one_digit(tmp_path, cli_here):
+    """The whole path in one process, short: a SimCLR run's checkpoint starts MSC on one digit, which validates
+    and keeps its best checkpoint by AUROC. How much adaptation gains is measured by benchmarks/methods.py."""
+    store = in_process_store(tmp_path)  # one store for both runs: creating one costs seconds
+    pretrain = ["--trainer.max_epochs", "1", "--test_after_fit", "false", *QUICK, *store]
+    code, err = cli_here("fit", "-c", str(method_config("simclr")), *pretrain, cwd=tmp_path)
+    assert code == 0, err[-3000:]
+    (ckpt,) = (tmp_path / "checkpoints" / "digits").rglob("last.ckpt")
+    adapt = ["--data.init_args.normal_class", NORMAL_DIGIT, "--model.init_args.init_from", str(ckpt)]
+    adapt += ["--trainer.max_epochs", "2", "--trainer.check_val_every_n_epoch", "1", *QUICK, *store]
+    code, err = cli_here("fit", "-c", str(method_config("msc")), *adapt, cwd=tmp_path)
+    assert code == 0, err[-3000:]
+    client = store_client(tmp_path)
+    (run,) = client.search_runs([client.get_experiment_by_name("digits-anomaly").experiment_id])
+    assert run.info.status == "FINISHED" and run.data.tags["method"] == "meanshifted"
+    metrics = run.data.metrics
+    assert "val/auroc" in metrics and "val/knn_top1" not in metrics
+    # a working detector, far from chance (the random-init small_cnn already scores about 0.96 on digit 8)
+    assert metrics["test/auroc"] >= 0.8, metrics
+    assert list((tmp_path / "checkpoints" / "digits-anomaly").rglob("best-*.ckpt")), "best checkpoint by val/auroc"
 
 
 def fake_checkpoint(path: Path, state: dict) -> Path:

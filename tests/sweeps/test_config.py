@@ -11,7 +11,7 @@ from contrastlab.errors import ConfigError
 from contrastlab.sweeps.config import load_sweep
 from contrastlab.sweeps.report import best_config, markdown_table
 from contrastlab.sweeps.space import check_keys, overrides, set_key
-from tests.conftest import DIGITS_CONFIG, REPO, run_cli, the_error_line
+from tests.conftest import DIGITS_CONFIG, REPO, the_error_line
 
 GOOD = {
     "base": str(DIGITS_CONFIG),
@@ -98,10 +98,10 @@ def test_run_config_keys_and_values_are_checked_by_the_run_parser():
         check_keys(DIGITS_CONFIG, {"data.batch_size": ["many"]}, "fixed")
 
 
-def test_sweep_command_reports_a_bad_key_in_one_line(tmp_path):
+def test_sweep_command_reports_a_bad_key_in_one_line(tmp_path, cli_here):
     path = write(tmp_path, space={"model.temprature": {"type": "float", "low": 0.1, "high": 0.5}})
-    proc = run_cli("sweep", "-c", str(path), cwd=tmp_path, check=False)
-    assert "space.model.temprature=0.1: the run config refuses it" in the_error_line(proc.returncode, proc.stderr)
+    line = the_error_line(*cli_here("sweep", "-c", str(path), cwd=tmp_path))
+    assert "space.model.temprature=0.1: the run config refuses it" in line
     assert not (tmp_path / "mlruns").exists()  # nothing was created before the config was known good
 
 
