@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import DIGITS_CONFIG, QUICK, run_cli, store_client, the_error_line
+from tests.conftest import DIGITS_CONFIG, QUICK, in_process_store, run_cli, store_client, the_error_line
 
 FAST = ["--finetune-epochs", "1", "--finetune-fractions", "0.1,1.0", "--k", "1,20", "--tsne-points", "150"]
 
@@ -25,12 +25,6 @@ def contrastlab_here(cwd: Path, *args: str) -> int:
         except SystemExit as stop:
             return stop.code or 0
     return 0
-
-
-def in_process_store(cwd: Path) -> list[str]:
-    """The default store of `cwd`, named by its absolute path: MLflow keeps one database engine per URI
-    string in a process, so the relative default would reach the first test folder's store."""
-    return ["--tracking-uri", f"sqlite:///{cwd / 'mlruns' / 'mlflow.db'}", "--tracking.system_metrics_interval", "0"]
 
 
 @pytest.fixture(scope="module")
