@@ -153,7 +153,7 @@ def main() -> None:
         ok, finished, took = crowd(root / "crowd", args.crowd)
     print("\n| bad input | exit | s | what it prints | notes |\n|---|---:|---:|---|---|")
     for what, code, seconds, line, notes in rows:
-        print(f"| {what} | {code} | {seconds:.1f} | `{line}` | {notes} |")
+        print(f"| {what} | {code} | {seconds:.1f} | `` {line} `` | {notes} |")  # the line may hold backticks
     print(f"\n{args.crowd} fits started together on a new store: {ok} exited 0, {finished} runs FINISHED, {took:.0f} s")
 
 
