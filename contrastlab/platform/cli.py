@@ -32,6 +32,7 @@ from contrastlab.platform.callbacks import (
 )
 from contrastlab.platform.preemption import Preempted, Preemption
 from contrastlab.platform.resume import AtomicCheckpointIO, ExactResume
+from contrastlab.platform.runpage import RunPage
 
 log = logging.getLogger("contrastlab")
 DESCRIPTION = (
@@ -127,7 +128,12 @@ class ContrastlabCLI(LightningCLI):
             run_name=tracking_cfg.run_name or tracking.default_run_name(method, info.name),
             tracking_uri=uri,
             tags=tracking.run_tags(
-                method, info.modality, info.name, str(self.model.hparams.get("backbone")), tracking_cfg.tags
+                method,
+                info.modality,
+                info.name,
+                str(self.model.hparams.get("backbone")),
+                # the UI's Source column: the command, not `__main__.py` (a sweep's trials say their study)
+                {"mlflow.source.name": f"contrastlab {self.subcommand}", **tracking_cfg.tags},
             ),
             log_model=tracking_cfg.log_checkpoints,
             artifact_location=tracking.artifact_location(uri, experiment),
@@ -156,6 +162,7 @@ class ContrastlabCLI(LightningCLI):
             Preemption(),
             SystemMetrics(tracking_cfg.system_metrics_interval, uri, resumed=point is not None),
             EpochSummary(),
+            RunPage(),
         ]
         plugins = list(cfg["trainer"].get("plugins") or [])
         if not any(isinstance(p, CheckpointIO) for p in plugins):
