@@ -33,6 +33,7 @@ from contrastlab.platform.callbacks import (
 from contrastlab.platform.preemption import Preempted, Preemption
 from contrastlab.platform.resume import AtomicCheckpointIO, ExactResume
 from contrastlab.platform.runpage import RunPage
+from contrastlab.platform.ui import UI_BASE, page_url
 
 log = logging.getLogger("contrastlab")
 DESCRIPTION = (
@@ -243,7 +244,7 @@ class ContrastlabCLI(LightningCLI):
             f"run {logger.run_id} in experiment '{self.experiment_name}' ({self.tracking_uri})",
             *(f"  {k:<16} {float(metrics[k]):.4f}" for k in shown),
             f"  checkpoints      {ckpt.dirpath if ckpt else '-'}",
-            "browse it: contrastlab ui  (then open http://127.0.0.1:5000)",
+            f"browse it: contrastlab ui  (then open {page_url(UI_BASE, logger.experiment_id, logger.run_id)})",
         ]
         print("\n".join(lines), flush=True)
 

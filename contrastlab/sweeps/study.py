@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     if any(codes):
         print(f"contrastlab: a sweep worker exited with {max(codes)}; rerun the command to resume", file=sys.stderr)
         return 1
-    _print_best(best, config, tracking_uri, storage_url)
+    _print_best(best, config, tracking_uri, storage_url, experiment_id, parent)
     return 0
 
 
