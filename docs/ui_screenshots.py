@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import shutil
 import subprocess
@@ -68,12 +69,12 @@ CHROMIUM_FLAGS = [
     "--hide-scrollbars",
     "--window-size=1400,900",
 ]
-# Run in the page before each picture: close the assistant panel MLflow opens on a first visit, and
-# expand the sweep's parent row so the runs table shows its trials.
-TIDY_JS = """
-for (const b of document.querySelectorAll('button[aria-label="Close"]')) b.click();
-for (const b of document.querySelectorAll('button[data-component-id*="runnamecellrenderer"]')) b.click();
-"""
+# Clicked in the page before each picture, one after the other: the close button of the assistant panel
+# MLflow opens on a first visit, then the sweep's parent row's expander so the runs table shows its trials.
+CLOSE_ASSISTANT = 'button[aria-label="Close"]'
+EXPAND_PARENT = 'button[data-component-id*="runnamecellrenderer"]'
+CENTRES_JS = """JSON.stringify([...document.querySelectorAll('%s')].map(b => {
+  const r = b.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; }))"""
 SETTLE_SECONDS = 10  # the single-page app fetches runs, metrics and artifacts after it loads
 
 
@@ -138,8 +139,13 @@ async def _photograph(chromium: str, shots: dict[str, tuple[str, int]], profile:
                                mobile=False)  # fmt: skip
                     await call("Page.navigate", url=url)
                     await asyncio.sleep(SETTLE_SECONDS)
-                    await call("Runtime.evaluate", expression=TIDY_JS)
-                    await asyncio.sleep(3)
+                    for selector in (CLOSE_ASSISTANT, EXPAND_PARENT):  # clicked as a user clicks: mouse events
+                        found = await call("Runtime.evaluate", expression=CENTRES_JS % selector, returnByValue=True)
+                        for x, y in json.loads(found["result"]["value"]):
+                            for kind in ("mousePressed", "mouseReleased"):
+                                await call("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left",
+                                           clickCount=1)  # fmt: skip
+                        await asyncio.sleep(3)
                     picture = await call("Page.captureScreenshot", format="png")
                     path = OUT / name
                     path.write_bytes(base64.b64decode(picture["data"]))

@@ -125,14 +125,14 @@ def parent_note(sweep: SweepConfig, rows: list[dict[str, Any]], best: Any, exper
         name = trial_run_name(best.number, method_of(sweep.base_config()), "complete")
         target = f"[{name}]({run_link(experiment_id, run_id)})" if run_id else name
         lines.append(f"**Best**: `{sweep.metric}` = **{best.value:.4f}** in {target}")
-        table = ["| best param | value |", "|---|---|"]
-        table += [f"| `{key}` | {value:.6g} |" if isinstance(value, float) else f"| `{key}` | {value} |"
-                  for key, value in best.params.items()]  # fmt: skip
-        lines.append("\n".join(table))
         lines.append(
             "Artifacts: `best_config.yaml` (the base config with these values: `contrastlab fit -c best_config.yaml`), "
             f"`trials.md` (every trial, linked), `{PLOTS_PAGE}` (Optuna's plots), `sweep.yaml` (the study's settings)."
         )
+        table = ["| best param | value |", "|---|---|"]
+        table += [f"| `{key}` | {value:.6g} |" if isinstance(value, float) else f"| `{key}` | {value} |"
+                  for key, value in best.params.items()]  # fmt: skip
+        lines.append("\n".join(table))
     return "\n\n".join(lines)
 
 
@@ -165,6 +165,7 @@ def write_summary(client, parent_run_id: str, study, sweep: SweepConfig) -> Any:
         for path in files:
             client.log_artifact(parent_run_id, str(path))
     client.set_tag(parent_run_id, "mlflow.note.content", parent_note(sweep, rows, best, experiment_id))
+    _share_dataset_inputs(client, parent_run_id, best)
     if best is not None:
         client.log_metric(parent_run_id, "best_value", best.value)
         client.log_metric(parent_run_id, f"best/{sweep.metric}", best.value)  # says which metric it is
@@ -173,6 +174,15 @@ def write_summary(client, parent_run_id: str, study, sweep: SweepConfig) -> Any:
         for key, value in best.params.items():
             client.set_tag(parent_run_id, f"best.{key}", str(value))
     return best
+
+
+def _share_dataset_inputs(client, parent_run_id: str, best) -> None:
+    """The parent shows the data its trials trained on (the best trial's dataset input)."""
+    run_id = best.user_attrs.get(RUN_ATTR) if best is not None else None
+    if run_id:
+        inputs = client.get_run(run_id).inputs.dataset_inputs
+        if inputs:
+            client.log_inputs(parent_run_id, datasets=inputs)
 
 
 def _best_trial(study):

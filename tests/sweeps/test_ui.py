@@ -84,6 +84,7 @@ def test_the_parent_leads_to_the_best_trial_and_logs_no_space_or_fixed_params(sw
     assert "`val/knn_top1`" in note and f"**{best.data.metrics['val/knn_top1']:.4f}**" in note
     assert parent.data.metrics["best/val/knn_top1"] == best.data.metrics["val/knn_top1"]
     assert not [k for k in parent.data.params if k.startswith(("space.", "fixed."))]
+    assert parent.inputs.dataset_inputs[0].dataset.name == "digits"  # the data its trials trained on
     assert parent.data.tags["sweep.objective"] == "val/knn_top1 (maximize)"
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"trials.md", "trials.csv", "best_config.yaml", "optuna_plots.html", "sweep.yaml"} <= artifacts
