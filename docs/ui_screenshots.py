@@ -73,6 +73,9 @@ CHROMIUM_FLAGS = [
 # MLflow opens on a first visit, then the sweep's parent row's expander so the runs table shows its trials.
 CLOSE_ASSISTANT = 'button[aria-label="Close"]'
 EXPAND_PARENT = 'button[data-component-id*="runnamecellrenderer"]'
+RUN_NAME_EDGE_JS = """JSON.stringify([...document.querySelectorAll('[role=columnheader]')]
+  .filter(h => h.textContent.trim() === 'Run Name').map(h => {
+  const r = h.getBoundingClientRect(); return [r.right - 2, r.y + r.height / 2]; }))"""
 CENTRES_JS = """JSON.stringify([...document.querySelectorAll('%s')].map(b => {
   const r = b.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; }))"""
 SETTLE_SECONDS = 10  # the single-page app fetches runs, metrics and artifacts after it loads
@@ -146,6 +149,17 @@ async def _photograph(chromium: str, shots: dict[str, tuple[str, int]], profile:
                                 await call("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left",
                                            clickCount=1)  # fmt: skip
                         await asyncio.sleep(3)
+                    # widen the Run Name column (drag its edge) so the trials' names show in full
+                    found = await call("Runtime.evaluate", expression=RUN_NAME_EDGE_JS, returnByValue=True)
+                    for x, y in json.loads(found["result"]["value"]):
+                        await call("Input.dispatchMouseEvent", type="mousePressed", x=x, y=y, button="left",
+                                   clickCount=1)  # fmt: skip
+                        for step in range(1, 11):
+                            await call("Input.dispatchMouseEvent", type="mouseMoved", x=x + 20 * step, y=y,
+                                       button="left", buttons=1)  # fmt: skip
+                        await call("Input.dispatchMouseEvent", type="mouseReleased", x=x + 200, y=y, button="left",
+                                   clickCount=1)  # fmt: skip
+                        await asyncio.sleep(1)
                     picture = await call("Page.captureScreenshot", format="png")
                     path = OUT / name
                     path.write_bytes(base64.b64decode(picture["data"]))
