@@ -178,6 +178,9 @@ def test_a_modality_defined_in_a_test_trains_validates_and_resumes_through_the_c
     assert run.data.metrics["val/knn_top1"] > 0.6  # three classes: chance is 1/3
     assert {"test/knn_top1", "val/probe_acc", "val/alignment", "val/effective_rank"} <= set(run.data.metrics)
     assert run.data.params["model.augment"] == "None"  # the data's proposal, not a config's pipeline
+    # the run page knows no modality: the default draws (C, T) views as lines, the data is a dataset input
+    assert {"views.png", "embeddings.png"} <= {a.path for a in client.list_artifacts(run_id)}
+    assert run.inputs.dataset_inputs[0].dataset.name == "toy_signals"
 
     # the checkpoint is data: it loads with weights_only, DataInfo and all
     last = tmp_path / "checkpoints" / "toy_signals" / run_id / "last.ckpt"

@@ -36,6 +36,8 @@ class ViewPipeline(nn.Module):
     - `bind(info)`: called once by the method with the data's `DataInfo`; a pipeline fills what its
       config left open (statistics, sizes) from it. The default does nothing.
     - `for_data(info)`: the pipeline a DataModule proposes for its data (`DataInfo.views` names the class).
+    - `preview(x)`: a picture (matplotlib Figure) of a few raw samples beside their views, logged at the
+      start of each run; the default draws each panel by its rank (augment/preview.py).
     """
 
     num_views: int = 2
@@ -48,6 +50,9 @@ class ViewPipeline(nn.Module):
 
     def bind(self, info: DataInfo) -> None:
         return None
+
+    def preview(self, x: Tensor):
+        return preview_views(self, x)
 
     @classmethod
     def for_data(cls, info: DataInfo) -> ViewPipeline:
@@ -80,6 +85,19 @@ class ChannelNormalize(nn.Module):
             )
         per_channel = (1, -1, *([1] * (x.ndim - 2)))
         return (x - self.mean.view(per_channel).to(x.dtype)) / self.std.view(per_channel).to(x.dtype)
+
+
+def preview_views(pipeline: nn.Module, x: Tensor):
+    """Raw samples, the evaluation view and each random view of `x` as one figure, for any pipeline
+    that keeps the contract (`forward`, `eval_view`), without touching the global random stream."""
+    from contrastlab.augment.preview import views_figure
+
+    devices = [x.device.index or 0] if x.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices), torch.no_grad():
+        views = pipeline(x)
+        columns = {"raw": x, "eval view": pipeline.eval_view(x)}
+        columns.update({f"view {i + 1}": view for i, view in enumerate(views)})
+    return views_figure(columns, title=type(pipeline).__name__)
 
 
 def import_class(path: str) -> type:

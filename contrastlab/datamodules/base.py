@@ -177,6 +177,10 @@ class ContrastiveDataModule(L.LightningDataModule):
             self._splits[name] = dataset
         return self._splits[name]
 
+    def split_sizes(self) -> dict[str, int]:
+        """Samples in each split read so far (a run's dataset record; reading a split just to count it may be slow)."""
+        return {name: len(dataset) for name, dataset in self._splits.items()}
+
     def check_normal_class(self, num_classes: int, multilabel: bool = False) -> None:
         """Refuse a `normal_class` that the data's classes do not hold."""
         if self.normal_class is None:

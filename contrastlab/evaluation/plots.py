@@ -1,45 +1,71 @@
-"""Pictures of embeddings: a t-SNE map coloured by label, as a PNG."""
+"""Pictures of an embedding: a quick PCA scatter (the end of every fit) and a t-SNE map (`contrastlab eval`).
+
+They return a matplotlib Figure or write a PNG; the caller logs them (a metric knows no tracker).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+
+def pca_2d(features: Tensor) -> Tensor:
+    """(N, D) features projected on their first two principal components, (N, 2)."""
+    x = features.detach().double().cpu()
+    x = x - x.mean(0, keepdim=True)
+    if x.shape[1] < 2:
+        return torch.cat([x, torch.zeros(len(x), 2 - x.shape[1], dtype=x.dtype)], 1)
+    _, _, v = torch.linalg.svd(x, full_matrices=False)
+    return x @ v[:2].T
+
+
+def scatter_figure(points: np.ndarray, labels: Tensor | None, title: str, axes: tuple[str, str]) -> Figure:
+    """(N, 2) points, coloured by class where labels are single class indices (>= 0), plain otherwise."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(5, 4.5), dpi=100, layout="constrained")
+    ax = figure.subplots()
+    single = labels is not None and labels.ndim == 1 and bool((labels >= 0).any())
+    if single:
+        y = labels.cpu().numpy()
+        scatter = ax.scatter(points[:, 0], points[:, 1], c=y, cmap="tab10" if y.max() < 10 else "tab20", s=6)
+        if y.max() < 20:
+            figure.colorbar(scatter, ax=ax, label="class", ticks=sorted(set(y.tolist())))
+    else:
+        ax.scatter(points[:, 0], points[:, 1], s=6, color="tab:blue")
+    ax.set_xlabel(axes[0])
+    ax.set_ylabel(axes[1])
+    ax.set_title(title, fontsize=9)
+    return figure
+
+
+def embedding_scatter(features: Tensor, labels: Tensor | None = None, title: str = "") -> Figure:
+    """A PCA scatter of the features (about a second for thousands of samples)."""
+    points = pca_2d(features).numpy()
+    return scatter_figure(points, labels, title or f"embedding of {len(points)} samples (PCA)", ("PC 1", "PC 2"))
 
 
 def tsne_png(
     features: Tensor, labels: Tensor, path: Path, title: str = "", max_points: int = 2000, seed: int = 0
 ) -> Path:
-    """A 2-D t-SNE (scikit-learn) of at most `max_points` seeded samples of `features`, each point
-    coloured by its class (multi-label rows: by their first positive label; unlabelled: grey)."""
-    from matplotlib.figure import Figure
+    """A 2-D t-SNE (scikit-learn) of at most `max_points` seeded samples of `features`, written to `path`."""
     from sklearn.manifold import TSNE
 
     x = features.float().cpu().numpy()
-    y = labels.cpu().numpy()
-    if y.ndim == 2:
-        y = np.where(y.max(axis=1) > 0, y.argmax(axis=1), -1)
+    keep = np.arange(len(x))
     if len(x) > max_points:
         keep = np.sort(np.random.default_rng(seed).choice(len(x), max_points, replace=False))
-        x, y = x[keep], y[keep]
-    perplexity = float(min(30.0, max(2.0, (len(x) - 1) / 3)))
-    xy = TSNE(n_components=2, init="pca", perplexity=perplexity, random_state=seed).fit_transform(x)
-
-    figure = Figure(figsize=(6, 6), dpi=100)
-    axes = figure.add_subplot()
-    unlabelled = y < 0
-    if unlabelled.any():
-        axes.scatter(*xy[unlabelled].T, s=6, c="lightgrey", label="unlabelled")
-    classes = np.unique(y[~unlabelled])
-    colours = "tab10" if len(classes) <= 10 else "tab20"
-    points = axes.scatter(*xy[~unlabelled].T, s=6, c=y[~unlabelled], cmap=colours)
-    if 0 < len(classes) <= 20:
-        axes.legend(*points.legend_elements(), title="label", loc="best", fontsize="small", markerscale=0.8)
-    axes.set_title(title or f"t-SNE of {len(x)} embeddings")
-    axes.set_xticks([])
-    axes.set_yticks([])
-    figure.tight_layout()
+    perplexity = float(min(30.0, max(2.0, (len(keep) - 1) / 3)))
+    points = TSNE(n_components=2, init="pca", perplexity=perplexity, random_state=seed).fit_transform(x[keep])
+    title = title or f"t-SNE of {len(keep)} embeddings"
+    figure = scatter_figure(points, labels[torch.from_numpy(keep)], title, ("t-SNE 1", "t-SNE 2"))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, format="png")

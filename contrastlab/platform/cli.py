@@ -34,6 +34,8 @@ from contrastlab.platform.callbacks import (
 )
 from contrastlab.platform.preemption import Preempted, Preemption
 from contrastlab.platform.resume import AtomicCheckpointIO, ExactResume
+from contrastlab.platform.runpage import RunPage
+from contrastlab.platform.ui import UI_BASE, page_url
 
 log = logging.getLogger("contrastlab")
 DESCRIPTION = (
@@ -154,7 +156,12 @@ class ContrastlabCLI(LightningCLI):
             run_name=tracking_cfg.run_name or tracking.default_run_name(method, info.name),
             tracking_uri=uri,
             tags=tracking.run_tags(
-                method, info.modality, info.name, str(self.model.hparams.get("backbone")), tracking_cfg.tags
+                method,
+                info.modality,
+                info.name,
+                str(self.model.hparams.get("backbone")),
+                # the UI's Source column: the command, not `__main__.py` (a sweep's trials say their study)
+                {"mlflow.source.name": f"contrastlab {self.subcommand}", **tracking_cfg.tags},
             ),
             log_model=tracking_cfg.log_checkpoints,
             artifact_location=tracking.artifact_location(uri, experiment),
@@ -183,6 +190,7 @@ class ContrastlabCLI(LightningCLI):
             Preemption(),
             SystemMetrics(tracking_cfg.system_metrics_interval, uri, resumed=point is not None),
             EpochSummary(),
+            RunPage(),
         ]
         if self.subcommand == "predict":
             callbacks.append(EmbeddingsWriter())
@@ -274,7 +282,7 @@ class ContrastlabCLI(LightningCLI):
             f"run {logger.run_id} in experiment '{self.experiment_name}' ({stores.redact(self.tracking_uri)})",
             *(f"  {k:<16} {float(metrics[k]):.4f}" for k in shown),
             f"  checkpoints      {ckpt.dirpath if ckpt else '-'}",
-            "browse it: contrastlab ui  (then open http://127.0.0.1:5000)",
+            f"browse it: contrastlab ui  (then open {page_url(UI_BASE, logger.experiment_id, logger.run_id)})",
         ]
         print("\n".join(lines), flush=True)
 
@@ -318,6 +326,9 @@ class _NoAdverts(logging.Filter):
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
+    # MLflow 3 sends usage events from the client; on a machine without internet its sender stalled a
+    # training's logging (a 12 s fit took 29 s, its steps unseen until the end). Opt back in by setting it.
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     if argv and argv[0] == "ui":
         from contrastlab.platform.ui import main as ui_main
 

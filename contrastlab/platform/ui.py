@@ -9,6 +9,19 @@ from pathlib import Path
 
 from contrastlab.platform import tracking
 
+# MLflow 3's UI opens in its GenAI view unless the URL (or a click on its switch, which it remembers)
+# asks for model training; our experiments are also tagged as model training (runpage.py).
+MODEL_TRAINING_VIEW = "machine_learning"
+UI_BASE = "http://127.0.0.1:5000"  # where `contrastlab ui` serves by default
+
+
+def page_url(base: str, experiment_id: str | None = None, run_id: str | None = None) -> str:
+    """A page of the MLflow UI at `base`, in its model-training view: the experiments, one's runs, or a run."""
+    path = "/experiments"
+    if experiment_id is not None:
+        path += f"/{experiment_id}/runs" + (f"/{run_id}" if run_id else "")
+    return f"{base.rstrip('/')}/#{path}?workflowType={MODEL_TRAINING_VIEW}"
+
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="contrastlab ui", description=__doc__)
@@ -39,6 +52,7 @@ def main(argv: list[str]) -> int:
         "--port",
         str(args.port),
     ]
-    print(f"MLflow UI for {uri} at http://{args.host}:{args.port} (Ctrl-C to stop)", flush=True)
+    url = page_url(f"http://{args.host}:{args.port}")
+    print(f"MLflow UI for {uri} at {url} (Ctrl-C to stop)", flush=True)
     # Become the UI process, so that a signal to `contrastlab ui` reaches MLflow's server directly.
     os.execv(sys.executable, command)

@@ -1,10 +1,13 @@
-"""What the parent run holds when a sweep ends: the best value and params, a table of every trial (CSV
-and Markdown), the best config as a YAML ready for `contrastlab fit -c`, and Optuna's plots (HTML)."""
+"""What the parent run holds when a sweep ends: a description leading to the best trial, the best value
+and params, a table of every trial (CSV, and Markdown with links to the trials' runs), the best config as
+a YAML to train with (`contrastlab fit -c best_config.yaml`), and Optuna's plots on one offline page."""
 
 from __future__ import annotations
 
 import copy
 import csv
+import html
+import json
 import logging
 import tempfile
 from pathlib import Path
@@ -14,16 +17,17 @@ import yaml
 
 from contrastlab.sweeps.config import SweepConfig
 from contrastlab.sweeps.pruning import RUN_ATTR, STEP_ATTR
-from contrastlab.sweeps.runs import TRIAL_TAG, child_runs
+from contrastlab.sweeps.runs import TRIAL_TAG, child_runs, method_of, run_link, trial_run_name
 from contrastlab.sweeps.space import set_key
 from contrastlab.sweeps.storage import REASON_ATTR, outcome, retried_numbers
 
 log = logging.getLogger("contrastlab")
 PLOTS = {
-    "optimization_history": "plot_optimization_history",
-    "param_importances": "plot_param_importances",
-    "parallel_coordinate": "plot_parallel_coordinate",
+    "Optimisation history": "plot_optimization_history",
+    "Parameter importances": "plot_param_importances",
+    "Parallel coordinates": "plot_parallel_coordinate",
 }
+PLOTS_PAGE = "optuna_plots.html"
 
 
 def trial_rows(study, sweep: SweepConfig, run_ids: dict[int, str] | None = None) -> list[dict[str, Any]]:
@@ -69,16 +73,67 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def best_config(sweep: SweepConfig, params: dict[str, Any]) -> str:
-    """The base config with the fixed overrides and the best trial's params written in."""
+def best_config(sweep: SweepConfig, params: dict[str, Any], best: Any = None) -> str:
+    """The base config with the best trial's sampled values written in: a config to train with.
+
+    The sweep's `fixed` keys made its trials short and light (fewer epochs, no checkpoints or system
+    metrics); they are listed in a comment, not applied, so the config trains a full, tracked run.
+    """
     config = copy.deepcopy(sweep.base_config())
-    for key, value in {**sweep.fixed, **params}.items():
+    for key, value in params.items():
         set_key(config, key, value)
-    header = (
-        f"# Best trial of sweep {sweep.name!r} ({sweep.metric}, {sweep.direction}); run it with\n"
-        f"#   contrastlab fit -c best_config.yaml\n"
-    )
-    return header + yaml.safe_dump(config, sort_keys=False)
+    which = f"Best trial {best.number}" if best is not None else "Best trial"
+    value = f": {sweep.metric} = {best.value:.6g}" if best is not None and best.value is not None else ""
+    base = sweep.base if isinstance(sweep.base, Path) else "the sweep's inline base"
+    lines = [
+        f"{which} of sweep {sweep.name!r}{value} ({sweep.direction}).",
+        f"The base config ({base}) with the best sampled values of {', '.join(params) or 'none'}; train it with",
+        "  contrastlab fit -c best_config.yaml",
+    ]
+    if sweep.fixed:
+        lines += [
+            "The sweep also fixed these for every trial (to keep its trials short); they are not applied here:",
+            "add any of them to the command line (--key value) to repeat the trials' settings.",
+            *(f"  {key}: {json.dumps(value)}" for key, value in sweep.fixed.items()),
+        ]
+    return "".join(f"# {line}\n" for line in lines) + yaml.safe_dump(config, sort_keys=False)
+
+
+def linked_rows(rows: list[dict[str, Any]], experiment_id: str) -> list[dict[str, Any]]:
+    """trials.md's rows: the run id as a link to the trial's run page."""
+    linked = []
+    for row in rows:
+        row = dict(row)
+        run_id = row.pop("mlflow_run_id")
+        row["run"] = f"[{run_id[:8]}]({run_link(experiment_id, run_id)})" if run_id else None
+        linked.append(row)
+    return linked
+
+
+def parent_note(sweep: SweepConfig, rows: list[dict[str, Any]], best: Any, experiment_id: str) -> str:
+    """The parent run's description (markdown): the objective, the best value and a link to the best trial."""
+    states = [row["state"] for row in rows]
+    counts = ", ".join(f"{states.count(s)} {s}" for s in ("complete", "pruned", "failed", "killed") if s in states)
+    goal = f"{sweep.direction} `{sweep.metric}`"
+    lines = [f"**Sweep `{sweep.name}`**: {goal} over {len(rows)} trials ({counts or 'none'})."]
+    if best is None:
+        lines.append("No trial has completed yet.")
+    else:
+        run_id = best.user_attrs.get(RUN_ATTR) or next(
+            (row["mlflow_run_id"] for row in rows if row["trial"] == best.number), None
+        )
+        name = trial_run_name(best.number, method_of(sweep.base_config()), "complete")
+        target = f"[{name}]({run_link(experiment_id, run_id)})" if run_id else name
+        lines.append(f"**Best**: `{sweep.metric}` = **{best.value:.4f}** in {target}")
+        lines.append(
+            "Artifacts: `best_config.yaml` (the base config with these values: `contrastlab fit -c best_config.yaml`), "
+            f"`trials.md` (every trial, linked), `{PLOTS_PAGE}` (Optuna's plots), `sweep.yaml` (the study's settings)."
+        )
+        table = ["| best param | value |", "|---|---|"]
+        table += [f"| `{key}` | {value:.6g} |" if isinstance(value, float) else f"| `{key}` | {value} |"
+                  for key, value in best.params.items()]  # fmt: skip
+        lines.append("\n".join(table))
+    return "\n\n".join(lines)
 
 
 def write_summary(client, parent_run_id: str, study, sweep: SweepConfig) -> Any:
@@ -98,25 +153,36 @@ def write_summary(client, parent_run_id: str, study, sweep: SweepConfig) -> Any:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["trial"])
             writer.writeheader()
             writer.writerows(rows)
-        (out / "trials.md").write_text(markdown_table(rows))
+        (out / "trials.md").write_text(markdown_table(linked_rows(rows, experiment_id)))
         files = [out / "trials.csv", out / "trials.md"]
         if best is not None:
-            (out / "best_config.yaml").write_text(best_config(sweep, best.params))
+            (out / "best_config.yaml").write_text(best_config(sweep, best.params, best))
             files.append(out / "best_config.yaml")
+            page = plots_page(study, sweep.name)
+            if page is not None:
+                (out / PLOTS_PAGE).write_text(page)
+                files.append(out / PLOTS_PAGE)
         for path in files:
             client.log_artifact(parent_run_id, str(path))
-        if best is not None:
-            plots = out / "plots"
-            plots.mkdir()
-            _write_plots(study, plots)
-            client.log_artifacts(parent_run_id, str(plots), "plots")
+    client.set_tag(parent_run_id, "mlflow.note.content", parent_note(sweep, rows, best, experiment_id))
+    _share_dataset_inputs(client, parent_run_id, best)
     if best is not None:
         client.log_metric(parent_run_id, "best_value", best.value)
+        client.log_metric(parent_run_id, f"best/{sweep.metric}", best.value)  # says which metric it is
         client.set_tag(parent_run_id, "best.trial", str(best.number))
         client.set_tag(parent_run_id, "best.run_id", str(best.user_attrs.get(RUN_ATTR)))
         for key, value in best.params.items():
             client.set_tag(parent_run_id, f"best.{key}", str(value))
     return best
+
+
+def _share_dataset_inputs(client, parent_run_id: str, best) -> None:
+    """The parent shows the data its trials trained on (the best trial's dataset input)."""
+    run_id = best.user_attrs.get(RUN_ATTR) if best is not None else None
+    if run_id:
+        inputs = client.get_run(run_id).inputs.dataset_inputs
+        if inputs:
+            client.log_inputs(parent_run_id, datasets=inputs)
 
 
 def _best_trial(study):
@@ -125,15 +191,27 @@ def _best_trial(study):
     return study.best_trial if study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) else None
 
 
-def _write_plots(study, folder: Path) -> None:
-    """Each plot as a self-contained HTML file (it opens in the MLflow UI, offline); one that cannot be
-    drawn yet (parameter importances need two completed trials with different values) is skipped."""
+def plots_page(study, title: str) -> str | None:
+    """Optuna's plots on one self-contained HTML page with plotly.js embedded once (it opens offline in
+    the MLflow UI); a plot that cannot be drawn yet (parameter importances need two completed trials with
+    different values) is left out; None when none can be drawn."""
     import optuna.visualization as vis
+    from plotly.offline import get_plotlyjs
 
+    sections = []
     for name, function in PLOTS.items():
         try:
             figure = getattr(vis, function)(study)
         except (ValueError, RuntimeError, ZeroDivisionError) as err:
-            log.warning("sweep: no %s plot yet (%s)", name, err)
+            log.warning("sweep: no %s plot yet (%s)", name.lower(), err)
             continue
-        figure.write_html(str(folder / f"{name}.html"), include_plotlyjs=True)
+        sections.append(f"<h2>{name}</h2>\n" + figure.to_html(full_html=False, include_plotlyjs=False))
+    if not sections:
+        return None
+    return (
+        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{html.escape(title)}: Optuna plots</title>\n'
+        f'<script type="text/javascript">{get_plotlyjs()}</script></head>\n'
+        f'<body style="font-family: sans-serif"><h1>{html.escape(title)}</h1>\n'
+        + "\n".join(sections)
+        + "</body></html>\n"
+    )

@@ -101,9 +101,9 @@ def run(args: argparse.Namespace) -> int:
         client,
         experiment_id,
         config.name,
-        _parent_params(config),
-        {"sweep.storage": redact(storage_url), "sweep.config": str(args.config)},
+        {**_parent_tags(config), "sweep.storage": redact(storage_url), "sweep.config": str(args.config)},
     )
+    client.log_text(parent, config.path.read_text(), "sweep.yaml")  # the study's settings, as written
     print(
         f"sweep {config.name!r}: study in {redact(storage_url)}, runs in {redact(tracking_uri)} (parent run {parent})",
         flush=True,
@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     if any(codes):
         print(f"contrastlab: a sweep worker exited with {max(codes)}; rerun the command to resume", file=sys.stderr)
         return 1
-    _print_best(best, config, tracking_uri, storage_url)
+    _print_best(best, config, tracking_uri, storage_url, experiment_id, parent)
     return 0
 
 
@@ -162,14 +162,12 @@ def _load_study(config: SweepConfig, storage_url: str):
     return study
 
 
-def _parent_params(config: SweepConfig) -> dict[str, str]:
-    params = {
-        "objective.metric": config.metric,
-        "objective.direction": config.direction,
-        "base": str(config.base) if isinstance(config.base, Path) else "inline",
-        "sampler": json.dumps(config.sampler),
-        "pruner": json.dumps(config.pruner),
+def _parent_tags(config: SweepConfig) -> dict[str, str]:
+    """The study's settings that fit a tag; the whole of them is the parent's `sweep.yaml`."""
+    return {
+        "sweep.objective": f"{config.metric} ({config.direction})",
+        "sweep.base": str(config.base) if isinstance(config.base, Path) else "inline",
+        "sweep.space": ", ".join(config.space),
+        "sweep.sampler": json.dumps(config.sampler),
+        "sweep.pruner": json.dumps(config.pruner),
     }
-    params.update({f"space.{key}": json.dumps(param.__dict__, default=str) for key, param in config.space.items()})
-    params.update({f"fixed.{key}": json.dumps(value) for key, value in config.fixed.items()})
-    return params

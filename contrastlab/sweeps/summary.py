@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from contrastlab.platform import tracking
 from contrastlab.platform.stores import redact, sqlite_path
+from contrastlab.platform.ui import UI_BASE, page_url
 from contrastlab.sweeps.config import SweepConfig
 from contrastlab.sweeps.pruning import RUN_ATTR
 from contrastlab.sweeps.storage import JOURNAL_PREFIX
@@ -27,7 +28,9 @@ def dashboard_command(storage_url: str) -> str:
     return f"optuna-dashboard {redact(storage_url)}"
 
 
-def _print_best(best, config: SweepConfig, tracking_uri: str, storage_url: str) -> None:
+def _print_best(
+    best, config: SweepConfig, tracking_uri: str, storage_url: str, experiment_id: str | None = None, parent: str = ""
+) -> None:
     if best is None:
         print(f"sweep {config.name!r}: no trial completed yet")
         return
@@ -39,7 +42,7 @@ def _print_best(best, config: SweepConfig, tracking_uri: str, storage_url: str) 
         f"{params}\n"
         f"best config: the parent run's artifact best_config.yaml; trials table: trials.md\n"
         f"browse it: contrastlab ui{store}"
-        f"  (then open http://127.0.0.1:5000, experiment {config.name!r})\n"
+        f"  (then open {page_url(UI_BASE, experiment_id, parent or None)}: experiment {config.name!r})\n"
         f"study dashboard: {dashboard_command(storage_url)}",
         flush=True,
     )

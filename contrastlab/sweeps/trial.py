@@ -21,7 +21,7 @@ from pathlib import Path
 from contrastlab.compat import study_storage, trial_id
 from contrastlab.sweeps import runs
 from contrastlab.sweeps.config import SweepConfig
-from contrastlab.sweeps.pruning import OBJECTIVE_ATTR, OUTCOME_ATTR, RUN_ATTR, TRIAL_ENV
+from contrastlab.sweeps.pruning import OBJECTIVE_ATTR, OUTCOME_ATTR, RUN_ATTR, STEP_ATTR, TRIAL_ENV
 from contrastlab.sweeps.space import overrides
 from contrastlab.sweeps.storage import REASON_ATTR, heartbeats
 
@@ -63,7 +63,7 @@ def trial_command(sweep: Sweep, number: int, params: dict) -> list[str]:
         "--trainer.callbacks+=contrastlab.sweeps.pruning.TrialReporter",
         "--tracking.uri", sweep.tracking_uri,
         "--tracking.experiment", config.name,
-        "--tracking.run_name", f"trial-{number}",
+        "--tracking.run_name", runs.trial_run_name(number, runs.method_of(config.base_config()), "running"),
         "--tracking.tags", json.dumps(tags),
         "--test_after_fit", "false",
     ]  # fmt: skip
@@ -110,7 +110,8 @@ def _run_trial(sweep: Sweep, study, trial, client, experiment_id: str) -> None:
         run_id = attrs.get(RUN_ATTR)
         if run_id:
             client.log_artifact(run_id, str(log_path))
-            runs.close_child(client, client.get_run(run_id), state, reason, value)
+            epochs = attrs.get(STEP_ATTR)
+            runs.close_child(client, client.get_run(run_id), state, reason, value, epochs, config.metric)
     took = time.time() - started
     result = f"{config.metric}={value:.4f}" if value is not None else (reason or "")
     print(f"trial {number} {state} in {took:.0f} s: {result}", flush=True)

@@ -227,7 +227,7 @@ def test_ui_serves_the_default_store(trained):
         start_new_session=True,  # the UI's server workers go with it
     )
     try:
-        assert f"http://127.0.0.1:{port}" in proc.stdout.readline()
+        assert f"http://127.0.0.1:{port}/#/experiments?workflowType=machine_learning" in proc.stdout.readline()
         body, deadline = None, time.time() + 150  # the UI starts slowly on a loaded machine
         while body is None and time.time() < deadline:
             try:
