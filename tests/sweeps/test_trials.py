@@ -94,7 +94,18 @@ def test_a_worse_trial_is_pruned_after_its_first_validation(study, monkeypatch):
 @pytest.mark.slow
 def test_under_ddp_rank_0_decides_and_every_rank_stops(study, monkeypatch):
     """Two CPU ranks: had rank 1 not obeyed rank 0's decision, it would wait in a collective forever."""
-    _, trial = fit_trial(study, monkeypatch, Scored(0.5), devices=2, strategy="ddp_spawn")
+    from torch.multiprocessing import ProcessExitedException
+
+    for attempt in range(3):
+        try:
+            _, trial = fit_trial(study, monkeypatch, Scored(0.5), devices=2, strategy="ddp_spawn")
+            break
+        except ProcessExitedException as err:
+            # A spawned gloo rank sometimes aborts while the process exits ("terminate called without an
+            # active exception", about one run in five on 2 cores): a teardown race in torch, not a hang,
+            # which is what this test is about. Another trial is asked for and run.
+            if err.signal_name != "SIGABRT" or attempt == 2:
+                raise
     assert trial.user_attrs["outcome"] == "pruned" and trial.intermediate_values == {1: 0.5}
 
 
