@@ -20,7 +20,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_only
 
 from contrastlab.datamodules.base import ContrastiveDataModule
-from contrastlab.errors import CheckpointError, ConfigError, find_user_error
+from contrastlab.errors import CheckpointError, ConfigError
 from contrastlab.modules.base import ContrastiveModule
 from contrastlab.platform import checkpoints, stores, tracking
 from contrastlab.platform.callbacks import (
@@ -32,6 +32,7 @@ from contrastlab.platform.callbacks import (
     SystemMetrics,
     mlflow_logger,
 )
+from contrastlab.platform.exits import user_error_exit
 from contrastlab.platform.preemption import Preempted, Preemption
 from contrastlab.platform.resume import AtomicCheckpointIO, ExactResume
 from contrastlab.platform.runpage import RunPage
@@ -353,8 +354,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"contrastlab: {stop}", file=sys.stderr, flush=True)
         raise SystemExit(0) from None
     except Exception as exc:
-        err = find_user_error(exc)
-        if err is None:
+        code = user_error_exit(exc)
+        if code is None:
             raise
-        print(f"contrastlab: error: {stores.redact_text(str(err))}", file=sys.stderr)
-        raise SystemExit(2) from None
+        raise SystemExit(code) from None

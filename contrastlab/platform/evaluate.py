@@ -20,7 +20,6 @@ import csv
 import logging
 import os
 import shutil
-import sys
 import tempfile
 import time
 import warnings
@@ -31,16 +30,16 @@ from typing import Any
 import torch
 import yaml
 
-from contrastlab.errors import CheckpointError, ConfigError, find_user_error
+from contrastlab.errors import CheckpointError, ConfigError
 from contrastlab.evaluation import protocols as P
 from contrastlab.evaluation.features import FeatureCache, Features, RawEncoder, extract_features
 from contrastlab.evaluation.finetune import finetune, subset_loader
 from contrastlab.evaluation.plots import tsne_png
 from contrastlab.platform import checkpoints, stores, tracking
+from contrastlab.platform.exits import user_error_exit
 
 log = logging.getLogger("contrastlab")
 PROTOCOLS = ("knn", "linear", "svm", "finetune", "auroc")
-USER_ERROR_EXIT = 2
 # The top-level keys of a run's config.yaml that building the model and data needs.
 BUILD_KEYS = ("seed_everything", "model", "data")
 
@@ -507,8 +506,7 @@ def main(argv: list[str]) -> int:
     except SystemExit:
         raise
     except Exception as exc:
-        err = find_user_error(exc)
-        if err is None:
+        code = user_error_exit(exc)
+        if code is None:
             raise
-        print(f"contrastlab: error: {err}", file=sys.stderr)
-        return USER_ERROR_EXIT
+        return code

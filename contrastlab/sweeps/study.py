@@ -19,15 +19,16 @@ from pathlib import Path
 
 import yaml
 
-from contrastlab.errors import ConfigError, find_user_error
+from contrastlab.errors import ConfigError
 from contrastlab.platform import tracking
+from contrastlab.platform.exits import USER_ERROR_EXIT, user_error_exit
 from contrastlab.platform.stores import redact
 from contrastlab.sweeps import runs
 from contrastlab.sweeps.config import SweepConfig, load_sweep
 from contrastlab.sweeps.space import check_keys
 from contrastlab.sweeps.storage import open_storage, recover_dead_trials, resolve_storage
 from contrastlab.sweeps.summary import _print_best, _summarise
-from contrastlab.sweeps.trial import STOP_ATTR, USER_ERROR_EXIT, Sweep
+from contrastlab.sweeps.trial import STOP_ATTR, Sweep
 from contrastlab.sweeps.workers import _run_workers
 
 
@@ -66,11 +67,10 @@ def main(argv: list[str]) -> int:
         print("contrastlab: sweep interrupted; run the same command again to resume it", file=sys.stderr)
         return 130
     except Exception as exc:
-        err = find_user_error(exc)
-        if err is None:
+        code = user_error_exit(exc)
+        if code is None:
             raise
-        print(f"contrastlab: error: {err}", file=sys.stderr)
-        return USER_ERROR_EXIT
+        return code
 
 
 def run(args: argparse.Namespace) -> int:

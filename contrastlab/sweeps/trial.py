@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from contrastlab.compat import study_storage, trial_id
+from contrastlab.platform.exits import USER_ERROR_EXIT
 from contrastlab.sweeps import runs
 from contrastlab.sweeps.config import SweepConfig
 from contrastlab.sweeps.pruning import OBJECTIVE_ATTR, OUTCOME_ATTR, RUN_ATTR, STEP_ATTR, TRIAL_ENV
@@ -26,7 +27,6 @@ from contrastlab.sweeps.space import overrides
 from contrastlab.sweeps.storage import REASON_ATTR, heartbeats
 
 STOP_ATTR = "stop_reason"  # a study user attr: a trial hit a config error, so every worker stops
-USER_ERROR_EXIT = 2  # `contrastlab fit` exits 2 on a config, data or checkpoint mistake
 
 
 @dataclass

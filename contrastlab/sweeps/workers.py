@@ -16,6 +16,7 @@ import numpy as np
 from contrastlab.compat import study_storage, trial_id
 from contrastlab.errors import find_user_error
 from contrastlab.platform.cpus import share_cores
+from contrastlab.platform.exits import USER_ERROR_EXIT
 from contrastlab.sweeps import runs
 from contrastlab.sweeps.storage import (
     SURPLUS_ATTR,
@@ -27,7 +28,7 @@ from contrastlab.sweeps.storage import (
     retried_numbers,
     this_worker,
 )
-from contrastlab.sweeps.trial import STOP_ATTR, USER_ERROR_EXIT, Sweep, _die_with_parent, _run_trial
+from contrastlab.sweeps.trial import STOP_ATTR, Sweep, _die_with_parent, _run_trial
 
 IDLE_POLL = 5.0  # seconds between looks at the study while other workers finish the last trials
 
