@@ -123,3 +123,11 @@ def digits_info():
     from contrastlab.datamodules.vision import Digits
 
     return Digits().info
+
+
+@pytest.fixture(scope="session")
+def spoken_digits(tmp_path_factory) -> Path:
+    """200 espeak-ng spoken digits in FSDD's layout (10 digits x 4 voices x 5 takes), made once per session."""
+    from tests.speech import synthesise_digits
+
+    return synthesise_digits(tmp_path_factory.mktemp("spoken_digits"))

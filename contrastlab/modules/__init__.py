@@ -1,5 +1,6 @@
 """Methods (one LightningModule per file), their losses, heads and backbones."""
 
+from contrastlab.modules import nets  # noqa: F401  (registers the local 1-D and 3-D backbones by name)
 from contrastlab.modules.barlow_twins import BarlowTwins
 from contrastlab.modules.base import ContrastiveModule
 from contrastlab.modules.byol import BYOL
