@@ -73,7 +73,7 @@ class SupCon(ContrastiveModule):
     def contrastive_loss(self, feats: list[Tensor], batch: Batch) -> Tensor:
         z = [self.gather(self.projector(f)) for f in feats]
         labels = self.gather(batch[self.hparams.positives_key])
-        return losses.supcon(z, labels, self.hparams.temperature, self.hparams.margin)
+        return losses.supcon(z, labels, self.hparams.temperature, self.hparams.margin, self.loss_block_rows)
 
 
 def _labels_of(dataset) -> Tensor | None:
