@@ -105,6 +105,10 @@ def resample(wave: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
     return resample_poly(wave, ratio.numerator, ratio.denominator, axis=-1).astype(np.float32)
 
 
+def bad_file(path: Path, err: Exception) -> DataError:
+    return DataError(f"{path}: unreadable audio ({err}); fix or remove it, or set data.on_bad_file: skip")
+
+
 class AudioClips(Dataset):
     """Decodes one clip per item. Training items are random crops; `bad` says what to do with a bad file."""
 
