@@ -29,7 +29,6 @@ import math
 from dataclasses import replace
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from contrastlab.augment.base import ViewPipeline
