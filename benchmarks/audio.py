@@ -106,11 +106,11 @@ def chain_benchmark(batch: int, seconds: float, rate: int, their_batch: int) -> 
         ours["chain (CLMR's p)"] = A.CLMRViews(sample_rate=rate).chain
         theirs["chain (CLMR's p)"] = their_chain(rate)
         for name, op in ours.items():
-            batched = batch / timed(lambda: op(x))
-            looped = their_batch / timed(lambda: [op(small[i : i + 1]) for i in range(their_batch)])
+            batched = batch / timed(lambda op=op: op(x))
+            looped = their_batch / timed(lambda op=op: [op(small[i : i + 1]) for i in range(their_batch)])
             row = [name, batched, looped, None]
             if name in theirs:
-                row[3] = their_batch / timed(lambda: theirs[name](small, sample_rate=rate))
+                row[3] = their_batch / timed(lambda their=theirs[name]: their(small, sample_rate=rate))
             rows.append(row)
             print(f"  {name}: done", flush=True)
     print(f"\nCLMR's chain on {batch} x {seconds:g} s at {rate} Hz (per-sample columns on {their_batch} samples), ")
@@ -203,9 +203,8 @@ def fsdd_benchmark(split: str, epochs: int, batch: int, widths: list[int], crop:
         "official (takes 0-4 test)" if split == "official" else f"speaker-independent (test: {', '.join(SPEAKER_TEST)})"
     )
     print(f"\nFSDD, {where}; train/val/test {sizes['train']}/{sizes['val']}/{sizes['test']}")
-    print(
-        f"SampleCNN widths {widths}, views {crop:g} s of 1 s at 8 kHz, batch {batch}, {epochs} epochs ({train_s:.0f} s)\n"
-    )
+    setup = f"views {crop:g} s of 1 s at 8 kHz, batch {batch}, {epochs} epochs ({train_s:.0f} s)"
+    print(f"SampleCNN widths {widths}, {setup}\n")
     print("| features | kNN k=1 | kNN k=20 | linear probe |")
     print("|---|---|---|---|")
     print(f"| MFCC mean+std, 1-NN (standardised, {mfcc_s:.0f} s) | {mfcc:.3f} | - | - |")
