@@ -1,5 +1,6 @@
 """Every shipped run config that no other test trains builds its model and view pipeline (on digits' data: the
-CIFAR-10 and Fashion-MNIST files may not be here). The digits configs train in tests/methods and tests/platform."""
+CIFAR-10 and Fashion-MNIST files may not be here; audio configs on FSDD's layout in an empty folder, since building
+reads no file). The digits configs train in tests/methods and tests/platform."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import sys
 import warnings
 
 import pytest
+import yaml
 
 from contrastlab.augment.base import ViewPipeline
 from contrastlab.modules.base import ContrastiveModule
@@ -23,7 +25,10 @@ def test_config_builds_its_model(config, monkeypatch, tmp_path):
         def instantiate_trainer(self, **kwargs):
             return None
 
+    data = yaml.safe_load(config.read_text())["data"]["class_path"]
     args = ["-c", str(config), "--data", "contrastlab.datamodules.vision.Digits"]
+    if data.startswith("contrastlab.datamodules.audio."):
+        args = ["-c", str(config), "--data", "contrastlab.datamodules.audio.FSDD", "--data.root", str(tmp_path)]
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["contrastlab"])
     with warnings.catch_warnings():
