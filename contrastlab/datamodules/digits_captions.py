@@ -1,11 +1,15 @@
-"""A paired image-text example made from scikit-learn's digits: 8x8 PNGs and captions that name and describe them.
+"""Paired examples: scikit-learn's digits as 8x8 PNGs with captions, and spoken digits (FSDD's layout) with captions.
 
     python -m contrastlab.datamodules.digits_captions data/digits_captions
+    python -m contrastlab.datamodules.digits_captions data/fsdd_captions --spoken ../shared/data/fsdd/recordings
 
-writes `images/<index>.png` and `captions.csv` (path, caption, label, split) there. A caption names the digit and
+The first writes `images/<index>.png` and `captions.csv` (path, caption, label, split) there. A caption names the digit and
 describes its stroke weight, slant and size, measured on the image ("a thick handwritten seven", "a thin
 three leaning right"), in one of several phrasings. The split is the same seeded stratified 1257/180/360 split
 as `contrastlab.datamodules.vision.Digits`. Configs: configs/convirt/digits_captions.yaml, configs/clip/....
+The second writes `captions.csv` for the recordings `{digit}_{speaker}_{take}.wav` of a folder ("seven, spoken by
+jackson"; split: FSDD's official one, takes 0-4 test, when the folder has later takes; else none, and the
+DataModule splits by seed). Config: configs/clap/spoken_digits.yaml.
 """
 
 from __future__ import annotations
@@ -89,12 +93,44 @@ def write_digits_captions(out: Path, seed: int = 0, test_size: int = 360, val_si
     return csv_path
 
 
+SPOKEN_PHRASINGS = ("{name}, spoken by {speaker}", "a recording of {speaker} saying {name}", "the word {name}")
+
+
+def write_spoken_captions(recordings: Path, out: Path, test_takes: int = 5, seed: int = 0) -> Path:
+    """`out/captions.csv` (path, caption, label, speaker[, split]) for the FSDD-named WAVs of `recordings`."""
+    import re
+
+    found = []
+    for path in sorted(Path(recordings).glob("*.wav")):
+        match = re.fullmatch(r"(\d)_(\w+?)_(\d+)", path.stem)
+        if match:
+            found.append((path.resolve(), int(match.group(1)), match.group(2), int(match.group(3))))
+    if not found:
+        raise FileNotFoundError(f"no {{digit}}_{{speaker}}_{{take}}.wav files in {recordings}")
+    official = any(take >= test_takes for *_, take in found)
+    rng = np.random.default_rng(seed)
+    out.mkdir(parents=True, exist_ok=True)
+    csv_path = out / "captions.csv"
+    with open(csv_path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "caption", "label", "speaker", *(["split"] if official else [])])
+        for path, digit, speaker, take in found:
+            caption = SPOKEN_PHRASINGS[rng.integers(len(SPOKEN_PHRASINGS))].format(name=NAMES[digit], speaker=speaker)
+            split = ["test" if take < test_takes else "train"] if official else []
+            writer.writerow([str(path), caption, NAMES[digit], speaker, *split])
+    return csv_path
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", nargs="?", default="data/digits_captions", help="folder to write (default %(default)s)")
+    parser.add_argument("--spoken", metavar="RECORDINGS", help="caption these FSDD-named WAVs instead of the images")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    print(write_digits_captions(Path(args.out), args.seed))
+    if args.spoken:
+        print(write_spoken_captions(Path(args.spoken), Path(args.out), seed=args.seed))
+    else:
+        print(write_digits_captions(Path(args.out), args.seed))
 
 
 if __name__ == "__main__":

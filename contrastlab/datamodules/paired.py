@@ -29,7 +29,7 @@ from contrastlab.errors import ConfigError, DataError
 KINDS = ("image", "audio", "array")
 UNCERTAIN = {"zeros": 0, "ones": 1, "ignore": -1}
 SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validate": "val", "validation": "val", "test": "test"}
-DEFAULT_VIEWS = {"image": "contrastlab.augment.vision.ImageViews"}
+DEFAULT_VIEWS = {"image": "contrastlab.augment.vision.ImageViews", "audio": "contrastlab.augment.audio.CLMRViews"}
 CHEXPERT_LABELS = (
     "No Finding", "Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Opacity", "Lung Lesion", "Edema",
     "Consolidation", "Pneumonia", "Atelectasis", "Pneumothorax", "Pleural Effusion", "Pleural Other", "Fracture",
@@ -74,25 +74,16 @@ def read_image(path: Path, size: int, channels: int) -> Tensor:
 
 
 def read_audio(path: Path, sample_rate: int, num_samples: int) -> Tensor:
-    """A mono float waveform (1, num_samples) at `sample_rate`: resampled when needed, cut or zero-padded at the end."""
-    import soundfile
+    """A mono float waveform (1, num_samples) at `sample_rate`, as the audio DataModules decode it (resampled by
+    scipy's polyphase filter, centred and cut or zero-padded)."""
+    from contrastlab.datamodules.audio import Decoding
 
+    decoding = Decoding(sample_rate, num_samples, channels=1)
     try:
-        wave, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-    except (RuntimeError, soundfile.LibsndfileError) as err:
-        raise DataError(f"{path} cannot be read as audio ({err}); remove or replace it") from err
-    wave = wave.mean(axis=1)
-    if rate != sample_rate:
-        from math import gcd
-
-        from scipy.signal import resample_poly
-
-        g = gcd(int(rate), int(sample_rate))
-        wave = resample_poly(wave, sample_rate // g, int(rate) // g).astype(np.float32)
-    out = torch.zeros(1, num_samples)
-    n = min(num_samples, len(wave))
-    out[0, :n] = torch.from_numpy(np.ascontiguousarray(wave[:n]))
-    return out
+        wave = decoding.read(path)
+    except Exception as err:  # libsndfile's, numpy's, scipy's: any of them means this file is bad
+        raise DataError(f"{path}: unreadable audio ({err}); fix or remove it") from err
+    return decoding.fit_length(wave, None)
 
 
 def read_array(path: Path) -> Tensor:
@@ -131,13 +122,13 @@ class PairedCSV(ContrastiveDataModule):
         label_columns: multi-label 0/1 columns instead (radiology convention, see the module docstring).
         uncertain: how a -1 label cell is read: zeros, ones or ignore.
         split_column: a column holding train/val/test (also valid, validate); without it a seeded split holds
-            out `val_fraction` and `test_fraction` of the rows.
+            out `val_fraction` and `test_fraction` of the rows (with it but no val rows, `val_fraction` of train).
         tokenizer: `wordpiece` or `bpe` (trained on the training split's texts and cached, see
             datamodules/text.py), or a local Hugging Face model folder whose tokenizer to use.
         vocab_size, max_tokens: the trained vocabulary's size; texts are cut at `max_tokens` tokens.
         tokenizer_dir: where the trained tokenizer is cached (default: the CSV's folder).
         modality, views: the sample's modality (a run tag; default: `kind`) and the class path of its default
-            view pipeline (images: ImageViews; other kinds: give one, or set model.augment).
+            view pipeline (images: ImageViews, audio: CLMRViews; arrays: give one, or set model.augment).
         name: the dataset's name (the MLflow experiment; default: the CSV's folder name).
     """
 
@@ -249,6 +240,10 @@ class PairedCSV(ContrastiveDataModule):
                 if name is None:
                     raise DataError(f"data.split_column: {r['split']!r} in {self.csv} is not train, val or test")
                 splits[name].append(r)
+            if not splits["val"] and self.val_fraction > 0:  # a split with no validation rows: hold some out of train
+                held = set(np.random.default_rng(self.seed).permutation(len(splits["train"]))[: int(len(splits["train"]) * self.val_fraction)])
+                splits["val"] = [r for i, r in enumerate(splits["train"]) if i in held]
+                splits["train"] = [r for i, r in enumerate(splits["train"]) if i not in held]
         else:
             order = np.random.default_rng(self.seed).permutation(len(rows))
             n_val, n_test = int(len(rows) * self.val_fraction), int(len(rows) * self.test_fraction)

@@ -65,3 +65,94 @@ def test_clip_learns_its_temperature_and_retrieves_above_chance(cli_here, tmp_pa
     assert m["train/logit_scale"] != pytest.approx(1 / 0.07)  # learned
     assert m["test/a_to_b_recall_at_1"] > 4 * CHANCE_R1 and m["test/b_to_a_recall_at_1"] > 4 * CHANCE_R1
     assert m["test/zero_shot_accuracy"] > 3 * CHANCE_ZERO_SHOT
+
+
+def test_clap_trains_a_waveform_tower_against_captions_of_spoken_digits(cli_here, tmp_path, spoken_digits):
+    from contrastlab.datamodules.digits_captions import write_spoken_captions
+
+    captions = write_spoken_captions(spoken_digits, tmp_path / "captions")
+    config = str(REPO / "configs" / "clap" / "spoken_digits.yaml")
+    tiny = [
+        "--data.init_args.csv", str(captions), "--data.init_args.batch_size", "16",
+        "--trainer.max_epochs", "1", "--trainer.check_val_every_n_epoch", "1", "--test_after_fit", "false",
+        "--model.init_args.backbone_kwargs", "{widths: [8, 8, 16, 16, 16, 16, 16, 16, 16]}",
+        "--model.init_args.text_tower", "{width: 16, layers: 1, heads: 2}",
+        "--model.init_args.augment.init_args.strength", "0",  # crops only: the audio chain is tested elsewhere
+    ]  # fmt: skip
+    code, err = cli_here("fit", "-c", config, *tiny, *in_process_store(tmp_path), cwd=tmp_path)
+    assert code == 0, err[-3000:]
+    run = metrics_of(tmp_path)
+    m = run.data.metrics
+    assert run.info.status == "FINISHED" and run.data.tags["modality"] == "audio" and run.data.tags["method"] == "clip"
+    assert torch.isfinite(torch.tensor(m["train/loss_epoch"]))
+    assert 0 <= m["val/recall_at_1"] <= m["val/recall_at_5"] <= 1 and 0 <= m["val/zero_shot_accuracy"] <= 1
+
+
+def test_a_missing_file_or_column_stops_the_cli_with_one_line(cli_here, tmp_path, digits_captions):
+    config = str(REPO / "configs" / "clip" / "digits_captions.yaml")
+    code, err = cli_here(
+        "fit", "-c", config, "--data.init_args.csv", str(digits_captions), "--data.init_args.text_column", "report",
+        *in_process_store(tmp_path), cwd=tmp_path,
+    )  # fmt: skip
+    assert "data.text_column: 'report' is not a column of" in the_error_line(code, err)
+    broken = tmp_path / "broken.csv"
+    broken.write_text(digits_captions.read_text().replace("images/0007.png", "images/gone.png"))
+    args = ["--data.init_args.csv", str(broken), "--data.init_args.root", str(digits_captions.parent)]
+    code, err = cli_here("fit", "-c", config, *args, *in_process_store(tmp_path), cwd=tmp_path)
+    line = the_error_line(code, err)
+    assert "1 of the 1797 files broken.csv lists are missing" in line and "images/gone.png" in line
+    assert not (tmp_path / "mlruns" / "mlflow.db").exists() or not metrics_of_all(tmp_path)
+
+
+def metrics_of_all(cwd):
+    client = store_client(cwd)
+    return [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
+
+
+def test_a_checkpoint_of_another_vocabulary_is_refused(digits_captions):
+    from dataclasses import replace
+
+    from contrastlab.datamodules.paired import PairedCSV
+    from contrastlab.errors import CheckpointError
+    from contrastlab.modules import ConVIRT
+
+    data = PairedCSV(str(digits_captions), text_column="caption", size=8, vocab_size=200)
+    model = ConVIRT(backbone="small_cnn", backbone_kwargs={"widths": [8]}, text_tower={"width": 16, "layers": 1, "heads": 2},
+                    proj_hidden_dim=16, proj_dim=8, data_info=data.info)  # fmt: skip
+    model.on_load_checkpoint({"hyper_parameters": {"data_info": data.info}})  # the same vocabulary: fine
+    other = replace(data.info, extra={**data.info.extra, "text": {**data.info.extra["text"], "sha256": "0" * 64}})
+    with pytest.raises(CheckpointError, match="trained with tokenizer"):
+        model.on_load_checkpoint({"hyper_parameters": {"data_info": other}})
+
+
+def test_a_hugging_face_text_tower_from_a_local_folder(tmp_path, digits_captions):
+    """A tiny random BERT saved with save_pretrained (nothing downloads) as the text side of ConVIRT: one step."""
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    from contrastlab.datamodules.paired import PairedCSV
+    from contrastlab.errors import ConfigError
+    from contrastlab.modules import ConVIRT
+
+    words = sorted({w for line in digits_captions.read_text().splitlines()[1:] for w in line.lower().replace(",", " ").split()})
+    (tmp_path / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
+    folder = tmp_path / "tiny-bert"
+    BertTokenizerFast(vocab_file=str(tmp_path / "vocab.txt")).save_pretrained(folder)
+    config = BertConfig(vocab_size=len(words) + 5, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=32)  # fmt: skip
+    BertModel(config).save_pretrained(folder)
+
+    data = PairedCSV(str(digits_captions), text_column="caption", size=8, tokenizer=str(folder), max_tokens=24, batch_size=8)
+    assert data.info.extra["text"]["kind"] == "huggingface"
+    small = {"backbone": "small_cnn", "backbone_kwargs": {"widths": [8]}, "proj_hidden_dim": 16, "proj_dim": 8}
+    model = ConVIRT(text_model=str(folder), data_info=data.info, **small)
+    batch = data.collate([data.split("train")[i] for i in range(8)])
+    feats = model.encode(batch, model.augment(batch["x"])[:1])
+    assert feats[-1].shape == (8, 16)
+    loss = model.contrastive_loss(feats, batch)
+    loss.backward()
+    assert model.text_tower.model.embeddings.word_embeddings.weight.grad.abs().sum() > 0
+    with pytest.raises(ConfigError, match="set model.text_model to it too"):
+        ConVIRT(data_info=data.info, **small)
+    own = PairedCSV(str(digits_captions), text_column="caption", size=8, vocab_size=200)
+    with pytest.raises(ConfigError, match="needs its own tokenizer"):
+        ConVIRT(text_model=str(folder), data_info=own.info, **small)
