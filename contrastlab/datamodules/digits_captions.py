@@ -3,8 +3,8 @@
     python -m contrastlab.datamodules.digits_captions data/digits_captions
     python -m contrastlab.datamodules.digits_captions data/fsdd_captions --spoken ../shared/data/fsdd/recordings
 
-The first writes `images/<index>.png` and `captions.csv` (path, caption, label, split) there. A caption names the digit and
-describes its stroke weight, slant and size, measured on the image ("a thick handwritten seven", "a thin
+The first writes `images/<index>.png` and `captions.csv` (path, caption, label, split) there. A caption names the
+digit and describes its stroke weight, slant and size, measured on the image ("a thick handwritten seven", "a thin
 three leaning right"), in one of several phrasings. The split is the same seeded stratified 1257/180/360 split
 as `contrastlab.datamodules.vision.Digits`. Configs: configs/convirt/digits_captions.yaml, configs/clip/....
 The second writes `captions.csv` for the recordings `{digit}_{speaker}_{take}.wav` of a folder ("seven, spoken by

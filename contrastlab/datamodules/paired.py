@@ -241,13 +241,21 @@ class PairedCSV(ContrastiveDataModule):
                     raise DataError(f"data.split_column: {r['split']!r} in {self.csv} is not train, val or test")
                 splits[name].append(r)
             if not splits["val"] and self.val_fraction > 0:  # a split with no validation rows: hold some out of train
-                held = set(np.random.default_rng(self.seed).permutation(len(splits["train"]))[: int(len(splits["train"]) * self.val_fraction)])
+                held = set(
+                    np.random.default_rng(self.seed).permutation(len(splits["train"]))[
+                        : int(len(splits["train"]) * self.val_fraction)
+                    ]
+                )
                 splits["val"] = [r for i, r in enumerate(splits["train"]) if i in held]
                 splits["train"] = [r for i, r in enumerate(splits["train"]) if i not in held]
         else:
             order = np.random.default_rng(self.seed).permutation(len(rows))
             n_val, n_test = int(len(rows) * self.val_fraction), int(len(rows) * self.test_fraction)
-            for name, picked in (("val", order[:n_val]), ("test", order[n_val : n_val + n_test]), ("train", order[n_val + n_test :])):
+            for name, picked in (
+                ("val", order[:n_val]),
+                ("test", order[n_val : n_val + n_test]),
+                ("train", order[n_val + n_test :]),
+            ):
                 splits[name] = [rows[i] for i in np.sort(picked)]
         missing = [r["path"] for r in rows if not r["path"].is_file()]
         if missing:
@@ -413,7 +421,9 @@ class MIMICCXR(PairedCSV):
             label_csv = self.root / "mimic-cxr-2.0.0-chexpert.csv"
             label_cols, label_rows = read_csv(label_csv, "data.root")
             need_columns(label_cols, [("label_columns", c) for c in self.label_columns], label_csv)
-            labels = {r["study_id"]: [label_value(r[c] or "", self.uncertain) for c in self.label_columns] for r in label_rows}
+            labels = {
+                r["study_id"]: [label_value(r[c] or "", self.uncertain) for c in self.label_columns] for r in label_rows
+            }
         table, studies = [], set()
         for row in rows:
             subject, study = row["subject_id"], row["study_id"]

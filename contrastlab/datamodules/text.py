@@ -70,13 +70,13 @@ class TextTokenizer:
         self.backend, self.max_tokens, self.info, self.hf = backend, max_tokens, info, hf
 
     @classmethod
-    def trained(
-        cls, texts: list[str], kind: str, vocab_size: int, max_tokens: int, cache_dir: Path
-    ) -> TextTokenizer:
+    def trained(cls, texts: list[str], kind: str, vocab_size: int, max_tokens: int, cache_dir: Path) -> TextTokenizer:
         """Our own vocabulary of the training `texts`: read from `cache_dir` when trained before, else trained
         and written there."""
         if kind not in KINDS:
-            raise ConfigError(f"data.tokenizer must be one of {', '.join(KINDS)} or a local Hugging Face folder, got {kind!r}")
+            raise ConfigError(
+                f"data.tokenizer must be one of {', '.join(KINDS)} or a local Hugging Face folder, got {kind!r}"
+            )
         if vocab_size < len(SPECIAL) + 1:
             raise ConfigError(f"data.vocab_size must be > {len(SPECIAL)}, got {vocab_size}")
         from tokenizers import Tokenizer
@@ -113,13 +113,17 @@ class TextTokenizer:
         """A Hugging Face tokenizer saved in a local folder (`save_pretrained`); nothing downloads."""
         folder = Path(path).expanduser()
         if not folder.is_dir():
-            raise DataError(f"data.tokenizer: {folder} is not a folder; give wordpiece, bpe or a local Hugging Face model folder")
+            raise DataError(
+                f"data.tokenizer: {folder} is not a folder; give wordpiece, bpe or a local Hugging Face model folder"
+            )
         from transformers import AutoTokenizer
 
         try:
             backend = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
         except (OSError, ValueError) as err:
-            raise DataError(f"data.tokenizer: no Hugging Face tokenizer in {folder} ({str(err).splitlines()[0]})") from err
+            raise DataError(
+                f"data.tokenizer: no Hugging Face tokenizer in {folder} ({str(err).splitlines()[0]})"
+            ) from err
         info = {
             "kind": "huggingface",
             "hf_path": str(folder.resolve()),
@@ -131,7 +135,9 @@ class TextTokenizer:
 
     def __call__(self, texts: list[str]) -> dict[str, Tensor]:
         if self.hf:
-            out = self.backend(list(texts), padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt")
+            out = self.backend(
+                list(texts), padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt"
+            )
             return {"input_ids": out["input_ids"].long(), "attention_mask": out["attention_mask"].bool()}
         encodings = self.backend.encode_batch(list(texts))
         ids = [e.ids[: self.max_tokens] for e in encodings]

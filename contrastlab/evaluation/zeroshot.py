@@ -60,7 +60,9 @@ class ZeroShotMetrics(EmbeddingMetrics):
         key: the evaluation outputs' joint-space embeddings of the samples.
     """
 
-    def __init__(self, class_names: Sequence[str], templates: Sequence[str] = DEFAULT_TEMPLATES, key: str = "joint_features"):
+    def __init__(
+        self, class_names: Sequence[str], templates: Sequence[str] = DEFAULT_TEMPLATES, key: str = "joint_features"
+    ):
         super().__init__(num_classes=len(class_names))
         self.class_names, self.templates, self.key = list(class_names), list(templates), key
         class_prompts(self.class_names, self.templates)  # refuse a bad template before training

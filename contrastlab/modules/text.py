@@ -73,7 +73,9 @@ class HuggingFaceText(nn.Module):
         try:
             self.model = AutoModel.from_pretrained(str(folder), local_files_only=True)
         except (OSError, ValueError) as err:
-            raise ConfigError(f"model.text_model: no Hugging Face model in {folder} ({str(err).splitlines()[0]})") from err
+            raise ConfigError(
+                f"model.text_model: no Hugging Face model in {folder} ({str(err).splitlines()[0]})"
+            ) from err
         self.num_features = self.model.config.hidden_size
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
@@ -104,5 +106,7 @@ def create_text_tower(text_info: dict[str, Any] | None, text_model: str | None, 
         )
     unknown = set(kwargs) - {"width", "layers", "heads", "mlp_ratio", "dropout"}
     if unknown:
-        raise ConfigError(f"model.text_tower: unknown keys {sorted(unknown)}; use width, layers, heads, mlp_ratio, dropout")
+        raise ConfigError(
+            f"model.text_tower: unknown keys {sorted(unknown)}; use width, layers, heads, mlp_ratio, dropout"
+        )
     return TextTransformer(text_info["vocab_size"], text_info["pad_id"], text_info["max_tokens"], **kwargs)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from contrastlab.datamodules import text as text_module
-from contrastlab.datamodules.paired import CheXpert, MIMICCXR, PairedCSV, report_sections
+from contrastlab.datamodules.paired import MIMICCXR, CheXpert, PairedCSV, report_sections
 from contrastlab.errors import ConfigError, DataError
 
 WORDS = ("cat", "dog", "bird")
@@ -49,7 +49,10 @@ def test_a_csv_of_images_and_captions_gives_raw_samples_and_tokenised_batches(pa
     info = data.info
     assert info.shape == (1, 8, 8) and info.num_classes == 3 and not info.multilabel
     assert info.extra["class_names"] == ["bird", "cat", "dog"]  # sorted when not given
-    assert info.extra["text"]["vocab_size"] <= 60 and Path(info.extra["text"]["tokenizer"]).parent == pairs_csv.parent / "tokenizers"
+    assert (
+        info.extra["text"]["vocab_size"] <= 60
+        and Path(info.extra["text"]["tokenizer"]).parent == pairs_csv.parent / "tokenizers"
+    )
     assert [len(data.split(s)) for s in ("train", "val", "test")] == [12, 3, 3]
     sample = data.split("train")[1]
     assert sample["x"].dtype == torch.uint8 and sample["x"].shape == (1, 8, 8)
@@ -113,7 +116,9 @@ def test_mimic_cxr_layout_pairs_each_image_with_its_reports_sections(tmp_path):
         write_png(folder / f"s{study}" / f"{dicom}.jpg", 20 * i)
         report = f"EXAMINATION: CHEST\n\nFINDINGS: Lungs are clear {i}.\n\nIMPRESSION: No acute\n process.\n"
         (folder / f"s{study}.txt").write_text(report)
-        split_rows.append([dicom, study, subject, ["train", "train", "train", "train", "validate", "validate", "test", "test"][i]])
+        split_rows.append(
+            [dicom, study, subject, ["train", "train", "train", "train", "validate", "validate", "test", "test"][i]]
+        )
         label_rows.append([subject, study, "1.0" if i % 2 else "", "-1.0"])
     write_csv(tmp_path / "mimic-cxr-2.0.0-split.csv", ["dicom_id", "study_id", "subject_id", "split"], split_rows)
     write_csv(tmp_path / "mimic-cxr-2.0.0-chexpert.csv", ["subject_id", "study_id", "Edema", "Pneumonia"], label_rows)
@@ -130,12 +135,16 @@ def test_report_sections_fall_back_to_the_whole_report():
 
 
 def test_bad_columns_and_missing_files_are_named(pairs_csv):
-    with pytest.raises(ConfigError, match=r"data.text_column: 'report' is not a column of .*pairs.csv \(its columns: path"):
-        PairedCSV(str(pairs_csv), text_column="report", size=8).info
+    with pytest.raises(
+        ConfigError, match=r"data.text_column: 'report' is not a column of .*pairs.csv \(its columns: path"
+    ):
+        _ = PairedCSV(str(pairs_csv), text_column="report", size=8).info
     with pytest.raises(ConfigError, match="data.label_columns: 'Edema'"):
-        PairedCSV(str(pairs_csv), text_column="caption", label_columns=["Edema"], size=8).info
+        _ = PairedCSV(str(pairs_csv), text_column="caption", label_columns=["Edema"], size=8).info
     (pairs_csv.parent / "img" / "3.png").unlink()
-    with pytest.raises(DataError, match=r"1 of the 18 files pairs.csv lists are missing, the first .*img/3.png; fix data.root"):
-        PairedCSV(str(pairs_csv), text_column="caption", size=8).info
+    with pytest.raises(
+        DataError, match=r"1 of the 18 files pairs.csv lists are missing, the first .*img/3.png; fix data.root"
+    ):
+        _ = PairedCSV(str(pairs_csv), text_column="caption", size=8).info
     with pytest.raises(DataError, match="not found"):
-        PairedCSV(str(pairs_csv.parent / "nope.csv")).info
+        _ = PairedCSV(str(pairs_csv.parent / "nope.csv")).info

@@ -117,8 +117,11 @@ def test_a_checkpoint_of_another_vocabulary_is_refused(digits_captions):
     from contrastlab.modules import ConVIRT
 
     data = PairedCSV(str(digits_captions), text_column="caption", size=8, vocab_size=200)
-    model = ConVIRT(backbone="small_cnn", backbone_kwargs={"widths": [8]}, text_tower={"width": 16, "layers": 1, "heads": 2},
-                    proj_hidden_dim=16, proj_dim=8, data_info=data.info)  # fmt: skip
+    tower = {"width": 16, "layers": 1, "heads": 2}
+    model = ConVIRT(
+        backbone="small_cnn", backbone_kwargs={"widths": [8]}, text_tower=tower, proj_hidden_dim=16, proj_dim=8,
+        data_info=data.info,
+    )  # fmt: skip
     model.on_load_checkpoint({"hyper_parameters": {"data_info": data.info}})  # the same vocabulary: fine
     other = replace(data.info, extra={**data.info.extra, "text": {**data.info.extra["text"], "sha256": "0" * 64}})
     with pytest.raises(CheckpointError, match="trained with tokenizer"):
@@ -133,7 +136,9 @@ def test_a_hugging_face_text_tower_from_a_local_folder(tmp_path, digits_captions
     from contrastlab.errors import ConfigError
     from contrastlab.modules import ConVIRT
 
-    words = sorted({w for line in digits_captions.read_text().splitlines()[1:] for w in line.lower().replace(",", " ").split()})
+    words = sorted(
+        {w for line in digits_captions.read_text().splitlines()[1:] for w in line.lower().replace(",", " ").split()}
+    )
     (tmp_path / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
     folder = tmp_path / "tiny-bert"
     BertTokenizerFast(vocab_file=str(tmp_path / "vocab.txt")).save_pretrained(folder)
@@ -141,7 +146,9 @@ def test_a_hugging_face_text_tower_from_a_local_folder(tmp_path, digits_captions
                         intermediate_size=32, max_position_embeddings=32)  # fmt: skip
     BertModel(config).save_pretrained(folder)
 
-    data = PairedCSV(str(digits_captions), text_column="caption", size=8, tokenizer=str(folder), max_tokens=24, batch_size=8)
+    data = PairedCSV(
+        str(digits_captions), text_column="caption", size=8, tokenizer=str(folder), max_tokens=24, batch_size=8
+    )
     assert data.info.extra["text"]["kind"] == "huggingface"
     small = {"backbone": "small_cnn", "backbone_kwargs": {"widths": [8]}, "proj_hidden_dim": 16, "proj_dim": 8}
     model = ConVIRT(text_model=str(folder), data_info=data.info, **small)
