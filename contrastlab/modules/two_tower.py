@@ -38,6 +38,7 @@ class TwoTowerModule(ContrastiveModule):
         **base: ContrastiveModule's arguments (backbone, augment, optimizer, ...) for the sample side.
     """
 
+    supports_grad_cache = True  # in-batch negatives, both towers encoded in chunks (grad_cache_towers)
     sample_projector: nn.Module
     text_projector: nn.Module
 
@@ -58,6 +59,12 @@ class TwoTowerModule(ContrastiveModule):
         if "input_ids" in batch:
             feats.append(self.text_tower(batch["input_ids"], batch["attention_mask"]))
         return feats
+
+    def grad_cache_towers(self, batch: Batch) -> tuple[list[nn.Module], list[Tensor | dict[str, Tensor]]]:
+        """GradCache's encoders and their inputs (`modules/gradcache.py`): the backbone on the first view, the
+        text tower on the tokens; the loss sees both full batches, so a batch far past memory trains in chunks."""
+        tokens = {key: batch[key] for key in TEXT_KEYS}
+        return [self.backbone, self.text_tower], [batch["views"][0], tokens]
 
     def joint(self, sample_feats: Tensor, text_feats: Tensor) -> tuple[Tensor, Tensor]:
         """Both sides in the joint space (not normalised: the loss and the metrics normalise)."""

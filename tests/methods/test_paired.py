@@ -67,7 +67,9 @@ def test_clip_learns_its_temperature_and_retrieves_above_chance(cli_here, tmp_pa
     assert m["test/zero_shot_accuracy"] > 3 * CHANCE_ZERO_SHOT
 
 
-def test_clap_trains_a_waveform_tower_against_captions_of_spoken_digits(cli_here, tmp_path, spoken_digits):
+def test_clap_trains_a_waveform_tower_against_captions_of_spoken_digits_with_grad_cache(
+    cli_here, tmp_path, spoken_digits
+):
     from contrastlab.datamodules.digits_captions import write_spoken_captions
 
     captions = write_spoken_captions(spoken_digits, tmp_path / "captions")
@@ -78,6 +80,7 @@ def test_clap_trains_a_waveform_tower_against_captions_of_spoken_digits(cli_here
         "--model.init_args.backbone_kwargs", "{widths: [8, 8, 16, 16, 16, 16, 16, 16, 16]}",
         "--model.init_args.text_tower", "{width: 16, layers: 1, heads: 2}",
         "--model.init_args.augment.init_args.strength", "0",  # crops only: the audio chain is tested elsewhere
+        "--model.init_args.grad_cache_chunk", "8",  # both towers in chunks of 8 (gradients: test_paired_gradcache)
     ]  # fmt: skip
     code, err = cli_here("fit", "-c", config, *tiny, *in_process_store(tmp_path), cwd=tmp_path)
     assert code == 0, err[-3000:]
