@@ -39,8 +39,8 @@ def _tertile(values: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return out
 
 
-def describe(images: np.ndarray, labels: np.ndarray, seed: int = 0) -> list[str]:
-    """One caption per (N, 8, 8) image in [0, 16]."""
+def attributes(images: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """(N, 3) stroke weight, size and slant of (N, 8, 8) images in [0, 16], each 0, 1 or 2 (a third of its class)."""
     ink = images.sum(axis=(1, 2))
     ys, xs = np.mgrid[0:8, 0:8]
     mass = images.sum(axis=(1, 2)).clip(min=1e-6)
@@ -48,9 +48,12 @@ def describe(images: np.ndarray, labels: np.ndarray, seed: int = 0) -> list[str]
     # slant: the sign of the x-y covariance (image y grows downwards, so a positive one leans left)
     cov = (images * (xs - cx[:, None, None]) * (ys - cy[:, None, None])).sum(axis=(1, 2)) / mass
     extent = (images > 4).sum(axis=(1, 2))
-    weight = _tertile(ink, labels)
-    size = _tertile(extent, labels)
-    slant = _tertile(-cov, labels)
+    return np.stack([_tertile(ink, labels), _tertile(extent, labels), _tertile(-cov, labels)], axis=1)
+
+
+def describe(images: np.ndarray, labels: np.ndarray, seed: int = 0) -> list[str]:
+    """One caption per (N, 8, 8) image in [0, 16]: its name and `attributes`, in a random phrasing."""
+    weight, size, slant = attributes(images, labels).T
     rng = np.random.default_rng(seed)
     captions = []
     for i, label in enumerate(labels):
