@@ -307,7 +307,7 @@ class SpecAugment(nn.Module):
 
 class LogMixup(nn.Module):
     """Mixup within the batch for log-scale spectrograms (BYOL-A's, Niizumi et al. 2021): each sample is mixed
-    with another sample of the batch in the linear domain, log((1 - l) exp(x) + l exp(x_other)), with l drawn
+    with another sample of the batch (the batch rotated by a random shift) in the linear domain, log((1 - l) exp(x) + l exp(x_other)), with l drawn
     in [0, ratio] per sample. Works on dB inputs (`db: true`) or natural-log ones."""
 
     def __init__(self, ratio: float = 0.4, p: float = 1.0, db: bool = True):
@@ -317,7 +317,9 @@ class LogMixup(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if self.p <= 0 or self.ratio <= 0 or x.shape[0] < 2:
             return x
-        other = x[torch.randperm(x.shape[0], device=x.device)]
+        # a random rotation of the batch: every sample meets another one, never itself
+        shift = int(torch.randint(1, x.shape[0], ()))
+        other = x.roll(shift, dims=0)
         weight = per_sample(uniform(x, 0.0, self.ratio) * chosen(x, self.p), x)
         scale = math.log(10) / 10 if self.db else 1.0
         mixed = torch.logaddexp(x * scale + torch.log1p(-weight), other * scale + torch.log(weight.clamp(min=1e-12)))
