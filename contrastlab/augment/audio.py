@@ -307,8 +307,9 @@ class SpecAugment(nn.Module):
 
 class LogMixup(nn.Module):
     """Mixup within the batch for log-scale spectrograms (BYOL-A's, Niizumi et al. 2021): each sample is mixed
-    with another sample of the batch (the batch rotated by a random shift) in the linear domain, log((1 - l) exp(x) + l exp(x_other)), with l drawn
-    in [0, ratio] per sample. Works on dB inputs (`db: true`) or natural-log ones."""
+    with another sample of the batch (the batch rotated by a random shift) in the linear domain,
+    log((1 - l) exp(x) + l exp(x_other)), with l drawn in [0, ratio] per sample. Works on dB inputs (`db: true`)
+    or natural-log ones."""
 
     def __init__(self, ratio: float = 0.4, p: float = 1.0, db: bool = True):
         super().__init__()
