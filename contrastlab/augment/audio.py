@@ -174,7 +174,10 @@ def reverb(x: Tensor, rt60: Tensor, wet: Tensor, sample_rate: float, max_seconds
 
 
 class AudioOp(nn.Module):
-    """An op applied to each sample with probability `p`; `apply(x, mask)` draws the parameters."""
+    """An op applied to each sample with probability `p`; `apply(x)` draws the parameters of the samples it gets.
+
+    Only the chosen samples are computed (one index-select and one scatter per batch, not a loop): for the
+    costly ops (pitch shift, reverb, filters) at p < 1 that is the difference."""
 
     def __init__(self, p: float):
         super().__init__()
@@ -185,8 +188,12 @@ class AudioOp(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if self.p <= 0:
             return x
-        mask = chosen(x, self.p)
-        return torch.where(per_sample(mask, x).bool(), self.apply(x), x)
+        if self.p >= 1:
+            return self.apply(x)
+        picked = chosen(x, self.p).nonzero().flatten()
+        if picked.numel() == 0:
+            return x
+        return x.index_copy(0, picked, self.apply(x.index_select(0, picked)))
 
     def apply(self, x: Tensor) -> Tensor:
         raise NotImplementedError
@@ -244,17 +251,8 @@ class PitchShift(AudioOp):
         super().__init__(p)
         self.sample_rate, self.cents = sample_rate, cents
 
-    def forward(self, x: Tensor) -> Tensor:
-        # only the chosen samples go through the (costly) vocoder
-        if self.p <= 0:
-            return x
-        mask = chosen(x, self.p)
-        if not bool(mask.any()):
-            return x
-        out = x.clone()
-        picked = mask.nonzero().flatten()
-        out[picked] = pitch_shift(x[picked], uniform(x[picked], *self.cents), self.sample_rate)
-        return out
+    def apply(self, x: Tensor) -> Tensor:
+        return pitch_shift(x, uniform(x, *self.cents), self.sample_rate)
 
 
 class Reverb(AudioOp):
@@ -307,8 +305,9 @@ class SpecAugment(nn.Module):
 
 class LogMixup(nn.Module):
     """Mixup within the batch for log-scale spectrograms (BYOL-A's, Niizumi et al. 2021): each sample is mixed
-    with another sample of the batch in the linear domain, log((1 - l) exp(x) + l exp(x_other)), with l drawn
-    in [0, ratio] per sample. Works on dB inputs (`db: true`) or natural-log ones."""
+    with another sample of the batch (the batch rotated by a random shift) in the linear domain,
+    log((1 - l) exp(x) + l exp(x_other)), with l drawn in [0, ratio] per sample. Works on dB inputs (`db: true`)
+    or natural-log ones."""
 
     def __init__(self, ratio: float = 0.4, p: float = 1.0, db: bool = True):
         super().__init__()
@@ -317,7 +316,9 @@ class LogMixup(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if self.p <= 0 or self.ratio <= 0 or x.shape[0] < 2:
             return x
-        other = x[torch.randperm(x.shape[0], device=x.device)]
+        # a random rotation of the batch: every sample meets another one, never itself
+        shift = int(torch.randint(1, x.shape[0], ()))
+        other = x.roll(shift, dims=0)
         weight = per_sample(uniform(x, 0.0, self.ratio) * chosen(x, self.p), x)
         scale = math.log(10) / 10 if self.db else 1.0
         mixed = torch.logaddexp(x * scale + torch.log1p(-weight), other * scale + torch.log(weight.clamp(min=1e-12)))

@@ -83,7 +83,7 @@ def read_audio(path: Path, sample_rate: int, num_samples: int) -> Tensor:
         wave = decoding.read(path)
     except Exception as err:  # libsndfile's, numpy's, scipy's: any of them means this file is bad
         raise DataError(f"{path}: unreadable audio ({err}); fix or remove it") from err
-    return decoding.fit_length(wave, None)
+    return decoding.fit_length(wave, random=False)
 
 
 def read_array(path: Path) -> Tensor:
