@@ -61,6 +61,14 @@ def label_value(raw: str, uncertain: int) -> int:
     return uncertain if value == -1 else int(value > 0)
 
 
+def split_sentences(text: str) -> list[str]:
+    """A text's sentences (ended by . ! or ? and a space); the text itself when it has one or none."""
+    import re
+
+    parts = [p.strip() for p in re.split(r"(?<=[.!?])\s+", text) if p.strip()]
+    return parts or [text]
+
+
 def read_image(path: Path, size: int, channels: int) -> Tensor:
     from PIL import Image, ImageOps
 
@@ -127,6 +135,8 @@ class PairedCSV(ContrastiveDataModule):
             datamodules/text.py), or a local Hugging Face model folder whose tokenizer to use.
         vocab_size, max_tokens: the trained vocabulary's size; texts are cut at `max_tokens` tokens.
         tokenizer_dir: where the trained tokenizer is cached (default: the CSV's folder).
+        sentences: also tokenise each sentence of a text, so that a paired method trains on one sentence per
+            step, drawn on the device (ConVIRT's text augmentation, augment/text.py); evaluation reads whole texts.
         modality, views: the sample's modality (a run tag; default: `kind`) and the class path of its default
             view pipeline (images: ImageViews, audio: CLMRViews; arrays: give one, or set model.augment).
         name: the dataset's name (the MLflow experiment; default: the CSV's folder name).
@@ -157,6 +167,7 @@ class PairedCSV(ContrastiveDataModule):
         vocab_size: int = 4000,
         max_tokens: int = 64,
         tokenizer_dir: str | None = None,
+        sentences: bool = False,
         modality: str | None = None,
         views: str | None = None,
         name: str | None = None,
@@ -180,6 +191,7 @@ class PairedCSV(ContrastiveDataModule):
         self.tokenizer_spec, self.vocab_size, self.max_tokens = tokenizer, vocab_size, max_tokens
         self.tokenizer_dir = Path(tokenizer_dir).expanduser() if tokenizer_dir else self.csv.parent / "tokenizers"
         self.modality = modality or kind
+        self.sentences = sentences
         self.views = views or DEFAULT_VIEWS.get(kind, "")
         self.name = name or self.csv.parent.name
         self.mean = tuple(mean) if mean else (0.5,) * channels
@@ -333,7 +345,19 @@ class PairedCSV(ContrastiveDataModule):
 
     def collate(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
         batch = default_collate([{k: v for k, v in s.items() if k != "text"} for s in samples])
-        batch.update(self.tokenizer([s["text"] for s in samples]))
+        texts = [s["text"] for s in samples]
+        batch.update(self.tokenizer(texts))
+        if self.sentences:  # every sentence tokenised once; a paired method draws one per step (augment/text.py)
+            split = [split_sentences(t) for t in texts]
+            tokens = self.tokenizer([sentence for parts in split for sentence in parts])
+            sentence_of = torch.full((len(split), max(len(p) for p in split)), -1, dtype=torch.long)
+            start = 0
+            for row, parts in enumerate(split):
+                sentence_of[row, : len(parts)] = torch.arange(start, start + len(parts))
+                start += len(parts)
+            batch.update(
+                sentence_ids=tokens["input_ids"], sentence_mask=tokens["attention_mask"], sentence_of=sentence_of
+            )
         return batch
 
 

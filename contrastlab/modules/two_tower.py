@@ -4,7 +4,8 @@ The sample side is the base class's backbone and view pipeline (an image, an aud
 the data is); the text side is `modules/text.py`'s tower over the tokens the DataModule's collate made.
 `encode(batch, views)` returns the backbone's features of each view and, when the batch carries text, the
 text tower's features last, so the online probe, `embed`, `predict` and `contrastlab eval` keep reading the
-sample's features (`feats[0]`). A method adds its projection heads and loss.
+sample's features (`feats[0]`). A method adds its projection heads and loss. When the data tokenises each
+sentence (`PairedCSV(sentences=True)`), training reads one random sentence of each text (ConVIRT's text view).
 
 Evaluation: kNN top-1 and the probe on the sample's features; image-to-text and text-to-image Recall@K
 between the joint-space embeddings of the query split (`RetrievalMetrics`, monitored: `val/recall_at_1`);
@@ -17,6 +18,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from contrastlab.augment.text import random_sentence
 from contrastlab.errors import CheckpointError
 from contrastlab.evaluation.online import QUERY_LOADER, Evaluators, loader_name
 from contrastlab.evaluation.retrieval import RetrievalMetrics
@@ -53,6 +55,12 @@ class TwoTowerModule(ContrastiveModule):
         self.text_tower = create_text_tower(self.data_info.extra.get("text"), text_model, **(text_tower or {}))
         self.text_feature_dim: int = self.text_tower.num_features
         self.zero_shot_templates = list(zero_shot_templates or DEFAULT_TEMPLATES)
+
+    def on_after_batch_transfer(self, batch: Batch, dataloader_idx: int) -> Batch:
+        batch = super().on_after_batch_transfer(batch, dataloader_idx)
+        if self.trainer.training and "sentence_of" in batch:  # the text's view: one random sentence
+            batch.update(random_sentence(batch["sentence_ids"], batch["sentence_mask"], batch["sentence_of"]))
+        return batch
 
     def encode(self, batch: Batch, views: list[Tensor]) -> list[Tensor]:
         feats = [self.backbone(v) for v in views]

@@ -148,3 +148,26 @@ def test_bad_columns_and_missing_files_are_named(pairs_csv):
         _ = PairedCSV(str(pairs_csv), text_column="caption", size=8).info
     with pytest.raises(DataError, match="not found"):
         _ = PairedCSV(str(pairs_csv.parent / "nope.csv")).info
+
+
+def test_sentences_are_tokenised_once_and_one_per_text_is_drawn_on_the_device(pairs_csv):
+    from contrastlab.augment.text import random_sentence
+
+    data = PairedCSV(str(pairs_csv), text_column="caption", size=8, vocab_size=60, sentences=True)
+    texts = ["a cat.", "a dog. a bird!", "small cat. small dog? small bird."]
+    samples = [
+        {"x": torch.zeros(1, 8, 8, dtype=torch.uint8), "text": t, "y": -1, "idx": i} for i, t in enumerate(texts)
+    ]
+    batch = data.collate(samples)
+    assert batch["sentence_of"].tolist() == [[0, -1, -1], [1, 2, -1], [3, 4, 5]]
+    single = data.tokenizer(["a dog.", "a bird!"])["input_ids"]
+    assert torch.equal(batch["sentence_ids"][1, : single.shape[1]], single[0])
+    drawn = [set() for _ in texts]
+    torch.manual_seed(0)
+    for _ in range(60):
+        out = random_sentence(batch["sentence_ids"], batch["sentence_mask"], batch["sentence_of"])
+        for row in range(3):
+            ids = out["input_ids"][row][out["attention_mask"][row]]
+            drawn[row].add(data.tokenizer.backend.decode(ids.tolist()))
+    assert [len(d) for d in drawn] == [1, 2, 3]  # every sentence of a text is drawn, and only its own
+    assert all(s.startswith("small") for s in drawn[2]) and not any(s.startswith("small") for s in drawn[1])

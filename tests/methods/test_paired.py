@@ -36,7 +36,8 @@ def metrics_of(cwd):
 
 def test_convirt_trains_resumes_with_the_same_tokenizer_and_retrieves_above_chance(cli_here, tmp_path, digits_captions):
     config = str(REPO / "configs" / "convirt" / "digits_captions.yaml")
-    data = ["--data.init_args.csv", str(digits_captions)]
+    # sentences: ConVIRT's text view, one sentence drawn per step on the device (captions of 1-2 sentences here)
+    data = ["--data.init_args.csv", str(digits_captions), "--data.init_args.sentences", "true"]
     first = [*SHORT, "--trainer.max_epochs", "2", "--test_after_fit", "false"]
     code, err = cli_here("fit", "-c", config, *data, *first, *in_process_store(tmp_path), cwd=tmp_path)
     assert code == 0, err[-3000:]
