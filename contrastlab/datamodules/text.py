@@ -13,6 +13,7 @@ What the text tower must know (vocabulary size, padding id, the file's SHA-256) 
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -90,7 +91,7 @@ class TextTokenizer:
             backend = _train(texts, kind, vocab_size)
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(".tmp")
+                tmp = path.with_suffix(f".{os.getpid()}.tmp")  # one per process: DDP ranks may train at once
                 backend.save(str(tmp))
                 tmp.replace(path)  # atomic: two processes starting together never read half a file
             except OSError as err:
