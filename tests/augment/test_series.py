@@ -148,3 +148,20 @@ def test_the_pipeline_hands_crop_positions_to_the_batch_and_refuses_moving_ops()
         SeriesViews(crop=True)
     with pytest.raises(ConfigError, match="2 per-view values given for 3 views"):
         SeriesViews(num_views=3, jitter=[0.1, 0.2])
+
+
+def test_a_method_receives_the_crop_positions_in_its_batch():
+    from types import SimpleNamespace
+
+    from contrastlab.datamodules.base import DataInfo
+    from contrastlab.modules import SimCLR
+
+    info = DataInfo("walks", "series", (2, 0), 2, views="contrastlab.augment.series.SeriesViews")
+    views = SeriesViews(crop=True, time_warp_p=0.0, jitter=0.05)
+    model = SimCLR(backbone="fcn1d", backbone_kwargs={"widths": (4, 4, 4)}, augment=views, data_info=info)
+    model._trainer = SimpleNamespace(training=True)  # what on_after_batch_transfer reads of its trainer
+    batch = model.on_after_batch_transfer({"x": padded_batch(n=8), "y": torch.zeros(8, dtype=torch.long)}, 0)
+    assert {"views", "overlap_start", "overlap_length", "crop_start"} <= set(batch)
+    loss = model.contrastive_loss(model.encode(batch, batch["views"]), batch)
+    loss.backward()
+    assert loss.isfinite() and all(p.grad.isfinite().all() for p in model.backbone.parameters() if p.grad is not None)
