@@ -66,3 +66,5 @@ def test_eval_over_datasets_writes_one_table_with_the_raw_baselines(tmp_path, cl
 
     code, err = cli_here("eval", "--datasets", "NoSuchSet", *store, cwd=tmp_path)
     assert "no finished run of 'NoSuchSet'" in the_error_line(code, err)
+    code, err = cli_here("eval", "--runs", "0123abcd", *store, cwd=tmp_path)
+    assert "--runs: no run 0123abcd in the store" in the_error_line(code, err)
