@@ -12,7 +12,13 @@ from contrastlab.augment.base import ViewPipeline
 from contrastlab.modules.base import ContrastiveModule
 from tests.conftest import REPO
 
-CONFIGS = sorted(p for p in (REPO / "configs").glob("*/*.yaml") if p.parent.name != "sweeps" and p.stem != "digits")
+# Volume configs cannot build on digits' 2-D images; the tests of their modality train them on data they write.
+TRAINED_ON_THEIR_OWN_DATA = {"simclr/organmnist3d"}
+CONFIGS = sorted(
+    p
+    for p in (REPO / "configs").glob("*/*.yaml")
+    if p.parent.name != "sweeps" and p.stem != "digits" and f"{p.parent.name}/{p.stem}" not in TRAINED_ON_THEIR_OWN_DATA
+)
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=[f"{p.parent.name}/{p.stem}" for p in CONFIGS])
