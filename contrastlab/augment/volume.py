@@ -267,7 +267,9 @@ class VolumeViews(ViewPipeline):
         x, clamp = self._prepare(x)
         n = x.shape[0]
         # Every view of every sample in one resampling: the batch repeated V times, one matrix per copy.
-        views = resample(x.repeat(self.num_views, 1, 1, 1, 1), self.geometry.theta(n * self.num_views, x.device), self.size)
+        views = resample(
+            x.repeat(self.num_views, 1, 1, 1, 1), self.geometry.theta(n * self.num_views, x.device), self.size
+        )
         views = self.intensity(views)
         if clamp is not None:
             views = views.clamp(*clamp)

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import csv
 import io
-from collections import Counter
 import zipfile
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,10 +78,14 @@ def npz_shape(path: Path, key: str) -> tuple[int, ...]:
     try:
         with zipfile.ZipFile(path) as archive, archive.open(f"{key}.npy") as member:
             version = np.lib.format.read_magic(member)
-            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            read_header = (
+                np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            )
             shape, _, _ = read_header(member)
     except KeyError:
-        raise DataError(f"{path} holds no {key!r} array; a MedMNIST file has {{train,val,test}}_{{images,labels}}") from None
+        raise DataError(
+            f"{path} holds no {key!r} array; a MedMNIST file has {{train,val,test}}_{{images,labels}}"
+        ) from None
     except (zipfile.BadZipFile, ValueError, OSError) as err:
         raise DataError(f"{path} is not a readable .npz file ({err}); download it again") from err
     return tuple(shape)
@@ -305,9 +309,13 @@ def read_dicom_series(files: list[Path] | Path) -> Volume:
     size = Counter(pixels.shape for _, _, pixels in slices).most_common(1)[0][0]
     for path, ds, pixels in slices:
         if str(ds.get("SeriesInstanceUID", "")) != series:
-            raise _dicom_error(path, "belongs to another series than most files of its folder; keep one series per folder")
+            raise _dicom_error(
+                path, "belongs to another series than most files of its folder; keep one series per folder"
+            )
         if pixels.shape != size:
-            raise _dicom_error(path, f"a slice of {pixels.shape} pixels in a series of {size}; keep one series per folder")
+            raise _dicom_error(
+                path, f"a slice of {pixels.shape} pixels in a series of {size}; keep one series per folder"
+            )
     first = slices[0][1]
 
     def position(ds) -> float:
@@ -476,12 +484,18 @@ class MedicalStudies(ContrastiveDataModule):
         path_col, label_col, group_col, split_col = self.columns
         header = set(rows[0]) if rows else set()
         if path_col not in header:
-            raise DataError(f"{self.csv_path}: no {path_col!r} column (found {sorted(header)}); set data.init_args.path_column")
+            raise DataError(
+                f"{self.csv_path}: no {path_col!r} column (found {sorted(header)}); set data.init_args.path_column"
+            )
         if group_col is not None and group_col not in header:
-            raise DataError(f"{self.csv_path}: no {group_col!r} column (found {sorted(header)}); fix data.init_args.group_column")
+            raise DataError(
+                f"{self.csv_path}: no {group_col!r} column (found {sorted(header)}); fix data.init_args.group_column"
+            )
         has_labels = label_col is not None and label_col in header
         raw_labels = [r[label_col].strip() if has_labels else "" for r in rows]
-        classes = sorted({v for v in raw_labels if v}, key=lambda v: (not _is_number(v), float(v) if _is_number(v) else 0, v))
+        classes = sorted(
+            {v for v in raw_labels if v}, key=lambda v: (not _is_number(v), float(v) if _is_number(v) else 0, v)
+        )
         raw_groups = [r[group_col].strip() if group_col else "" for r in rows]
         group_names = sorted({g for g in raw_groups if g})
         splits = [r[split_col].strip() for r in rows] if split_col in header else self._split_by_group(raw_groups)
@@ -512,7 +526,9 @@ class MedicalStudies(ContrastiveDataModule):
         if self.intensity == "none":
             mean, std = (0.0,), (1.0,)
         extra = {"intensity": self.intensity, "spacing": list(self.spacing) if self.spacing else None}
-        return DataInfo(self.name, "volume", (1, *self.shape), len(classes), mean=mean, std=std, views=VOLUME_VIEWS, extra=extra)
+        return DataInfo(
+            self.name, "volume", (1, *self.shape), len(classes), mean=mean, std=std, views=VOLUME_VIEWS, extra=extra
+        )
 
     def load_split(self, split: str) -> Dataset:
         table = self._rows()

@@ -65,7 +65,7 @@ def test_medmnist_multilabel_sets_keep_multi_hot_labels(tmp_path):
 
 def test_a_missing_medmnist_file_says_where_to_put_it(tmp_path):
     with pytest.raises(DataError) as err:
-        MedMNIST("dermamnist", root=str(tmp_path), size=128).info
+        _ = MedMNIST("dermamnist", root=str(tmp_path), size=128).info
     message = str(err.value)
     assert str(tmp_path / "dermamnist_128.npz") in message and "download" in message and "\n" not in message
 
@@ -156,9 +156,8 @@ def test_nifti_is_reoriented_to_canonical_axes(tmp_path):
 
 
 def test_nifti_is_resampled_to_a_target_spacing_and_4d_gives_a_frame():
-    from nibabel.processing import resample_to_output
-
     import nibabel as nib
+    from nibabel.processing import resample_to_output
 
     path = nibabel_file("anatomical.nii")
     volume = read_nifti(path, spacing=(4.0, 4.0, 4.0))
@@ -201,7 +200,9 @@ def test_studies_expose_groups_and_split_by_patient(tmp_path):
         dataset = data.split(split)
         for i in range(len(dataset)):
             sample = dataset[i]
-            assert sample["x"].shape == (1, 8, 16, 16) and 0 <= float(sample["x"].min()) <= float(sample["x"].max()) <= 1
+            assert (
+                sample["x"].shape == (1, 8, 16, 16) and 0 <= float(sample["x"].min()) <= float(sample["x"].max()) <= 1
+            )
             if sample["group"] >= 0:
                 assert seen.setdefault(sample["group"], split) == split  # one patient, one split
             else:
@@ -216,4 +217,4 @@ def test_a_study_that_cannot_be_read_is_named(tmp_path):
     with pytest.raises(DataError, match="broken.nii.gz"):
         data.split("train")[0]
     with pytest.raises(DataError, match="no 'subject' column"):
-        MedicalStudies(str(tmp_path), group_column="subject").info
+        _ = MedicalStudies(str(tmp_path), group_column="subject").info

@@ -13,7 +13,7 @@ from contrastlab.modules.base import ContrastiveModule
 from tests.conftest import REPO
 
 # Volume configs cannot build on digits' 2-D images; the tests of their modality train them on data they write.
-TRAINED_ON_THEIR_OWN_DATA = {"simclr/organmnist3d"}
+TRAINED_ON_THEIR_OWN_DATA = {"simclr/organmnist3d", "supcon/studies_by_patient"}
 CONFIGS = sorted(
     p
     for p in (REPO / "configs").glob("*/*.yaml")

@@ -56,7 +56,9 @@ class ResNet3d(nn.Module):
             )
         if stem == "small":
             self.stem = nn.Sequential(
-                nn.Conv3d(in_chans, widths[0], 3, padding=1, bias=False), nn.BatchNorm3d(widths[0]), nn.ReLU(inplace=True)
+                nn.Conv3d(in_chans, widths[0], 3, padding=1, bias=False),
+                nn.BatchNorm3d(widths[0]),
+                nn.ReLU(inplace=True),
             )
         elif stem == "large":
             self.stem = nn.Sequential(
