@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from contrastlab.augment.base import ChannelNormalize, ViewPipeline
-from contrastlab.augment.vision import ImageViews, RandomNoise, chosen
+from contrastlab.augment.vision import ImageViews, chosen
 
 Triple = tuple[float, float, float]
 
@@ -133,6 +133,14 @@ class RandomContrast(nn.Module):
         return mean + per_sample(c, x) * (x - mean) + per_sample(b, x)
 
 
+def on_chosen(x: Tensor, p: float, op) -> Tensor:
+    """`op` applied to the samples chosen with probability p only (the others are not computed at all)."""
+    picked = chosen(x, p).nonzero().flatten()
+    if len(picked) == 0:
+        return x
+    return x.index_copy(0, picked, op(x.index_select(0, picked)))
+
+
 class RandomGamma(nn.Module):
     """Gamma on each sample's own range: lo + (hi - lo) ((x - lo) / (hi - lo)) ** g, g log-uniform in `gamma`."""
 
@@ -140,38 +148,42 @@ class RandomGamma(nn.Module):
         super().__init__()
         self.gamma, self.p = gamma, p
 
-    def forward(self, x: Tensor) -> Tensor:
-        n, dims = x.shape[0], tuple(range(1, x.ndim))
+    def _gamma(self, x: Tensor) -> Tensor:
+        dims = tuple(range(1, x.ndim))
         low, high = math.log(self.gamma[0]), math.log(self.gamma[1])
-        g = (low + (high - low) * torch.rand(n, device=x.device)).exp()
-        g = torch.where(chosen(x, self.p), g, torch.ones_like(g))
+        g = (low + (high - low) * torch.rand(x.shape[0], device=x.device)).exp()
         lo, hi = x.amin(dim=dims, keepdim=True), x.amax(dim=dims, keepdim=True)
         span = (hi - lo).clamp(min=1e-6)
         return lo + span * ((x - lo) / span).clamp(0, 1).pow(per_sample(g, x))
 
+    def forward(self, x: Tensor) -> Tensor:
+        return on_chosen(x, self.p, self._gamma)
+
 
 def gaussian_blur3d(x: Tensor, sigma: Tensor) -> Tensor:
-    """A separable Gaussian blur of (N, C, D, H, W) with one sigma (in voxels) per sample; sigma 0 leaves a
-    sample as it is. Three grouped 1-D convolutions, each sample and channel its own group."""
-    n, c = x.shape[:2]
+    """A separable Gaussian blur of (N, C, D, H, W) with one sigma (in voxels) per sample, truncated at 3 sigma,
+    edges replicated; sigma 0 leaves a sample as it is. Per axis, a sum over the kernel's taps of shifted
+    copies weighted per sample: a few passes over memory, where a grouped conv3d is slow on CPUs."""
     radius = max(1, int(math.ceil(3 * float(sigma.max()))))
     offsets = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
     s = sigma.to(x.dtype).clamp(min=1e-3)[:, None]
     kernel = torch.exp(-0.5 * (offsets[None] / s) ** 2)
     kernel = torch.where(sigma[:, None] > 0, kernel, (offsets[None] == 0).to(x.dtype))
-    kernel = (kernel / kernel.sum(dim=1, keepdim=True)).repeat_interleave(c, dim=0)  # (N*C, k)
-    out = x.reshape(1, n * c, *x.shape[2:])
-    for axis in range(3):
-        shape = [n * c, 1, 1, 1, 1]
-        shape[2 + axis] = kernel.shape[1]
-        out = F.conv3d(F.pad(out, _pad_for(axis, radius), mode="replicate"), kernel.view(shape), groups=n * c)
-    return out.view_as(x)
-
-
-def _pad_for(axis: int, radius: int) -> list[int]:
-    pad = [0] * 6  # F.pad's order: W, H, D
-    pad[2 * (2 - axis)] = pad[2 * (2 - axis) + 1] = radius
-    return pad
+    kernel = kernel / kernel.sum(dim=1, keepdim=True)  # (N, taps)
+    out = x
+    for axis in (2, 3, 4):
+        length = out.shape[axis]
+        padded = torch.cat(
+            [out.narrow(axis, 0, 1).expand_as(out.narrow(axis, 0, radius))]
+            + [out]
+            + [out.narrow(axis, length - 1, 1).expand_as(out.narrow(axis, 0, radius))],
+            dim=axis,
+        )
+        blurred = torch.zeros_like(out)
+        for tap in range(2 * radius + 1):
+            blurred += per_sample(kernel[:, tap], out) * padded.narrow(axis, tap, length)
+        out = blurred
+    return out
 
 
 class RandomBlur3d(nn.Module):
@@ -181,10 +193,23 @@ class RandomBlur3d(nn.Module):
         super().__init__()
         self.sigma, self.p = sigma, p
 
-    def forward(self, x: Tensor) -> Tensor:
+    def _blur(self, x: Tensor) -> Tensor:
         sigma = self.sigma[0] + (self.sigma[1] - self.sigma[0]) * torch.rand(x.shape[0], device=x.device)
-        sigma = torch.where(chosen(x, self.p), sigma, torch.zeros_like(sigma))
-        return gaussian_blur3d(x, sigma) if bool((sigma > 0).any()) else x
+        return gaussian_blur3d(x, sigma)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return on_chosen(x, self.p, self._blur)
+
+
+class RandomVolumeNoise(nn.Module):
+    """Additive Gaussian noise of standard deviation `std` on each sample with probability p."""
+
+    def __init__(self, std: float = 0.03, p: float = 0.5):
+        super().__init__()
+        self.std, self.p = std, p
+
+    def forward(self, x: Tensor) -> Tensor:
+        return on_chosen(x, self.p, lambda chosen_x: chosen_x + self.std * torch.randn_like(chosen_x))
 
 
 class VolumeViews(ViewPipeline):
@@ -240,7 +265,7 @@ class VolumeViews(ViewPipeline):
         if blur_p > 0:
             ops.append(RandomBlur3d(blur_sigma, blur_p))
         if noise_p > 0 and noise_std > 0:
-            ops.append(RandomNoise(noise_std, noise_p))
+            ops.append(RandomVolumeNoise(noise_std, noise_p))
         self.intensity = nn.Sequential(*ops)
         self.clamp = clamp
         self.normalize: nn.Module = nn.Identity()

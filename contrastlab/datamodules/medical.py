@@ -127,7 +127,6 @@ class MedMNIST(ContrastiveDataModule):
         self.max_train_samples = max_train_samples
         self.mean, self.std = mean, std
         self._info: DataInfo | None = None
-        self._arrays: dict[str, np.ndarray] | None = None
 
     def _require_file(self) -> None:
         if not self.path.is_file():
@@ -157,7 +156,7 @@ class MedMNIST(ContrastiveDataModule):
             if known is not None:
                 num_classes, task = known.num_classes, known.task
             else:  # a file of this layout but not a MedMNIST set: classes from its labels
-                num_classes = labels[1] if multilabel else int(self._load()["train_labels"].max()) + 1
+                num_classes = labels[1] if multilabel else int(self._array("train_labels").max()) + 1
                 task = "multi-label, binary-class" if multilabel else "multi-class"
             views = VOLUME_VIEWS if dims == 3 else (GREY_VIEWS if channels == 1 else COLOUR_VIEWS)
             self._info = DataInfo(
@@ -173,23 +172,22 @@ class MedMNIST(ContrastiveDataModule):
             )
         return self._info
 
-    def _load(self) -> dict[str, np.ndarray]:
-        if self._arrays is None:
-            self._require_file()
-            try:
-                with np.load(self.path) as data:
-                    self._arrays = {key: data[key] for key in data.files}
-            except (zipfile.BadZipFile, ValueError, OSError) as err:
-                raise DataError(f"{self.path} is not a readable .npz file ({err}); download it again") from err
-        return self._arrays
+    def _array(self, key: str) -> np.ndarray:
+        """One array of the file, read when first asked for (a 224 px set's splits are gigabytes each)."""
+        self._require_file()
+        try:
+            with np.load(self.path) as data:
+                if key not in data.files:
+                    raise DataError(
+                        f"{self.path} holds no {key!r} array; a MedMNIST file has {{train,val,test}}_{{images,labels}}"
+                    )
+                return data[key]
+        except (zipfile.BadZipFile, ValueError, OSError) as err:
+            raise DataError(f"{self.path} is not a readable .npz file ({err}); download it again") from err
 
     def load_split(self, split: str) -> Dataset:
         info = self.info
-        arrays = self._load()
-        try:
-            images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
-        except KeyError as err:
-            raise DataError(f"{self.path} holds no {err.args[0]!r} array") from None
+        images, labels = self._array(f"{split}_images"), self._array(f"{split}_labels")
         x = torch.from_numpy(np.ascontiguousarray(images))
         if info.sample_dims == 2:
             x = x.permute(0, 3, 1, 2) if x.ndim == 4 else x.unsqueeze(1)
