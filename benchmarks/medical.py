@@ -1,6 +1,6 @@
 """Medical data: BreastMNIST quality after self-supervised pretraining, and 3-D view throughput.
 
-    .venv/bin/python benchmarks/medical.py [--epochs 40] [--skip-quality] [--skip-views] [--batches 3]
+    .venv/bin/python benchmarks/medical.py [--epochs 20] [--widths "[16, 32, 64]"] [--skip-quality] [--skip-views]
 
 1. Quality (skipped when ../shared/data/medmnist/breastmnist.npz is absent): `contrastlab fit` of
    configs/simclr/breastmnist.yaml (SimCLR, small CNN, the grey medical recipe) for --epochs epochs, then
@@ -64,7 +64,7 @@ def contrastlab(*args: str, cwd: Path) -> str:
     return proc.stdout
 
 
-def pretrain_and_evaluate(epochs: int) -> tuple[dict[str, dict[str, float]], float]:
+def pretrain_and_evaluate(epochs: int, widths: str) -> tuple[dict[str, dict[str, float]], float]:
     with tempfile.TemporaryDirectory() as folder:
         cwd = Path(folder)
         started = time.monotonic()
@@ -78,6 +78,8 @@ def pretrain_and_evaluate(epochs: int) -> tuple[dict[str, dict[str, float]], flo
             str(epochs),
             "--trainer.check_val_every_n_epoch",
             str(epochs),
+            "--model.init_args.backbone_kwargs.widths",
+            widths,
             "--tracking.system_metrics_interval",
             "0",
             cwd=cwd,
@@ -112,15 +114,15 @@ def pretrain_and_evaluate(epochs: int) -> tuple[dict[str, dict[str, float]], flo
     return rows, seconds
 
 
-def quality(epochs: int) -> None:
+def quality(epochs: int, widths: str) -> None:
     if not BREAST.is_file():
         print(f"quality: skipped, {BREAST} is absent")
         return
     rows = {"MedMNIST ResNet-18 (28), supervised [reference]": dict(REFERENCE)}
     rows.update(raw_pixel_baselines())
-    learned, seconds = pretrain_and_evaluate(epochs)
+    learned, seconds = pretrain_and_evaluate(epochs, widths)
     rows.update(learned)
-    print(f"\nBreastMNIST test split (156 images); SimCLR pretraining: {epochs} epochs in {seconds:.0f} s\n")
+    print(f"\nBreastMNIST test split (156 images); SimCLR, small_cnn {widths}: {epochs} epochs, fit {seconds:.0f} s\n")
     print("| model | ACC | AUC |\n|---|---|---|")
     for name, metrics in rows.items():
         auc = f"{metrics['auc']:.3f}" if "auc" in metrics else "-"
@@ -207,7 +209,8 @@ def view_throughput(batch: int, size: int, batches: int, device: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--widths", default="[16, 32, 64]", help="small_cnn's stage widths (the config's: 32, 64, 128)")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--batches", type=int, default=3)
@@ -220,7 +223,7 @@ def main() -> None:
     if not args.skip_views:
         view_throughput(args.batch, args.size, args.batches, args.device)
     if not args.skip_quality:
-        quality(args.epochs)
+        quality(args.epochs, args.widths)
 
 
 if __name__ == "__main__":
