@@ -182,6 +182,8 @@ class MedMNIST(ContrastiveDataModule):
                         f"{self.path} holds no {key!r} array; a MedMNIST file has {{train,val,test}}_{{images,labels}}"
                     )
                 return data[key]
+        except DataError:  # a FileNotFoundError, hence an OSError: not to be re-wrapped below
+            raise
         except (zipfile.BadZipFile, ValueError, OSError) as err:
             raise DataError(f"{self.path} is not a readable .npz file ({err}); download it again") from err
 

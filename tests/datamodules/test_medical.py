@@ -218,3 +218,15 @@ def test_a_study_that_cannot_be_read_is_named(tmp_path):
         data.split("train")[0]
     with pytest.raises(DataError, match="no 'subject' column"):
         _ = MedicalStudies(str(tmp_path), group_column="subject").info
+
+
+def test_a_file_without_a_split_or_not_an_npz_is_named(tmp_path):
+    write_medmnist(tmp_path / "pneumoniamnist.npz")
+    with np.load(tmp_path / "pneumoniamnist.npz") as data:
+        arrays = {k: data[k] for k in data.files if not k.startswith("val")}
+    np.savez(tmp_path / "pneumoniamnist.npz", **arrays)
+    with pytest.raises(DataError, match="holds no 'val_images' array"):
+        MedMNIST("pneumoniamnist", root=str(tmp_path)).split("val")
+    (tmp_path / "octmnist.npz").write_text("not a zip")
+    with pytest.raises(DataError, match="not a readable .npz file"):
+        _ = MedMNIST("octmnist", root=str(tmp_path)).info
