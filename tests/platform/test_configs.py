@@ -17,11 +17,16 @@ from tests.conftest import REPO
 
 # Data classes whose configs' data needs no file of ours: the config builds on its own data.
 SHIPPED_DATA = ("contrastlab.datamodules.series.UCR",)
+# Volume configs cannot build on digits' 2-D images; the tests of their modality train them on data they write.
+TRAINED_ON_THEIR_OWN_DATA = {"simclr/organmnist3d", "supcon/studies_by_patient"}
 # Paired configs (data contrastlab.datamodules.paired) train in tests/methods/test_paired.py on the sets it writes.
 CONFIGS = sorted(
     p
     for p in (REPO / "configs").glob("*/*.yaml")
-    if p.parent.name != "sweeps" and p.stem != "digits" and "contrastlab.datamodules.paired." not in p.read_text()
+    if p.parent.name != "sweeps"
+    and p.stem != "digits"
+    and f"{p.parent.name}/{p.stem}" not in TRAINED_ON_THEIR_OWN_DATA
+    and "contrastlab.datamodules.paired." not in p.read_text()
 )
 
 
