@@ -26,10 +26,14 @@ from contrastlab.datamodules.base import ContrastiveDataModule, DataInfo
 from contrastlab.datamodules.text import TextTokenizer
 from contrastlab.errors import ConfigError, DataError
 
-KINDS = ("image", "audio", "array")
+KINDS = ("image", "audio", "volume", "array")
 UNCERTAIN = {"zeros": 0, "ones": 1, "ignore": -1}
 SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validate": "val", "validation": "val", "test": "test"}
-DEFAULT_VIEWS = {"image": "contrastlab.augment.vision.ImageViews", "audio": "contrastlab.augment.audio.CLMRViews"}
+DEFAULT_VIEWS = {
+    "image": "contrastlab.augment.vision.ImageViews",
+    "audio": "contrastlab.augment.audio.CLMRViews",
+    "volume": "contrastlab.augment.volume.VolumeViews",
+}
 CHEXPERT_LABELS = (
     "No Finding", "Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Opacity", "Lung Lesion", "Edema",
     "Consolidation", "Pneumonia", "Atelectasis", "Pneumothorax", "Pleural Effusion", "Pleural Other", "Fracture",
@@ -123,7 +127,9 @@ class PairedCSV(ContrastiveDataModule):
     Args:
         csv: the CSV; relative file paths in it are read from `root` (default: the CSV's folder).
         kind: what the files are: `image` (decoded, resized and centre-cropped to `size`), `audio` (mono,
-            resampled to `sample_rate`, cut or padded to `clip_seconds`) or `array` (.npy or torch-saved tensors).
+            resampled to `sample_rate`, cut or padded to `clip_seconds`), `volume` (a NIfTI file or a DICOM
+            series folder, read as datamodules/medical.py does: resampled to `spacing`, normalised by
+            `intensity`, centre-cropped or padded to `volume_shape`) or `array` (.npy or torch-saved tensors).
         path_column, text_column: the columns naming the file and holding its text; `text_columns` joins several
             (e.g. a report's findings and impression sections), skipping empty cells.
         label_column: one class per row (names or indices); `class_names` fixes their order (default: sorted).
@@ -163,6 +169,9 @@ class PairedCSV(ContrastiveDataModule):
         std: tuple[float, ...] | None = None,
         sample_rate: int = 16000,
         clip_seconds: float = 1.0,
+        volume_shape: tuple[int, int, int] = (32, 32, 32),
+        spacing: tuple[float, float, float] | None = None,
+        intensity: str = "minmax",
         tokenizer: str = "wordpiece",
         vocab_size: int = 4000,
         max_tokens: int = 64,
@@ -184,6 +193,9 @@ class PairedCSV(ContrastiveDataModule):
         self.root = Path(root).expanduser() if root else self.csv.parent
         self.kind, self.size, self.channels = kind, size, channels
         self.sample_rate, self.num_samples = sample_rate, int(round(clip_seconds * sample_rate))
+        self.volume_shape = tuple(int(v) for v in volume_shape)
+        self.spacing = tuple(float(v) for v in spacing) if spacing is not None else None
+        self.intensity = intensity
         self.label_column, self.label_columns = label_column, list(label_columns or [])
         self.class_names = list(class_names) if class_names else None
         self.uncertain = UNCERTAIN[uncertain]
@@ -269,7 +281,8 @@ class PairedCSV(ContrastiveDataModule):
                 ("train", order[n_val + n_test :]),
             ):
                 splits[name] = [rows[i] for i in np.sort(picked)]
-        missing = [r["path"] for r in rows if not r["path"].is_file()]
+        exists = Path.exists if self.kind == "volume" else Path.is_file  # a DICOM series is a folder
+        missing = [r["path"] for r in rows if not exists(r["path"])]
         if missing:
             raise DataError(
                 f"data.csv: {len(missing)} of the {len(rows)} files {self.csv.name} lists are missing, the first "
@@ -314,6 +327,8 @@ class PairedCSV(ContrastiveDataModule):
                 shape: tuple[int, ...] = (self.channels, self.size, self.size)
             elif self.kind == "audio":
                 shape = (1, self.num_samples)
+            elif self.kind == "volume":
+                shape = (1, *self.volume_shape)
             else:
                 shape = tuple(read_array(table["train"][0][0]).shape)
             classes = self.label_columns or self.class_names or []
@@ -323,8 +338,8 @@ class PairedCSV(ContrastiveDataModule):
                 shape,
                 len(classes),
                 multilabel=bool(self.label_columns),
-                mean=self.mean if self.kind == "image" else (),
-                std=self.std if self.kind == "image" else (),
+                mean=self.mean if self.kind in ("image", "volume") else (),
+                std=self.std if self.kind in ("image", "volume") else (),
                 sample_rate=float(self.sample_rate) if self.kind == "audio" else None,
                 views=self.views,
                 extra={"text": dict(self.tokenizer.info), "class_names": list(classes)},
@@ -336,6 +351,8 @@ class PairedCSV(ContrastiveDataModule):
             return _ImageReader(self.size, self.channels)
         if self.kind == "audio":
             return _AudioReader(self.sample_rate, self.num_samples)
+        if self.kind == "volume":
+            return _VolumeReader(self.volume_shape, self.spacing, self.intensity)
         return read_array
 
     def load_split(self, split: str) -> Dataset:
@@ -375,6 +392,18 @@ class _AudioReader:
 
     def __call__(self, path: Path) -> Tensor:
         return read_audio(path, self.sample_rate, self.num_samples)
+
+
+class _VolumeReader:
+    def __init__(self, shape: tuple[int, ...], spacing: tuple[float, float, float] | None, intensity: str):
+        self.shape, self.spacing, self.intensity = shape, spacing, intensity
+
+    def __call__(self, path: Path) -> Tensor:
+        from contrastlab.datamodules.medical import crop_or_pad, normalise_intensity, read_study
+
+        voxels = normalise_intensity(read_study(path, self.spacing).voxels.float(), self.intensity)
+        fill = 0.0 if self.intensity in ("mr", "none") else float(voxels.min())
+        return crop_or_pad(voxels, self.shape, fill).unsqueeze(0).contiguous()
 
 
 class CheXpert(PairedCSV):

@@ -167,3 +167,40 @@ def test_a_hugging_face_text_tower_from_a_local_folder(tmp_path, digits_captions
     own = PairedCSV(str(digits_captions), text_column="caption", size=8, vocab_size=200)
     with pytest.raises(ConfigError, match="needs its own tokenizer"):
         ConVIRT(text_model=str(folder), data_info=own.info, **small)
+
+
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")  # CLIP logs its scale; no trainer here
+def test_volume_report_pairs_train_a_3d_tower_against_text(tmp_path):
+    """Any two modalities: a NIfTI volume (nibabel's anatomical.nii) and its report, one CLIP step with a 3-D ResNet."""
+    import csv as csv_module
+    from pathlib import Path
+
+    import nibabel
+
+    from contrastlab.augment.volume import VolumeViews
+    from contrastlab.datamodules.paired import PairedCSV
+    from contrastlab.modules import CLIP
+
+    nifti = Path(nibabel.__file__).parent / "tests" / "data" / "anatomical.nii"
+    if not nifti.is_file():
+        pytest.skip("nibabel's test data is not installed")
+    reports = ["no mass. ventricles normal.", "small lesion left. no bleed.", "ventricles enlarged.", "normal scan."]
+    with open(tmp_path / "reports.csv", "w", newline="") as f:
+        writer = csv_module.writer(f)
+        writer.writerow(["path", "report", "split"])
+        writer.writerows(
+            [[str(nifti), reports[i % 4], ["train", "train", "train", "train", "val", "test"][i]] for i in range(6)]
+        )
+    data = PairedCSV(str(tmp_path / "reports.csv"), kind="volume", text_column="report", volume_shape=(8, 8, 8),
+                     vocab_size=40, batch_size=4, sentences=True)  # fmt: skip
+    assert data.info.modality == "volume" and data.info.shape == (1, 8, 8, 8)
+    sample = data.split("train")[0]
+    assert sample["x"].shape == (1, 8, 8, 8) and sample["x"].dtype == torch.float32
+    views = VolumeViews(num_views=1)
+    model = CLIP(backbone="resnet3d", backbone_kwargs={"layers": [1], "widths": [4]}, embed_dim=8, augment=views,
+                 text_tower={"width": 8, "layers": 1, "heads": 2}, data_info=data.info)  # fmt: skip
+    batch = data.collate([data.split("train")[i] for i in range(4)])
+    feats = model.encode(batch, model.augment(batch["x"]))
+    loss = model.contrastive_loss(feats, batch)
+    loss.backward()
+    assert torch.isfinite(loss) and model.backbone.stem[0].weight.grad.abs().sum() > 0
