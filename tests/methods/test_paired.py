@@ -77,7 +77,8 @@ def test_clap_trains_a_waveform_tower_against_captions_of_spoken_digits_with_gra
     config = str(REPO / "configs" / "clap" / "spoken_digits.yaml")
     tiny = [
         "--data.init_args.csv", str(captions), "--data.init_args.batch_size", "16",
-        "--trainer.max_epochs", "1", "--trainer.check_val_every_n_epoch", "1", "--test_after_fit", "false",
+        "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "4", "--test_after_fit", "false",
+        "--trainer.check_val_every_n_epoch", "1",
         "--model.init_args.backbone_kwargs", "{widths: [8, 8, 16, 16, 16, 16, 16, 16, 16]}",
         "--model.init_args.text_tower", "{width: 16, layers: 1, heads: 2}",
         "--model.init_args.augment.init_args.strength", "0",  # crops only: the audio chain is tested elsewhere
