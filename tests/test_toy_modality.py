@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -200,7 +199,7 @@ def test_a_modality_defined_in_a_test_trains_validates_and_resumes_through_the_c
 
 
 @pytest.mark.slow
-def test_a_modality_defined_in_a_test_sweeps_through_the_cli(tmp_path):
+def test_a_modality_defined_in_a_test_sweeps_through_the_cli(tmp_path, monkeypatch, capsys):
     base = run_config()
     base["model"]["init_args"]["augment"] = {
         "class_path": "tests.test_toy_modality.JitterScale",
@@ -217,20 +216,45 @@ def test_a_modality_defined_in_a_test_sweeps_through_the_cli(tmp_path):
         "pruner": {"name": "none"},
     }
     (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(sweep))
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])  # trials import this file
-    proc = subprocess.run(
-        [sys.executable, "-m", "contrastlab", "sweep", "-c", "sweep.yaml"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    assert "best trial" in proc.stdout
+    # the sweep command in this process; its trials are processes of their own, which import this file
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    capsys.readouterr()
+    cli_in_process(monkeypatch, tmp_path, "sweep", "-c", "sweep.yaml")
+    assert "best trial" in capsys.readouterr().out
     client = store_client(tmp_path)
     (experiment,) = [e for e in client.search_experiments() if e.name == "toy-sweep"]
     trials = [r for r in client.search_runs([experiment.experiment_id]) if "sweep.trial" in r.data.tags]
     assert sorted(r.data.tags["sweep.state"] for r in trials) == ["complete", "complete"]
     assert all(r.data.tags["modality"] == "series" and "val/knn_top1" in r.data.metrics for r in trials)
+
+
+class JitterScaleImages(JitterScale):
+    """Views that change the sample's shape: each (1, 64) signal becomes a (1, 8, 8) image, as a spectrogram
+    front end turns waveforms into images. `view_info` says so, and the backbone is built for the views."""
+
+    def view_info(self, info: DataInfo) -> DataInfo:
+        return DataInfo(info.name, info.modality, (1, 8, 8), info.num_classes, sample_rate=info.sample_rate)
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        return [view.reshape(-1, 1, 8, 8) for view in super().forward(x)]
+
+    def eval_view(self, x: Tensor) -> Tensor:
+        return super().eval_view(x).reshape(-1, 1, 8, 8)
+
+
+def test_a_pipeline_whose_views_change_shape_gets_a_backbone_built_for_its_views():
+    from contrastlab.errors import ConfigError
+    from contrastlab.modules import SimCLR
+
+    info = ToySignals().info
+    small = {"proj_hidden_dim": 16, "proj_dim": 8, "data_info": info}
+    with pytest.raises(ConfigError, match="small_cnn' takes 2-D samples"):
+        SimCLR(backbone="small_cnn", augment=JitterScale(), **small)  # raw (1, 64) samples are 1-D
+    model = SimCLR(backbone="small_cnn", backbone_kwargs={"widths": (8, 16)}, augment=JitterScaleImages(), **small)
+    x, y = toy_signals(8, seed=0)
+    batch = {"x": x, "y": y}
+    views = model.augment(x)
+    loss = model.contrastive_loss(model.encode(batch, views), batch)
+    loss.backward()
+    assert views[0].shape == (8, 1, 8, 8) and torch.isfinite(loss)
+    assert model.backbone.features[0].weight.grad is not None and model.embed(batch).shape == (8, 16)

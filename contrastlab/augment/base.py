@@ -32,10 +32,16 @@ class ViewPipeline(nn.Module):
 
     - `forward(x)`: a list of `num_views` random views of the raw batch `x` (B, C, ...), each a float
       tensor on x's device, normalised.
+    - `augment_batch(batch)`: what training adds to the batch: `views` (the default: `forward(batch["x"])`)
+      and whatever else a method reads about them, e.g. where two crops overlap (TS2Vec); a pipeline that
+      produces such keys overrides it.
     - `eval_view(x)`: the one deterministic view used for evaluation and embeddings, normalised the same way.
     - `bind(info)`: called once by the method with the data's `DataInfo`; a pipeline fills what its
       config left open (statistics, sizes) from it. The default does nothing.
     - `for_data(info)`: the pipeline a DataModule proposes for its data (`DataInfo.views` names the class).
+    - `view_info(info)`: the data as the encoder sees it, i.e. `info` with the shape of this pipeline's views,
+      which the backbone is built for. The default: the views have the raw samples' shape. A pipeline that
+      crops to another length or turns waveforms into spectrograms ((C, T) -> (C, mels, frames)) says so here.
     - `preview(x)`: a picture (matplotlib Figure) of a few raw samples beside their views, logged at the
       start of each run; the default draws each panel by its rank (augment/preview.py).
     """
@@ -48,8 +54,14 @@ class ViewPipeline(nn.Module):
     def eval_view(self, x: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def augment_batch(self, batch: dict) -> dict:
+        return {"views": self(batch["x"])}
+
     def bind(self, info: DataInfo) -> None:
         return None
+
+    def view_info(self, info: DataInfo) -> DataInfo:
+        return info
 
     def preview(self, x: Tensor):
         return preview_views(self, x)
