@@ -64,29 +64,32 @@ def contrastlab(*args: str, cwd: Path) -> str:
     return proc.stdout
 
 
-def pretrain_and_evaluate(epochs: int, widths: str) -> tuple[dict[str, dict[str, float]], float]:
+def pretrain_and_evaluate(epochs: int, widths: str, ckpt: Path | None) -> tuple[dict[str, dict[str, float]], float]:
+    """Fit the config in a fresh folder (or take `ckpt`, a checkpoint such a fit wrote), then evaluate it."""
     with tempfile.TemporaryDirectory() as folder:
-        cwd = Path(folder)
-        started = time.monotonic()
-        out = contrastlab(
-            "fit",
-            "-c",
-            str(REPO / "configs" / "simclr" / "breastmnist.yaml"),
-            "--data.init_args.path",
-            str(BREAST),
-            "--trainer.max_epochs",
-            str(epochs),
-            "--trainer.check_val_every_n_epoch",
-            str(epochs),
-            "--model.init_args.backbone_kwargs.widths",
-            widths,
-            "--tracking.system_metrics_interval",
-            "0",
-            cwd=cwd,
-        )
-        seconds = time.monotonic() - started
-        run_id = re.search(r"run ([0-9a-f]{32})", out).group(1)
-        ckpt = cwd / "checkpoints" / "breastmnist" / run_id / "last.ckpt"
+        seconds = float("nan")
+        if ckpt is None:
+            cwd = Path(folder)
+            started = time.monotonic()
+            out = contrastlab(
+                "fit",
+                "-c",
+                str(REPO / "configs" / "simclr" / "breastmnist.yaml"),
+                "--data.init_args.path",
+                str(BREAST),
+                "--trainer.max_epochs",
+                str(epochs),
+                "--trainer.check_val_every_n_epoch",
+                str(epochs),
+                "--model.init_args.backbone_kwargs.widths",
+                widths,
+                "--tracking.system_metrics_interval",
+                "0",
+                cwd=cwd,
+            )
+            seconds = time.monotonic() - started
+            run_id = re.search(r"run ([0-9a-f]{32})", out).group(1)
+            ckpt = cwd / "checkpoints" / "breastmnist" / run_id / "last.ckpt"
         table = contrastlab(
             "eval",
             "--ckpt",
@@ -97,7 +100,7 @@ def pretrain_and_evaluate(epochs: int, widths: str) -> tuple[dict[str, dict[str,
             "0.1,1.0",
             "--tsne-points",
             "0",
-            cwd=cwd,
+            cwd=ckpt.parents[3],  # the folder whose mlruns/ holds the checkpoint's run
         )
     value = {(p, m): float(v) for p, m, v in re.findall(r"^\| (\w+) \| (\w+) \| ([-0-9.e]+) \|$", table, re.MULTILINE)}
     rows = {
@@ -114,13 +117,13 @@ def pretrain_and_evaluate(epochs: int, widths: str) -> tuple[dict[str, dict[str,
     return rows, seconds
 
 
-def quality(epochs: int, widths: str) -> None:
+def quality(epochs: int, widths: str, ckpt: Path | None) -> None:
     if not BREAST.is_file():
         print(f"quality: skipped, {BREAST} is absent")
         return
     rows = {"MedMNIST ResNet-18 (28), supervised [reference]": dict(REFERENCE)}
     rows.update(raw_pixel_baselines())
-    learned, seconds = pretrain_and_evaluate(epochs, widths)
+    learned, seconds = pretrain_and_evaluate(epochs, widths, ckpt)
     rows.update(learned)
     print(f"\nBreastMNIST test split (156 images); SimCLR, small_cnn {widths}: {epochs} epochs, fit {seconds:.0f} s\n")
     print("| model | ACC | AUC |\n|---|---|---|")
@@ -216,6 +219,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--skip-quality", action="store_true")
+    parser.add_argument("--ckpt", help="evaluate this checkpoint of an earlier fit of the config instead of fitting")
     parser.add_argument("--skip-views", action="store_true")
     args = parser.parse_args()
     threads = torch.get_num_threads()
@@ -223,7 +227,7 @@ def main() -> None:
     if not args.skip_views:
         view_throughput(args.batch, args.size, args.batches, args.device)
     if not args.skip_quality:
-        quality(args.epochs, args.widths)
+        quality(args.epochs, args.widths, Path(args.ckpt).resolve() if args.ckpt else None)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ test writes (2-D multi-label, 3-D binary), resume, and `contrastlab eval` report
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from tests.conftest import REPO, in_process_store, store_client, the_error_line
@@ -12,6 +13,13 @@ BREAST = str(REPO / "configs" / "simclr" / "breastmnist.yaml")
 ORGAN3D = str(REPO / "configs" / "simclr" / "organmnist3d.yaml")
 SHORT = ["--trainer.max_epochs", "1", "--trainer.check_val_every_n_epoch", "1", "--data.init_args.batch_size", "16"]
 EVAL = ["--finetune-fractions", "0.1,1.0", "--finetune-epochs", "1", "--tsne-points", "0"]
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """One folder, hence one MLflow store (created once: its schema migrations cost seconds), for every run here;
+    each run has its own experiment and data folder."""
+    return tmp_path_factory.mktemp("medical")
 
 
 def train_resume_evaluate(cli_here, cwd, config: str, experiment: str, *args: str) -> dict[str, float]:
@@ -33,19 +41,19 @@ def train_resume_evaluate(cli_here, cwd, config: str, experiment: str, *args: st
     return client.get_run(run_id).data.metrics
 
 
-def test_simclr_on_a_2d_multilabel_medmnist_file_trains_resumes_and_gives_auroc(cli_here, tmp_path):
-    write_medmnist(tmp_path / "data" / "chestmnist.npz", multilabel=14)
-    metrics = train_resume_evaluate(cli_here, tmp_path, BREAST, "chestmnist", "--data.init_args.flag", "chestmnist")
+def test_simclr_on_a_2d_multilabel_medmnist_file_trains_resumes_and_gives_auroc(cli_here, workdir):
+    write_medmnist(workdir / "data" / "chestmnist.npz", multilabel=14)
+    metrics = train_resume_evaluate(cli_here, workdir, BREAST, "chestmnist", "--data.init_args.flag", "chestmnist")
     assert {"val/map", "val/auroc", "test/auroc"} <= set(metrics)
     for key in ("eval/auroc/auroc", "eval/linear/map", "eval/finetune_10pct/auroc", "eval/finetune_100pct/map"):
         assert 0 < metrics[key] <= 1, key
 
 
-def test_simclr_on_a_3d_medmnist_file_trains_resumes_and_gives_auroc_and_accuracy(cli_here, tmp_path):
-    write_medmnist(tmp_path / "data" / "nodulemnist3d.npz", dims=3, size=16)
+def test_simclr_on_a_3d_medmnist_file_trains_resumes_and_gives_auroc_and_accuracy(cli_here, workdir):
+    write_medmnist(workdir / "data" / "nodulemnist3d.npz", dims=3, size=16)
     widths = ["--model.init_args.backbone_kwargs.widths", "[8, 16, 32, 64]"]
     metrics = train_resume_evaluate(
-        cli_here, tmp_path, ORGAN3D, "nodulemnist3d", "--data.init_args.flag", "nodulemnist3d", *widths
+        cli_here, workdir, ORGAN3D, "nodulemnist3d", "--data.init_args.flag", "nodulemnist3d", *widths
     )
     assert 0.5 <= metrics["val/knn_top1"] <= 1
     assert metrics["eval/auroc/auroc"] > 0.6  # large or small cubes: found after two epochs
@@ -87,10 +95,10 @@ def write_patient_studies(root, patients: int = 6, studies: int = 4, size: int =
     (root / "labels.csv").write_text("\n".join(rows) + "\n")
 
 
-def test_supcon_takes_its_positives_from_the_patient_group(cli_here, tmp_path, monkeypatch):
+def test_supcon_takes_its_positives_from_the_patient_group(cli_here, workdir, monkeypatch):
     from contrastlab.modules import losses
 
-    write_patient_studies(tmp_path / "data" / "studies")
+    write_patient_studies(workdir / "data" / "studies")
     seen = []
     supcon = losses.supcon
 
@@ -110,10 +118,10 @@ def test_supcon_takes_its_positives_from_the_patient_group(cli_here, tmp_path, m
         "1",
     ]
     code, err = cli_here(
-        "fit", "-c", config, *small, "--test_after_fit", "false", *in_process_store(tmp_path), cwd=tmp_path
+        "fit", "-c", config, *small, "--test_after_fit", "false", *in_process_store(workdir), cwd=workdir
     )
     assert code == 0, err[-3000:]
-    client = store_client(tmp_path)
+    client = store_client(workdir)
     (run,) = client.search_runs([client.get_experiment_by_name("studies").experiment_id])
     assert run.data.params["model.positives_key"] == "group" and "val/knn_top1" in run.data.metrics
     # the loss saw patient ids (4 training patients, 4 studies each), never the diagnosis labels
