@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from contrastlab.errors import ConfigError
 from contrastlab.modules import series_losses
 from contrastlab.modules.base import Batch, ContrastiveModule
 from contrastlab.modules.nets.ts2vec import masked_max_pool
-from contrastlab.modules.series_crops import overlapping_crops
 
 
 class TS2Vec(ContrastiveModule):
@@ -16,10 +16,10 @@ class TS2Vec(ContrastiveModule):
     timestamp-level representations of each crop in its own context, and the hierarchical contrastive loss
     compares them on the shared segment: instance-wise and temporal contrast at every max-pooled scale.
 
-    The view pipeline normalises (and may augment) the series; the crops are drawn here from its first and
-    last view, so the overlap is known. Negatives are the batch's own (per device: each device draws its
-    own crop lengths). Features for kNN, the probe and the SVM are the timestamp representations of the
-    whole series, max-pooled over its valid steps.
+    The crops are the view pipeline's (`SeriesViews` with `crop: true`), which says where they overlap
+    (`overlap_start`, `overlap_length` batch keys); padding and missing steps are NaN in the views and the
+    encoder leaves them out. Negatives are the batch's own (per device). Features for kNN, the probe and
+    the SVM are the timestamp representations of the whole series, max-pooled over its valid steps.
 
     Args:
         instance_weight: weight of the instance-wise term against the temporal one (TS2Vec's alpha, 0.5).
@@ -43,10 +43,16 @@ class TS2Vec(ContrastiveModule):
         mask = batch.get("mask")
         if not self.training:
             return [self.backbone(v, _same_length(mask, v)) for v in views]
-        crops = overlapping_crops(views[0], views[-1], mask, min_overlap=2 ** (self.hparams.temporal_unit + 1))
-        h1, valid1 = self.backbone.sequence(crops.first, crops.first_mask)
-        h2, valid2 = self.backbone.sequence(crops.second, crops.second_mask)
-        batch["overlap"] = (h1[:, -crops.overlap :], h2[:, : crops.overlap])
+        if "overlap_start" not in batch:
+            raise ConfigError(
+                f"model.augment: {type(self).__name__} compares two overlapping crops; use "
+                "contrastlab.augment.series.SeriesViews with crop: true (configs/ts2vec/ucr.yaml)"
+            )
+        (h1, valid1), (h2, valid2) = (self.backbone.sequence(v) for v in views[:2])
+        # crops drawn per sample may overlap by different lengths: compare the shortest overlap's steps
+        length = int(batch["overlap_length"].min())
+        starts = batch["overlap_start"]
+        batch["overlap"] = (steps_from(h1, starts[:, 0], length), steps_from(h2, starts[:, 1], length))
         return [masked_max_pool(h1, valid1), masked_max_pool(h2, valid2)]
 
     def contrastive_loss(self, feats: list[Tensor], batch: Batch) -> Tensor:
@@ -58,3 +64,9 @@ class TS2Vec(ContrastiveModule):
 def _same_length(mask: Tensor | None, view: Tensor) -> Tensor | None:
     """The batch's padding mask when the view keeps the batch's time axis, else None."""
     return mask if mask is not None and mask.shape[-1] == view.shape[-1] else None
+
+
+def steps_from(h: Tensor, start: Tensor, length: int) -> Tensor:
+    """h[b, start_b : start_b + length] of (B, T, D) representations, for each row b."""
+    index = start[:, None] + torch.arange(length, device=h.device)
+    return h.gather(1, index[..., None].expand(-1, -1, h.shape[-1]))
