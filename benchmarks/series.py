@@ -51,10 +51,18 @@ def method_args(method: str, dataset: str, steps: int | None, paper_size: bool) 
         args += ["--model.init_args.backbone_kwargs", "{hidden_dims: 32, output_dims: 64, depth: 6}"]
     if method == "tstcc":
         if not paper_size:
-            args += ["--model.init_args.backbone_kwargs", "{widths: [16, 32, 64]}", "--model.init_args.context_dim", "64"]
+            args += [
+                "--model.init_args.backbone_kwargs",
+                "{widths: [16, 32, 64]}",
+                "--model.init_args.context_dim",
+                "64",
+            ]
         if dataset == "JapaneseVowels":  # 7 to 29 steps: keep every step (TS2Vec's encoder), predict 4 ahead
             args += ["--model.init_args.backbone", "ts2vec", "--model.init_args.timesteps", "4"]
-            args += ["--model.init_args.backbone_kwargs", "{hidden_dims: 32, output_dims: 64, depth: 4, mask_mode: none}"]
+            args += [
+                "--model.init_args.backbone_kwargs",
+                "{hidden_dims: 32, output_dims: 64, depth: 4, mask_mode: none}",
+            ]
     if method == "softclt" and dataset in SOFTCLT_TAUS:
         tau_inst, tau_temp = SOFTCLT_TAUS[dataset]
         args += ["--model.init_args.tau_inst", str(tau_inst), "--model.init_args.tau_temp", str(tau_temp)]
