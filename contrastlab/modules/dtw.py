@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -57,14 +60,29 @@ def content_key(series: list[np.ndarray]) -> str:
     return digest.hexdigest()[:24]
 
 
-def pairwise_dtw(series: list[np.ndarray]) -> np.ndarray:
-    """(N, N) DTW distances (aeon's, dependent multivariate DTW, full window) of prepared series."""
-    from aeon.distances import dtw_pairwise_distance
+def pairwise_dtw(series: list[np.ndarray], others: list[np.ndarray] | None = None) -> np.ndarray:
+    """(N, N) DTW distances of `series` (aeon's: dependent multivariate DTW, full window, the sum of squared
+    step distances), or (N, M) from each series to each of `others`; unequal lengths as they are.
 
-    prepared = [prepare(x) for x in series]
-    if len({x.shape for x in prepared}) == 1:
-        return dtw_pairwise_distance(np.stack(prepared))
-    return dtw_pairwise_distance(prepared)  # unequal lengths: aeon takes a list of (C, T_i) arrays
+    Computed in a child process (`dtw_worker.py`): aeon's parallel numba pool, once started in a process,
+    slows PyTorch's training there about 40x on a small CPU.
+    """
+    with tempfile.TemporaryDirectory() as folder:
+        source, target = Path(folder) / "series.npz", Path(folder) / "dtw.npy"
+        arrays = {f"x{i}": x for i, x in enumerate(series)} | {"n": np.array(len(series))}
+        if others is not None:
+            arrays |= {f"y{i}": y for i, y in enumerate(others)} | {"m": np.array(len(others))}
+        np.savez(source, **arrays)
+        worker = Path(__file__).with_name("dtw_worker.py")
+        proc = subprocess.run([sys.executable, str(worker), str(source), str(target)], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"the DTW worker failed ({proc.returncode}): {proc.stderr[-2000:]}")
+        return np.load(target, allow_pickle=False)
+
+
+def dtw_matrix(series: list[np.ndarray]) -> np.ndarray:
+    """SoftCLT's DTW matrix: the pairwise DTW of the series, each channel min-max scaled first."""
+    return pairwise_dtw([prepare(x) for x in series])
 
 
 def cached_dtw(series: list[np.ndarray], cache_dir: str | Path | None = None) -> tuple[np.ndarray, Path, bool]:
@@ -75,7 +93,7 @@ def cached_dtw(series: list[np.ndarray], cache_dir: str | Path | None = None) ->
         matrix = np.load(path, allow_pickle=False)
         if matrix.shape == (len(series), len(series)):
             return matrix, path, True
-    matrix = pairwise_dtw(series)
+    matrix = dtw_matrix(series)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(f".{os.getpid()}.tmp")
