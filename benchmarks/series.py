@@ -45,8 +45,9 @@ COMMON = [
 ]
 
 
-def method_args(method: str, dataset: str, steps: int | None, paper_size: bool) -> list[str]:
+def method_args(method: str, dataset: str, steps: int | None, paper_size: bool, normalize: str) -> list[str]:
     args = ["fit", "-c", str(REPO / "configs" / method / "ucr.yaml"), "--data.init_args.name", dataset]
+    args += ["--data.init_args.normalize", normalize]
     if method in ("ts2vec", "softclt") and not paper_size:
         args += ["--model.init_args.backbone_kwargs", "{hidden_dims: 32, output_dims: 64, depth: 6}"]
     if method == "tstcc":
@@ -88,14 +89,16 @@ def cli(args: list[str], cwd: Path) -> None:
         raise RuntimeError(f"contrastlab {' '.join(args)} exited {code}")
 
 
-def run_method(method: str, dataset: str, steps: int | None, paper_size: bool, work: Path) -> tuple[float, float]:
+def run_method(
+    method: str, dataset: str, steps: int | None, paper_size: bool, normalize: str, work: Path
+) -> tuple[float, float]:
     """(SVM test accuracy, seconds) of one method on one set."""
     import mlflow
 
     cwd = Path(tempfile.mkdtemp(dir=work))
     experiment = f"{method}-{dataset}"
     start = time.perf_counter()
-    cli([*method_args(method, dataset, steps, paper_size), *COMMON, "--tracking.experiment", experiment], cwd)
+    cli([*method_args(method, dataset, steps, paper_size, normalize), *COMMON, "--tracking.experiment", experiment], cwd)
     client = mlflow.MlflowClient(f"sqlite:///{cwd / 'mlruns' / 'mlflow.db'}")
     (run,) = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
     cli(["eval", "--run", run.info.run_id, "--protocols", "svm", "--tsne-points", "0"], cwd)
@@ -103,7 +106,7 @@ def run_method(method: str, dataset: str, steps: int | None, paper_size: bool, w
     return client.get_run(run.info.run_id).data.metrics["eval/svm/acc"], seconds
 
 
-def nearest_neighbour(dataset: str) -> dict[str, tuple[float, float]]:
+def nearest_neighbour(dataset: str, normalize: str) -> dict[str, tuple[float, float]]:
     """1-NN test accuracy and seconds with the Euclidean distance and with DTW, on the DataModule's series.
     DTW runs in a child process (`contrastlab.modules.dtw.pairwise_dtw`): aeon's numba pool would slow the
     next fits of this process."""
@@ -112,7 +115,7 @@ def nearest_neighbour(dataset: str) -> dict[str, tuple[float, float]]:
     from contrastlab.datamodules.series import UCR
     from contrastlab.modules.dtw import pairwise_dtw
 
-    data = UCR(name=dataset)
+    data = UCR(name=dataset, normalize=normalize)
     train, test = data.split("train"), data.split("test")
     series = [[s.nan_to_num().numpy().astype(np.float64) for s in split.x] for split in (train, test)]
     y_train, y_test = train.y.numpy(), test.y.numpy()
@@ -156,6 +159,9 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=DATASETS)
     parser.add_argument("--methods", nargs="*", default=METHODS, choices=METHODS)
     parser.add_argument("--steps", type=int, default=150, help="training steps of each method (default 150)")
+    parser.add_argument(
+        "--normalize", default="series", choices=["series", "dataset", "none"], help="data.normalize (default series)"
+    )
     parser.add_argument("--paper-size", action="store_true", help="the configs' encoders and steps (slow on CPU)")
     parser.add_argument("--no-write", action="store_true", help="print the table without touching the README")
     args = parser.parse_args()
@@ -166,11 +172,12 @@ def main() -> None:
         for dataset in args.datasets:
             row = results.setdefault(dataset, {})
             for method in args.methods:
-                row[method] = run_method(method, dataset, steps, args.paper_size, Path(work))
+                row[method] = run_method(method, dataset, steps, args.paper_size, args.normalize, Path(work))
                 print(f"{dataset} {method}: {row[method][0]:.3f} in {row[method][1]:.0f} s", flush=True)
-            row.update(nearest_neighbour(dataset))
+            row.update(nearest_neighbour(dataset, args.normalize))
             print(f"{dataset} 1-NN: {row['1-NN Euclidean'][0]:.3f} / DTW {row['1-NN DTW'][0]:.3f}", flush=True)
     settings = "paper-size encoders" if args.paper_size else f"small encoders, {args.steps} steps"
+    settings += f", data.normalize {args.normalize}"
     table = markdown(results, [*args.methods, "1-NN Euclidean", "1-NN DTW"], f"{settings}, SVM protocol")
     print(table)
     if not args.no_write:
