@@ -98,7 +98,8 @@ def run_method(
     cwd = Path(tempfile.mkdtemp(dir=work))
     experiment = f"{method}-{dataset}"
     start = time.perf_counter()
-    cli([*method_args(method, dataset, steps, paper_size, normalize), *COMMON, "--tracking.experiment", experiment], cwd)
+    fit = method_args(method, dataset, steps, paper_size, normalize)
+    cli([*fit, *COMMON, "--tracking.experiment", experiment], cwd)
     client = mlflow.MlflowClient(f"sqlite:///{cwd / 'mlruns' / 'mlflow.db'}")
     (run,) = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
     cli(["eval", "--run", run.info.run_id, "--protocols", "svm", "--tsne-points", "0"], cwd)
