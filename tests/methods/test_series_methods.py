@@ -149,6 +149,6 @@ def test_the_softclt_sweep_runs_two_tiny_trials(tmp_path):
     (experiment,) = [e for e in client.search_experiments() if e.name == sweep["name"]]
     trials = [r for r in client.search_runs([experiment.experiment_id]) if "sweep.trial" in r.data.tags]
     assert sorted(r.data.tags["sweep.state"] for r in trials) == ["complete", "complete"]
-    taus = {(r.data.params["model.init_args.tau_inst"], r.data.params["model.init_args.tau_temp"]) for r in trials}
+    taus = {(r.data.params["model.tau_inst"], r.data.params["model.tau_temp"]) for r in trials}
     assert len(taus) == 2  # each trial its own temperatures
     assert len(list((tmp_path / "dtw").glob("dtw-*.npy"))) == 1  # one matrix for both trials
