@@ -14,7 +14,10 @@ from contrastlab.modules.ncl import NCL
 from contrastlab.modules.nnclr import NNCLR
 from contrastlab.modules.simclr import SimCLR
 from contrastlab.modules.simsiam import SimSiam
+from contrastlab.modules.softclt import SoftCLT
 from contrastlab.modules.supcon import SupCon
+from contrastlab.modules.ts2vec import TS2Vec
+from contrastlab.modules.tstcc import TSTCC
 from contrastlab.modules.vicreg import VICReg
 
 __all__ = [
@@ -31,6 +34,9 @@ __all__ = [
     "MoCoV3",
     "SimCLR",
     "SimSiam",
+    "SoftCLT",
     "SupCon",
+    "TS2Vec",
+    "TSTCC",
     "VICReg",
 ]

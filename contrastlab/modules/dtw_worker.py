@@ -1,0 +1,37 @@
+"""DTW matrices with aeon in a process of their own: `python dtw_worker.py IN.npz OUT.npy` (run as a script,
+so it imports numpy and aeon, not the package).
+
+aeon's pairwise DTW is a parallel numba function; once its thread pool has started in a process, PyTorch's
+training steps in that process ran about 40x slower on a 2-core CPU (measured: 20 SoftCLT steps on GunPoint
+10 s with the matrix read from the cache, 416 s right after computing it in-process). Computing it here
+leaves the training process untouched.
+
+IN.npz holds `n` and series `x0 .. x{n-1}` ((C, T_i) float64), optionally `m` and `y0 .. y{m-1}`; OUT.npy
+gets the (n, n) matrix, or (n, m) distances from each x to each y.
+"""
+
+import sys
+
+import numpy as np
+
+
+def collection(series: list[np.ndarray], equal: bool):
+    return np.stack(series) if equal else series
+
+
+def main(source: str, target: str) -> None:
+    from aeon.distances import dtw_pairwise_distance
+
+    with np.load(source, allow_pickle=False) as data:
+        x = [data[f"x{i}"] for i in range(int(data["n"]))]
+        y = [data[f"y{i}"] for i in range(int(data["m"]))] if "m" in data else None
+    equal = len({s.shape for s in x + (y or [])}) == 1
+    if y is None:
+        distances = dtw_pairwise_distance(collection(x, equal))
+    else:
+        distances = dtw_pairwise_distance(collection(x, equal), collection(y, equal))
+    np.save(target, np.asarray(distances, dtype=np.float64), allow_pickle=False)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
