@@ -72,12 +72,11 @@ def nn_dtw(
     _check("nn_dtw", train_y, test_y)
     if train[0].ndim != 2:
         raise UnsupportedProtocol("nn_dtw", f"DTW needs samples with one time axis (C, T); these are {train[0].shape}")
-    from aeon.distances import dtw_pairwise_distance
+    from contrastlab.evaluation.dtw import pairwise_dtw
 
     train, train_y, test, test_y = _labelled(train, train_y, test, test_y)
-    as_input = lambda s: np.stack(s) if len({x.shape for x in s}) == 1 else [x.astype(np.float64) for x in s]  # noqa: E731
-    distances = dtw_pairwise_distance(as_input(test), as_input(train), window=window)
-    return _nearest_accuracy(distances, train_y, test_y)
+    as_float = lambda samples: [x.astype(np.float64) for x in samples]  # noqa: E731
+    return _nearest_accuracy(pairwise_dtw(as_float(test), as_float(train), window), train_y, test_y)
 
 
 def _labelled(train, train_y: Tensor, test, test_y: Tensor):

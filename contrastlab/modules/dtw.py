@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +18,7 @@ import torch
 from torch.utils.data import Dataset
 
 from contrastlab.errors import ConfigError
+from contrastlab.evaluation.dtw import pairwise_dtw
 
 PREPARATION = "minmax-per-series-channel/v1"  # part of the cache key: change it when `prepare` changes
 
@@ -58,26 +56,6 @@ def content_key(series: list[np.ndarray]) -> str:
         digest.update(str(x.shape).encode())
         digest.update(np.ascontiguousarray(x).tobytes())
     return digest.hexdigest()[:24]
-
-
-def pairwise_dtw(series: list[np.ndarray], others: list[np.ndarray] | None = None) -> np.ndarray:
-    """(N, N) DTW distances of `series` (aeon's: dependent multivariate DTW, full window, the sum of squared
-    step distances), or (N, M) from each series to each of `others`; unequal lengths as they are.
-
-    Computed in a child process (`dtw_worker.py`): aeon's parallel numba pool, once started in a process,
-    slows PyTorch's training there about 40x on a small CPU.
-    """
-    with tempfile.TemporaryDirectory() as folder:
-        source, target = Path(folder) / "series.npz", Path(folder) / "dtw.npy"
-        arrays = {f"x{i}": x for i, x in enumerate(series)} | {"n": np.array(len(series))}
-        if others is not None:
-            arrays |= {f"y{i}": y for i, y in enumerate(others)} | {"m": np.array(len(others))}
-        np.savez(source, **arrays)
-        worker = Path(__file__).with_name("dtw_worker.py")
-        proc = subprocess.run([sys.executable, str(worker), str(source), str(target)], capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise RuntimeError(f"the DTW worker failed ({proc.returncode}): {proc.stderr[-2000:]}")
-        return np.load(target, allow_pickle=False)
 
 
 def dtw_matrix(series: list[np.ndarray]) -> np.ndarray:

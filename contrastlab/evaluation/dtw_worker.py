@@ -6,8 +6,9 @@ training steps in that process ran about 40x slower on a 2-core CPU (measured: 2
 10 s with the matrix read from the cache, 416 s right after computing it in-process). Computing it here
 leaves the training process untouched.
 
-IN.npz holds `n` and series `x0 .. x{n-1}` ((C, T_i) float64), optionally `m` and `y0 .. y{m-1}`; OUT.npy
-gets the (n, n) matrix, or (n, m) distances from each x to each y.
+IN.npz holds `n` and series `x0 .. x{n-1}` ((C, T_i) float64), optionally `m` and `y0 .. y{m-1}`, and
+optionally `window` (a Sakoe-Chiba band as a fraction of the length); OUT.npy gets the (n, n) matrix, or
+(n, m) distances from each x to each y.
 """
 
 import sys
@@ -25,11 +26,10 @@ def main(source: str, target: str) -> None:
     with np.load(source, allow_pickle=False) as data:
         x = [data[f"x{i}"] for i in range(int(data["n"]))]
         y = [data[f"y{i}"] for i in range(int(data["m"]))] if "m" in data else None
+        window = float(data["window"]) if "window" in data else None
     equal = len({s.shape for s in x + (y or [])}) == 1
-    if y is None:
-        distances = dtw_pairwise_distance(collection(x, equal))
-    else:
-        distances = dtw_pairwise_distance(collection(x, equal), collection(y, equal))
+    others = None if y is None else collection(y, equal)
+    distances = dtw_pairwise_distance(collection(x, equal), others, window=window)
     np.save(target, np.asarray(distances, dtype=np.float64), allow_pickle=False)
 
 
