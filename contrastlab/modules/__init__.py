@@ -4,6 +4,7 @@ from contrastlab.modules import nets  # noqa: F401  (registers the local 1-D and
 from contrastlab.modules.barlow_twins import BarlowTwins
 from contrastlab.modules.base import ContrastiveModule
 from contrastlab.modules.byol import BYOL
+from contrastlab.modules.cpc import CPC
 from contrastlab.modules.dcl import DCL
 from contrastlab.modules.moco import MoCoV2
 from contrastlab.modules.moco_v3 import MoCoV3
@@ -17,6 +18,7 @@ from contrastlab.modules.vicreg import VICReg
 
 __all__ = [
     "BYOL",
+    "CPC",
     "DCL",
     "NCL",
     "NNCLR",
