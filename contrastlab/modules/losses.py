@@ -410,9 +410,7 @@ def cpc_terms(
 
 
 @in_float32
-def cpc_info_nce(
-    predictions: Tensor, targets: Tensor, mask: Tensor | None = None, negatives: str = "both"
-) -> Tensor:
+def cpc_info_nce(predictions: Tensor, targets: Tensor, mask: Tensor | None = None, negatives: str = "both") -> Tensor:
     """CPC's loss: the mean over the prediction steps k = 1..K of `cpc_terms`' loss_k (steps with no anchor
     left out). See `cpc_terms` for the formula, the shapes and the choice of negatives."""
     loss_k, _, anchors_k = cpc_terms(predictions, targets, mask, negatives)
