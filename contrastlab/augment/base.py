@@ -32,6 +32,9 @@ class ViewPipeline(nn.Module):
 
     - `forward(x)`: a list of `num_views` random views of the raw batch `x` (B, C, ...), each a float
       tensor on x's device, normalised.
+    - `augment_batch(batch)`: what training adds to the batch: `views` (the default: `forward(batch["x"])`)
+      and whatever else a method reads about them, e.g. where two crops overlap (TS2Vec); a pipeline that
+      produces such keys overrides it.
     - `eval_view(x)`: the one deterministic view used for evaluation and embeddings, normalised the same way.
     - `bind(info)`: called once by the method with the data's `DataInfo`; a pipeline fills what its
       config left open (statistics, sizes) from it. The default does nothing.
@@ -47,6 +50,9 @@ class ViewPipeline(nn.Module):
 
     def eval_view(self, x: Tensor) -> Tensor:
         raise NotImplementedError
+
+    def augment_batch(self, batch: dict) -> dict:
+        return {"views": self(batch["x"])}
 
     def bind(self, info: DataInfo) -> None:
         return None

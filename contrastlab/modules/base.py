@@ -133,7 +133,9 @@ class ContrastiveModule(L.LightningModule):
     def on_after_batch_transfer(self, batch: Batch, dataloader_idx: int) -> Batch:
         x = batch["x"]
         if self.trainer.training:
-            batch["views"] = self.augment(x)
+            # a pipeline may add more than the views (where crops overlap, ...): its `augment_batch`
+            augment_batch = getattr(self.augment, "augment_batch", None)
+            batch.update(augment_batch(batch) if augment_batch is not None else {"views": self.augment(x)})
             return batch
         batch["eval_view"] = self.augment.eval_view(x)
         predicting = getattr(self.trainer, "predicting", False)

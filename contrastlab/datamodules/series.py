@@ -1,0 +1,491 @@
+"""Time-series DataModules: UCR/UEA archive sets by name, files in the archive's formats, NumPy/CSV arrays.
+
+Every sample is a float32 tensor (C, T): univariate series have C = 1. Missing values (NaN in the files)
+and the padding of unequal-length series are NaN in `x`, and the batch's `mask` (B, T) is False there
+(`pad_collate` with NaN padding, then NaN steps masked too): views and the series backbones carry the
+mask inside the tensor (`~x.isnan().any(1)`), so any method's `encode` works on masked series.
+
+Normalisation is part of the data here, not of the views: a per-series z-score after a scaling view would
+undo the scaling, so series are z-normalised once when read (`normalize: series`, the UCR convention),
+or by the train split's per-channel mean and std (`normalize: dataset`), or left as read (`none`).
+
+    data:
+      class_path: contrastlab.datamodules.series.UCR
+      init_args: {name: GunPoint}            # aeon ships GunPoint, ArrowHead, BasicMotions, JapaneseVowels...
+
+Nothing downloads unless `download: true`; a set neither shipped with aeon nor under `root` is an error
+saying which files to put where.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset, default_collate
+
+from contrastlab.datamodules.base import ContrastiveDataModule, DataInfo, pad_collate
+from contrastlab.errors import ConfigError, DataError
+
+SERIES_VIEWS = "contrastlab.augment.series.SeriesViews"
+FILE_FORMATS = (".ts", ".tsv", ".arff", ".npy", ".npz", ".csv")
+NORMALIZE = ("series", "dataset", "none")
+UNEQUAL = ("pad", "crop")
+
+Arrays = tuple[list[np.ndarray], np.ndarray | None]  # series (C, T_i) float, labels (N,) as read or None
+
+
+class SeriesSamples(Dataset):
+    """Series of possibly unequal length held in memory: `x` (C, T_i) float32 with NaN where missing."""
+
+    def __init__(self, x: list[Tensor] | Tensor, y: Tensor):
+        if len(x) != len(y):
+            raise ValueError(f"{len(x)} series but {len(y)} labels")
+        self.x, self.y = x, y
+        self.labels = y.tolist()
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {"x": self.x[i], "y": int(self.y[i]), "idx": i}
+
+
+def series_collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Pad to the longest series with NaN and mask (B, T) padded and missing steps (NaN in any channel)."""
+    batch = pad_collate(samples, pad_value=float("nan"))
+    batch["mask"] = batch["mask"] & ~batch["x"].isnan().any(dim=1)
+    return batch
+
+
+# -- reading files ---------------------------------------------------------------------------------
+
+
+def _bad_line(path: Path, check) -> str:
+    """`file:line` of the first line `check(text)` refuses (returns a reason), else the file alone."""
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for number, line in enumerate(handle, 1):
+            reason = check(line.rstrip("\n"))
+            if reason:
+                return f"{path}:{number}: {reason}"
+    return f"{path}"
+
+
+def _number(text: str) -> bool:
+    text = text.strip()
+    if text in ("?", "", "NaN", "nan"):
+        return True
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _check_ts_line(state: dict):
+    def check(line: str) -> str | None:
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            return None
+        if not state.get("data"):
+            if stripped.lower().startswith("@data"):
+                state["data"] = True
+            return None
+        parts = stripped.split(":")
+        dims = parts[:-1] if len(parts) > 1 else parts
+        if not dims:
+            return "no values"
+        if state.setdefault("dims", len(dims)) != len(dims):
+            return f"{len(dims)} dimensions where earlier lines have {state['dims']}"
+        for values in dims:
+            bad = [v for v in values.replace("(", "").replace(")", "").split(",") if not _number(v)]
+            if bad:
+                return f"{bad[0]!r} is not a number"
+        return None
+
+    return check
+
+
+def _check_arff_line(state: dict):
+    def check(line: str) -> str | None:
+        stripped = line.strip()
+        if not stripped or stripped.startswith("%"):
+            return None
+        if not state.get("data"):
+            if stripped.lower().startswith("@data"):
+                state["data"] = True
+            return None
+        values = stripped.strip("'\"").replace("\\n", ",").split(",")[:-1]
+        bad = [v for v in values if not _number(v.strip("'\""))]
+        return f"{bad[0]!r} is not a number" if bad else None
+
+    return check
+
+
+def read_delimited(path: Path, delimiter: str, label_column: int | None) -> Arrays:
+    """One univariate series per line (the archive's .tsv, or .csv): the label in `label_column` (None: none).
+    Shorter series end early or in NaN; every line is checked, so a bad value names its line."""
+    series, labels = [], []
+    with open(path, newline="", encoding="utf-8") as handle:
+        for number, row in enumerate(csv.reader(handle, delimiter=delimiter), 1):
+            if not row or all(not cell.strip() for cell in row):
+                continue
+            if label_column is not None:
+                if label_column >= len(row):
+                    raise DataError(f"{path}:{number}: no label column {label_column}; set data.label_column")
+                labels.append(row[label_column].strip())
+                row = row[:label_column] + row[label_column + 1 :]
+            try:
+                values = np.array([float(v) if v.strip() not in ("", "?") else math.nan for v in row], np.float32)
+            except ValueError:
+                bad = next(v for v in row if not _number(v))
+                raise DataError(f"{path}:{number}: {bad!r} is not a number; fix or remove the line") from None
+            last = np.flatnonzero(~np.isnan(values))
+            series.append(values[: last[-1] + 1 if len(last) else 0][None, :])  # trailing NaN: a shorter series
+    if not series:
+        raise DataError(f"{path}: no series in the file")
+    return series, (np.array(labels) if label_column is not None else None)
+
+
+def read_series_file(path: str | Path, label_column: int | None = 0, labels: str | Path | None = None) -> Arrays:
+    """Series and labels from a file of the UCR/UEA archive (.ts, .tsv, .arff) or an array (.npy, .npz, .csv).
+
+    `.npy`: (N, T) or (N, C, T) values (NaN where missing); labels from `labels` (a .npy or one-per-line
+    text file) when given. `.npz`: arrays `x` and optionally `y`. `.csv`/`.tsv`: one univariate series per
+    row, the label in column `label_column` (the archive's layout: first). A malformed file is a `DataError`
+    naming the file and the line.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file; give the path of a {'/'.join(FILE_FORMATS)} file")
+    suffix = path.suffix.lower()
+    if suffix not in FILE_FORMATS:
+        raise DataError(f"{path}: unknown series format {suffix!r}; use one of {', '.join(FILE_FORMATS)}")
+    if suffix in (".tsv", ".csv"):
+        series, y = read_delimited(path, "\t" if suffix == ".tsv" else ",", label_column)
+    elif suffix in (".ts", ".arff"):
+        series, y = _read_aeon(path, suffix)
+    else:
+        series, y = _read_numpy(path)
+    if labels is not None:
+        y = _read_labels(Path(labels), len(series))
+    return series, y
+
+
+def _read_aeon(path: Path, suffix: str) -> Arrays:
+    from aeon.datasets import load_from_arff_file, load_from_ts_file
+
+    check = _check_ts_line({}) if suffix == ".ts" else _check_arff_line({})
+    try:
+        if suffix == ".ts":
+            x, y = load_from_ts_file(str(path))
+        else:
+            x, y = load_from_arff_file(str(path))
+        series = [np.asarray(s, dtype=np.float32) for s in x]
+    except Exception as err:  # aeon says what, not where: find the line
+        where = _bad_line(path, check)
+        if ":" not in where.removeprefix(str(path)):  # no line found wrong: say what aeon said
+            where += f": {(str(err).splitlines() or [type(err).__name__])[0]}"
+        fix = f"fix or remove the line (the {suffix} format: timeseriesclassification.com)"
+        raise DataError(f"{where}; {fix}") from None
+    if not series:
+        raise DataError(f"{path}: no series in the file")
+    return [s if s.ndim == 2 else s[None, :] for s in series], np.asarray(y).astype(str)
+
+
+def _read_numpy(path: Path) -> Arrays:
+    try:
+        if path.suffix.lower() == ".npz":
+            with np.load(path, allow_pickle=False) as arrays:
+                if "x" not in arrays:
+                    raise DataError(f"{path}: no array 'x' (it holds {', '.join(arrays.files)}); save x (and y) in it")
+                x, y = arrays["x"], (arrays["y"] if "y" in arrays else None)
+        else:
+            x, y = np.load(path, allow_pickle=False), None
+    except (ValueError, OSError) as err:
+        raise DataError(f"{path}: not a readable NumPy file ({err}); save it with numpy.save/savez") from None
+    if x.ndim not in (2, 3) or not np.issubdtype(x.dtype, np.number):
+        raise DataError(f"{path}: series must be numbers of shape (N, T) or (N, C, T), got {x.dtype} {x.shape}")
+    x = x.astype(np.float32)
+    x = x[:, None, :] if x.ndim == 2 else x
+    return [_trim_nan_tail(s) for s in x], (None if y is None else np.asarray(y).astype(str))
+
+
+def _trim_nan_tail(s: np.ndarray) -> np.ndarray:
+    observed = np.flatnonzero(~np.isnan(s).all(axis=0))
+    return s[:, : observed[-1] + 1] if len(observed) else s[:, :0]
+
+
+def _read_labels(path: Path, count: int) -> np.ndarray:
+    if not path.is_file():
+        raise DataError(f"{path}: no such labels file; data.labels names a .npy or a text file, one label a line")
+    if path.suffix.lower() == ".npy":
+        y = np.load(path, allow_pickle=False).astype(str).ravel()
+    else:
+        y = np.array([line.strip() for line in path.read_text().splitlines() if line.strip()])
+    if len(y) != count:
+        raise DataError(f"{path}: {len(y)} labels for {count} series; give one label per series")
+    return y
+
+
+# -- the DataModules -----------------------------------------------------------------------------
+
+
+class SeriesData(ContrastiveDataModule):
+    """Labelled series in memory; subclasses say how to read the train and test splits (`read`).
+
+    Args:
+        normalize: "series" (z-score each series and channel over its observed steps), "dataset" (the train
+            split's per-channel mean and std), or "none".
+        unequal: what to do with series of unequal length: "pad" (NaN-pad each batch to its longest and
+            mask, `DataInfo.shape` has T = 0) or "crop" (keep every series' first T steps, T the shortest).
+        val_size: the fraction of train held out (stratified, seeded) for validation. 0 (the default, as the
+            archive's papers, which have no validation split): validation reads the test split, so choose
+            nothing by `val/*` metrics (evaluate the last checkpoint: `contrastlab eval --ckpt .../last.ckpt`).
+    """
+
+    name = "series"
+
+    def __init__(self, normalize: str = "series", unequal: str = "pad", val_size: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        if normalize not in NORMALIZE:
+            raise ConfigError(f"data.normalize must be one of {', '.join(NORMALIZE)}, got {normalize!r}")
+        if unequal not in UNEQUAL:
+            raise ConfigError(f"data.unequal must be one of {', '.join(UNEQUAL)}, got {unequal!r}")
+        if not 0 <= val_size < 1:
+            raise ConfigError(f"data.val_size must be a fraction in [0, 1), got {val_size}")
+        self.normalize, self.unequal, self.val_size = normalize, unequal, val_size
+        self._arrays: dict[str, tuple[list[Tensor], Tensor]] | None = None
+        self._info: DataInfo | None = None
+
+    def read(self, split: str) -> Arrays:
+        """The series and labels of "train" or "test"."""
+        raise NotImplementedError
+
+    # what the data is: read once (archive sets are small), on first use
+    def _load(self) -> dict[str, tuple[list[Tensor], Tensor]]:
+        if self._arrays is not None:
+            return self._arrays
+        raw = {split: self.read(split) for split in ("train", "test")}
+        channels = {s.shape[0] for split in raw.values() for s in split[0]}
+        if len(channels) != 1:
+            raise DataError(f"{self.name}: series with different channel counts {sorted(channels)}; give one count")
+        classes = self._classes(raw)
+        series = {
+            split: [torch.from_numpy(np.ascontiguousarray(s, np.float32)) for s in x] for split, (x, _) in raw.items()
+        }
+        if self.unequal == "crop":
+            shortest = min(s.shape[-1] for split in series.values() for s in split)
+            series = {split: [s[:, :shortest] for s in x] for split, x in series.items()}
+        series = self._normalized(series)
+        self._arrays = {
+            split: (series[split], self._indices(y, classes, len(series[split]))) for split, (_, y) in raw.items()
+        }
+        lengths = [s.shape[-1] for split in series.values() for s in split]
+        if min(lengths) < 1:
+            raise DataError(f"{self.name}: a series with no observed value; remove it")
+        missing = any(bool(s.isnan().any()) for split in series.values() for s in split)
+        equal = min(lengths) == max(lengths)
+        mean, std = self._stats(series["train"])
+        self._info = DataInfo(
+            self.name,
+            "series",
+            (next(iter(channels)), max(lengths) if equal else 0),
+            len(classes),
+            mean=mean,
+            std=std,
+            views=SERIES_VIEWS,
+            extra={
+                "normalize": self.normalize,
+                "equal_length": equal,
+                "missing": missing,
+                "min_length": min(lengths),
+                "max_length": max(lengths),
+                "classes": list(classes),
+            },
+        )
+        return self._arrays
+
+    def _classes(self, raw: dict[str, Arrays]) -> list[str]:
+        train_y, test_y = raw["train"][1], raw["test"][1]
+        if train_y is None:
+            return []
+        classes = sorted(set(train_y.tolist()), key=lambda c: (_as_number(c), c))
+        unseen = sorted(set((test_y if test_y is not None else np.array([])).tolist()) - set(classes))
+        if unseen:
+            raise DataError(f"{self.name}: test labels {unseen[:5]} never appear in train; the splits disagree")
+        return classes
+
+    @staticmethod
+    def _indices(y: np.ndarray | None, classes: list[str], count: int) -> Tensor:
+        if y is None or not classes:
+            return torch.full((count,), -1, dtype=torch.long)
+        index = {c: i for i, c in enumerate(classes)}
+        return torch.tensor([index[v] for v in y.tolist()], dtype=torch.long)
+
+    def _normalized(self, series: dict[str, list[Tensor]]) -> dict[str, list[Tensor]]:
+        if self.normalize == "series":
+            return {split: [_zscore(s) for s in x] for split, x in series.items()}
+        if self.normalize == "dataset":
+            mean, std = (torch.tensor(v)[:, None] for v in self._stats(series["train"]))
+            return {split: [(s - mean) / std for s in x] for split, x in series.items()}
+        return series
+
+    @staticmethod
+    def _stats(train: list[Tensor]) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        values = torch.cat(train, dim=1).double()  # (C, sum of lengths)
+        observed = ~values.isnan()
+        count = observed.sum(dim=1).clamp(min=1)
+        mean = values.nan_to_num().sum(dim=1) / count
+        var = ((values - mean[:, None]).nan_to_num() ** 2).sum(dim=1) / count
+        std = var.sqrt().clamp(min=1e-8)
+        return tuple(mean.tolist()), tuple(std.tolist())
+
+    @property
+    def info(self) -> DataInfo:
+        self._load()
+        assert self._info is not None
+        return self._info
+
+    def collate(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
+        extra = self.info.extra
+        if extra["equal_length"] and not extra["missing"]:
+            return default_collate(samples)
+        return series_collate(samples)
+
+    def load_split(self, split: str) -> Dataset:
+        arrays = self._load()
+        if split == "test" or (split == "val" and self.val_size == 0):
+            return self._samples(*arrays["test"])
+        x, y = arrays["train"]
+        if self.val_size == 0:
+            return self._samples(x, y)
+        keep, held = _stratified_holdout(y, self.val_size, self.seed)
+        chosen = held if split == "val" else keep
+        return self._samples([x[i] for i in chosen], y[chosen])
+
+    def _samples(self, x: list[Tensor], y: Tensor) -> Dataset:
+        return SeriesSamples(x, y)
+
+
+def _as_number(label: str) -> float:
+    try:
+        return float(label)
+    except ValueError:
+        return math.inf
+
+
+def _zscore(s: Tensor) -> Tensor:
+    """Each channel of one series to mean 0 and std 1 over its observed steps (a constant channel to 0)."""
+    observed = ~s.isnan()
+    count = observed.sum(dim=1, keepdim=True).clamp(min=1)
+    mean = s.nan_to_num().sum(dim=1, keepdim=True) / count
+    std = (((s - mean).nan_to_num() ** 2).sum(dim=1, keepdim=True) / count).sqrt()
+    return (s - mean) / torch.where(std > 1e-8, std, torch.ones_like(std))
+
+
+def _stratified_holdout(y: Tensor, fraction: float, seed: int) -> tuple[Tensor, Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    held = []
+    for c in y.unique().tolist():
+        members = (y == c).nonzero().flatten()
+        count = max(1, round(fraction * len(members))) if len(members) > 1 else 0
+        held.append(members[torch.randperm(len(members), generator=generator)[:count]])
+    held_out = torch.cat(held).sort().values
+    keep = torch.ones(len(y), dtype=torch.bool)
+    keep[held_out] = False
+    return keep.nonzero().flatten(), held_out
+
+
+def aeon_data_dir() -> Path:
+    import aeon.datasets
+
+    return Path(aeon.datasets.__file__).parent / "data"
+
+
+class UCR(SeriesData):
+    """A UCR (univariate) or UEA (multivariate) archive set by name, with its official train/test split.
+
+    Args:
+        name: the archive's name (GunPoint, ArrowHead, BasicMotions, JapaneseVowels, ...).
+        root: a folder holding `<name>/<name>_TRAIN.ts` and `_TEST.ts` (or `.tsv`/`.arff`), as the archive's
+            zips unpack; sets shipped inside aeon are found without it.
+        download: fetch a missing set from timeseriesclassification.com into `root` (needs network access).
+        (others: see SeriesData)
+    """
+
+    def __init__(self, name: str = "GunPoint", root: str | None = None, download: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.name, self.root, self.download = name, root, download
+
+    def _folders(self) -> list[Path]:
+        return ([Path(self.root) / self.name, Path(self.root)] if self.root else []) + [aeon_data_dir() / self.name]
+
+    def _find(self, split: str) -> Path | None:
+        for folder in self._folders():
+            for suffix in (".ts", ".tsv", ".arff"):
+                path = folder / f"{self.name}_{split.upper()}{suffix}"
+                if path.is_file():
+                    return path
+        return None
+
+    def read(self, split: str) -> Arrays:
+        path = self._find(split)
+        if path is None and self.download:
+            self._download()
+            path = self._find(split)
+        if path is None:
+            where = Path(self.root or "data/ucr") / self.name
+            raise DataError(
+                f"UCR/UEA set {self.name!r}: no {self.name}_{split.upper()}.ts (or .tsv/.arff) under "
+                f"{where}/ nor among aeon's shipped sets; unzip the set from timeseriesclassification.com "
+                f"into {where}/ and set data.root, or set data.download true (needs network access)"
+            )
+        return read_series_file(path)
+
+    def _download(self) -> None:
+        from aeon.datasets import load_classification
+
+        if not self.root:
+            raise ConfigError("data.download needs data.root: the folder to unpack the set into")
+        try:
+            load_classification(self.name, extract_path=self.root)
+        except Exception as err:
+            fix = f"fetch it by hand into {self.root}"
+            raise DataError(f"UCR/UEA set {self.name!r}: download failed ({err}); {fix}") from err
+
+
+class SeriesFiles(SeriesData):
+    """Series from files: the archive's formats (.ts, .tsv, .arff) or arrays (.npy, .npz, .csv).
+
+    Args:
+        train, test: the files of each split (the same format or not).
+        name: the dataset's name (the MLflow experiment); defaults to the train file's stem.
+        label_column: .csv/.tsv: the column holding the label (0, the archive's layout), or null for none.
+        train_labels, test_labels: .npy: a labels file for each split (.npy, or text one label a line).
+        (others: see SeriesData)
+    """
+
+    def __init__(
+        self,
+        train: str,
+        test: str,
+        name: str | None = None,
+        label_column: int | None = 0,
+        train_labels: str | None = None,
+        test_labels: str | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.files = {"train": train, "test": test}
+        self.labels = {"train": train_labels, "test": test_labels}
+        self.name = name or Path(train).stem.removesuffix("_TRAIN")
+        self.label_column = label_column
+
+    def read(self, split: str) -> Arrays:
+        return read_series_file(self.files[split], self.label_column, self.labels[split])
