@@ -147,6 +147,12 @@ class ContrastiveModule(L.LightningModule):
         """x from every rank, concatenated in rank order, with gradients flowing back to each rank's part."""
         return gather_with_grad(x)
 
+    @property
+    def loss_block_rows(self) -> int | None:
+        """Anchors per block for a loss over in-batch negatives (`losses.nt_xent(..., block_rows)`): GradCache's
+        chunk, so that the loss's similarity matrix, like the encoder, is held one chunk at a time."""
+        return self.hparams.grad_cache_chunk or None
+
     # -- steps ----------------------------------------------------------------------------------------
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from contrastlab.modules.blocked import blocked_info_nce
+
 LossFn = TypeVar("LossFn", bound=Callable[..., Tensor])
 
 
@@ -91,7 +93,9 @@ def view_positives(batch_size: int, num_views: int, device: torch.device | None 
 
 
 @in_float32
-def nt_xent(z1: Tensor, z2: Tensor, temperature: float = 0.2, margin: float = 0.0) -> Tensor:
+def nt_xent(
+    z1: Tensor, z2: Tensor, temperature: float = 0.2, margin: float = 0.0, block_rows: int | None = None
+) -> Tensor:
     """NT-Xent, the normalised temperature-scaled cross-entropy of SimCLR (Chen et al. 2020, eq. 1).
 
     With the 2N embeddings [z1; z2] and s_ij the cosine similarity over T,
@@ -103,11 +107,26 @@ def nt_xent(z1: Tensor, z2: Tensor, temperature: float = 0.2, margin: float = 0.
         z1, z2: (N, D) embeddings of two views of the same N samples, row k of each a positive pair.
         temperature: T > 0.
         margin: additive margin on the positive pair's cosine (see `multi_positive_info_nce`).
+        block_rows: compute by blocks of this many anchors, never holding the (2N, 2N) matrix
+            (`modules/blocked.py`; what GradCache's large batches need); None: in one piece.
     """
     if z1.shape != z2.shape:
         raise ValueError(f"the two views' embeddings differ in shape: {tuple(z1.shape)} vs {tuple(z2.shape)}")
-    positives = view_positives(z1.shape[0], 2, device=z1.device)
-    return multi_positive_info_nce(torch.cat([z1, z2]), positives, temperature, margin)
+    sample = torch.arange(z1.shape[0], device=z1.device).repeat(2)
+    return keyed_info_nce(torch.cat([z1, z2]), [sample], temperature, margin, block_rows)
+
+
+def keyed_info_nce(
+    z: Tensor, keys: list[Tensor], temperature: float, margin: float = 0.0, block_rows: int | None = None
+) -> Tensor:
+    """`multi_positive_info_nce` whose positives share a value >= 0 of some key (sample index, class, group):
+    in one piece, or by blocks of rows when `block_rows` is set and smaller than the batch."""
+    if block_rows is not None and block_rows < z.shape[0]:
+        return blocked_info_nce(z, keys, temperature, margin, block_rows)
+    positives = label_positives(keys[0])
+    for key in keys[1:]:
+        positives = positives | label_positives(key)
+    return multi_positive_info_nce(z, positives, temperature, margin)
 
 
 # -- momentum, predictor and memory methods (MoCo v2/v3, BYOL, SimSiam, NNCLR) -------------------------
@@ -184,7 +203,9 @@ def label_positives(labels: Tensor) -> Tensor:
 
 
 @in_float32
-def supcon(views: list[Tensor], labels: Tensor, temperature: float = 0.1, margin: float = 0.0) -> Tensor:
+def supcon(
+    views: list[Tensor], labels: Tensor, temperature: float = 0.1, margin: float = 0.0, block_rows: int | None = None
+) -> Tensor:
     """Supervised contrastive loss (Khosla et al. 2020, eq. 2, "L_out"): `multi_positive_info_nce` whose
     positives are every view of every sample of the anchor's class.
 
@@ -195,12 +216,13 @@ def supcon(views: list[Tensor], labels: Tensor, temperature: float = 0.1, margin
         views: V >= 2 tensors (N, D), the embeddings of V views of the same N samples.
         labels: (N,) class of each sample, -1 where unknown.
         temperature: T > 0. margin: additive margin on positive cosines.
+        block_rows: as in `nt_xent`.
     """
     if len(views) < 2:
         raise ValueError(f"SupCon needs at least two views, got {len(views)}")
     n, v = labels.shape[0], len(views)
-    positives = label_positives(labels.repeat(v)) | view_positives(n, v, device=labels.device)
-    return multi_positive_info_nce(torch.cat(views), positives, temperature, margin)
+    sample = torch.arange(n, device=labels.device).repeat(v)
+    return keyed_info_nce(torch.cat(views), [sample, labels.repeat(v)], temperature, margin, block_rows)
 
 
 def _standardise(z: Tensor, eps: float) -> Tensor:
@@ -306,12 +328,14 @@ def dcl(z1: Tensor, z2: Tensor, temperature: float = 0.1, sigma: float | None = 
 
 
 @in_float32
-def non_negative_nt_xent(z1: Tensor, z2: Tensor, temperature: float = 0.2, margin: float = 0.0) -> Tensor:
+def non_negative_nt_xent(
+    z1: Tensor, z2: Tensor, temperature: float = 0.2, margin: float = 0.0, block_rows: int | None = None
+) -> Tensor:
     """Non-negative contrastive learning (Wang et al. 2024, "Non-negative Contrastive Learning", eq. 6):
     NT-Xent on ReLU(z), so that every feature is a non-negative, sparse and more interpretable activation.
     An all-zero row has similarity 0 to everything.
     """
-    return nt_xent(F.relu(z1), F.relu(z2), temperature, margin)
+    return nt_xent(F.relu(z1), F.relu(z2), temperature, margin, block_rows)
 
 
 @in_float32

@@ -31,4 +31,4 @@ class NCL(ContrastiveModule):
 
     def contrastive_loss(self, feats: list[Tensor], batch: Batch) -> Tensor:
         z1, z2 = (self.gather(self.projector(f)) for f in feats[:2])
-        return losses.non_negative_nt_xent(z1, z2, self.hparams.temperature, self.hparams.margin)
+        return losses.non_negative_nt_xent(z1, z2, self.hparams.temperature, self.hparams.margin, self.loss_block_rows)

@@ -31,4 +31,4 @@ class SimCLR(ContrastiveModule):
 
     def contrastive_loss(self, feats: list[Tensor], batch: Batch) -> Tensor:
         z1, z2 = (self.gather(self.projector(f)) for f in feats[:2])
-        return losses.nt_xent(z1, z2, self.hparams.temperature, self.hparams.margin)
+        return losses.nt_xent(z1, z2, self.hparams.temperature, self.hparams.margin, self.loss_block_rows)
