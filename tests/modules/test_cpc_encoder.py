@@ -76,3 +76,14 @@ def test_a_padded_sequence_encodes_as_it_does_alone(pool, norm):
 def test_bad_geometry_is_one_clear_error(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         create_backbone("cpc", AUDIO, **kwargs)
+
+
+def test_nan_steps_are_masked_like_the_series_datamodules_padding():
+    """The series DataModules pad (and mark missing values) with NaN: the encoder masks them without a mask."""
+    torch.manual_seed(0)
+    net = CPCEncoder(in_chans=2, strides=(1, 2), width=8, context_dim=5).eval()
+    short = torch.randn(1, 2, 30)
+    padded = torch.nn.functional.pad(short, (0, 10), value=float("nan"))
+    z, c, mask = net.steps(padded)
+    assert mask.sum() == net.num_steps(30) and torch.isfinite(c).all()
+    assert torch.allclose(net(padded), net(short), atol=1e-6)

@@ -3,7 +3,8 @@
 g_enc: strided 1-D convolutions map a (B, C, T) sequence to step-level latents z_t; g_ar: a GRU reads
 them in order and gives the contexts c_t, each summarising z_1..z_t. As a backbone it returns one vector
 per sequence (the pooled contexts) for kNN, probes and `contrastlab eval`; `steps` exposes z_t and c_t
-for the CPC method. It takes `mask` (B, T) from `pad_collate`, so padded steps of a batch change nothing.
+for the CPC method. It takes `mask` (B, T) from `pad_collate`, or finds NaN steps in `x` (the series
+DataModules' padding and missing values), so padded steps of a batch change nothing.
 """
 
 from __future__ import annotations
@@ -121,11 +122,17 @@ class CPCEncoder(nn.Module):
     def steps(self, x: Tensor, mask: Tensor | None = None) -> Steps:
         """z_t (B, S, D), c_t (B, S, H) and the real steps' mask (B, S) (None when `mask` is None).
 
-        A step is real when the input sample that ends its window is real (for the padded tail of a batch
-        that is exactly the steps a sample of that length alone would get). Features at padded steps are
-        zeroed after each layer, so they read as the zero padding a shorter input would have.
+        `mask` (B, T) is True on real steps; NaN steps of `x` (padding or missing values, as the series
+        DataModules give them) are masked too. A step is real when the input sample that ends its window
+        is real: for the padded tail of a batch, exactly the steps a sample of that length alone would get.
+        Features at masked steps are zeroed after each layer, so they read as the zero padding a shorter
+        input would have.
         """
-        h = x if mask is None else x * mask[:, None, :].to(x.dtype)
+        missing = x.isnan()  # the series DataModules pad, and mark missing values, with NaN
+        if missing.any():
+            observed = ~missing.any(dim=1)
+            mask = observed if mask is None else mask & observed
+        h = x if mask is None else torch.where(mask[:, None, :], x, 0.0)
         for layer, (kernel, stride, padding) in zip(self.layers, self.geometry):
             h = layer(h)
             if mask is not None:
