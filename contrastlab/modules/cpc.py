@@ -73,8 +73,8 @@ class CPC(ContrastiveModule):
                 "ahead; use longer inputs (model.augment.crop) or smaller strides"
             )
         scored = anchors_k > 0
-        self.log("train/cpc_accuracy", accuracy_k[scored].mean(), on_step=True, on_epoch=True)
-        self.log("train/cpc_accuracy_k1", accuracy_k[0], on_step=False, on_epoch=True)
+        self.log("train/cpc_accuracy", accuracy_k[scored].mean(), on_step=True, on_epoch=True, batch_size=b)
+        self.log("train/cpc_accuracy_k1", accuracy_k[0], on_step=False, on_epoch=True, batch_size=b)
         return loss_k[scored].mean()
 
     def _gathered(self, predictions: Tensor, z: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:

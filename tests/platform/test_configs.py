@@ -1,5 +1,6 @@
-"""Every shipped run config that no other test trains builds its model and view pipeline (on digits' data: the
-CIFAR-10 and Fashion-MNIST files may not be here). The digits configs train in tests/methods and tests/platform."""
+"""Every shipped run config that no other test trains builds its model and view pipeline (image configs on digits'
+data: the CIFAR-10 and Fashion-MNIST files may not be here; FSDD configs on espeak-ng spoken digits; others on
+their own data). The digits configs train in tests/methods and tests/platform."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import sys
 import warnings
 
 import pytest
+import yaml
 
 from contrastlab.augment.base import ViewPipeline
 from contrastlab.modules.base import ContrastiveModule
@@ -15,15 +17,25 @@ from tests.conftest import REPO
 CONFIGS = sorted(p for p in (REPO / "configs").glob("*/*.yaml") if p.parent.name != "sweeps" and p.stem != "digits")
 
 
+def data_for(config, request) -> list[str]:
+    """Options that give `config` data that is here."""
+    data = yaml.safe_load(config.read_text())["data"]["class_path"]
+    if data.startswith("contrastlab.datamodules.vision."):
+        return ["--data", "contrastlab.datamodules.vision.Digits"]
+    if data.rpartition(".")[2].startswith("FSDD"):
+        return ["--data.init_args.root", str(request.getfixturevalue("spoken_digits"))]
+    return []
+
+
 @pytest.mark.parametrize("config", CONFIGS, ids=[f"{p.parent.name}/{p.stem}" for p in CONFIGS])
-def test_config_builds_its_model(config, monkeypatch, tmp_path):
+def test_config_builds_its_model(config, monkeypatch, tmp_path, request):
     from contrastlab.platform.cli import ContrastlabCLI
 
     class BuildOnly(ContrastlabCLI):
         def instantiate_trainer(self, **kwargs):
             return None
 
-    args = ["-c", str(config), "--data", "contrastlab.datamodules.vision.Digits"]
+    args = ["-c", str(config), *data_for(config, request)]
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["contrastlab"])
     with warnings.catch_warnings():
