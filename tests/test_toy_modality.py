@@ -234,3 +234,35 @@ def test_a_modality_defined_in_a_test_sweeps_through_the_cli(tmp_path):
     trials = [r for r in client.search_runs([experiment.experiment_id]) if "sweep.trial" in r.data.tags]
     assert sorted(r.data.tags["sweep.state"] for r in trials) == ["complete", "complete"]
     assert all(r.data.tags["modality"] == "series" and "val/knn_top1" in r.data.metrics for r in trials)
+
+
+class JitterScaleImages(JitterScale):
+    """Views that change the sample's shape: each (1, 64) signal becomes a (1, 8, 8) image, as a spectrogram
+    front end turns waveforms into images. `view_info` says so, and the backbone is built for the views."""
+
+    def view_info(self, info: DataInfo) -> DataInfo:
+        return DataInfo(info.name, info.modality, (1, 8, 8), info.num_classes, sample_rate=info.sample_rate)
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        return [view.reshape(-1, 1, 8, 8) for view in super().forward(x)]
+
+    def eval_view(self, x: Tensor) -> Tensor:
+        return super().eval_view(x).reshape(-1, 1, 8, 8)
+
+
+def test_a_pipeline_whose_views_change_shape_gets_a_backbone_built_for_its_views():
+    from contrastlab.errors import ConfigError
+    from contrastlab.modules import SimCLR
+
+    info = ToySignals().info
+    small = {"proj_hidden_dim": 16, "proj_dim": 8, "data_info": info}
+    with pytest.raises(ConfigError, match="small_cnn' takes 2-D samples"):
+        SimCLR(backbone="small_cnn", augment=JitterScale(), **small)  # raw (1, 64) samples are 1-D
+    model = SimCLR(backbone="small_cnn", backbone_kwargs={"widths": (8, 16)}, augment=JitterScaleImages(), **small)
+    x, y = toy_signals(8, seed=0)
+    batch = {"x": x, "y": y}
+    views = model.augment(x)
+    loss = model.contrastive_loss(model.encode(batch, views), batch)
+    loss.backward()
+    assert views[0].shape == (8, 1, 8, 8) and torch.isfinite(loss)
+    assert model.backbone.features[0].weight.grad is not None and model.embed(batch).shape == (8, 16)

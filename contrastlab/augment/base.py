@@ -39,6 +39,9 @@ class ViewPipeline(nn.Module):
     - `bind(info)`: called once by the method with the data's `DataInfo`; a pipeline fills what its
       config left open (statistics, sizes) from it. The default does nothing.
     - `for_data(info)`: the pipeline a DataModule proposes for its data (`DataInfo.views` names the class).
+    - `view_info(info)`: the data as the encoder sees it, i.e. `info` with the shape of this pipeline's views,
+      which the backbone is built for. The default: the views have the raw samples' shape. A pipeline that
+      crops to another length or turns waveforms into spectrograms ((C, T) -> (C, mels, frames)) says so here.
     - `preview(x)`: a picture (matplotlib Figure) of a few raw samples beside their views, logged at the
       start of each run; the default draws each panel by its rank (augment/preview.py).
     """
@@ -56,6 +59,9 @@ class ViewPipeline(nn.Module):
 
     def bind(self, info: DataInfo) -> None:
         return None
+
+    def view_info(self, info: DataInfo) -> DataInfo:
+        return info
 
     def preview(self, x: Tensor):
         return preview_views(self, x)

@@ -84,15 +84,18 @@ class Decoding:
             raise ValueError("non-finite samples")
         return np.ascontiguousarray(wave, dtype=np.float32)
 
-    def fit_length(self, wave: np.ndarray, rng: np.random.Generator | None) -> Tensor:
-        """Cut or zero-pad to `length`: at a random offset when `rng` is given (training), else centred."""
+    def fit_length(self, wave: np.ndarray, random: bool) -> Tensor:
+        """Cut or zero-pad to `length`: at a random offset when `random` (training), else centred.
+
+        The offset comes from torch's generator: the global one (saved in checkpoints) without loader workers,
+        each worker's own (seeded by the DataLoader) with them."""
         n, length = wave.shape[1], self.length
         out = np.zeros((wave.shape[0], length), dtype=np.float32)
+        span = abs(n - length)
+        start = int(torch.randint(0, span + 1, ())) if random else span // 2
         if n >= length:
-            start = int(rng.integers(0, n - length + 1)) if rng is not None else (n - length) // 2
             out[:] = wave[:, start : start + length]
         else:
-            start = int(rng.integers(0, length - n + 1)) if rng is not None else (length - n) // 2
             out[:, start : start + n] = wave
         return torch.from_numpy(out)
 
@@ -103,6 +106,10 @@ def resample(wave: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
 
     ratio = Fraction(int(rate_out), int(rate_in)).limit_denominator(1000)
     return resample_poly(wave, ratio.numerator, ratio.denominator, axis=-1).astype(np.float32)
+
+
+def bad_file(path: Path, err: Exception) -> DataError:
+    return DataError(f"{path}: unreadable audio ({err}); fix or remove it, or set data.on_bad_file: skip")
 
 
 class AudioClips(Dataset):
@@ -131,8 +138,7 @@ class AudioClips(Dataset):
             self.skipped += 1
             log.warning("skipping unreadable audio file %s (%s)", clip.path, err)
             return None
-        rng = np.random.default_rng() if self.train else None
-        x = self.decoding.fit_length(wave, rng)
+        x = self.decoding.fit_length(wave, random=self.train)
         return {"x": x, "y": clip.label, "idx": i, "group": self.groups[i]}
 
 

@@ -78,10 +78,6 @@ class ContrastiveModule(L.LightningModule):
         self.save_hyperparameters(ignore=["augment"], logger=False)
         self.data_info = data_info
         self.optimizer_config = optimizer or optim.OptimizerConfig()
-        self.backbone = create_backbone(backbone, data_info, pretrained=pretrained, **(backbone_kwargs or {}))
-        self.feature_dim: int = self.backbone.num_features
-        speed.check_grad_cache(type(self), grad_cache_chunk)
-        speed.apply(self.backbone, channels_last=channels_last)
         if augment is None:
             augment = default_views(data_info)
         else:
@@ -89,6 +85,12 @@ class ContrastiveModule(L.LightningModule):
             if hasattr(augment, "bind"):
                 augment.bind(data_info)
         self.augment = augment
+        # The backbone reads the views, whose shape the pipeline may change (a waveform's log-mel spectrogram).
+        view_info = augment.view_info(data_info) if hasattr(augment, "view_info") else data_info
+        self.backbone = create_backbone(backbone, view_info, pretrained=pretrained, **(backbone_kwargs or {}))
+        self.feature_dim: int = self.backbone.num_features
+        speed.check_grad_cache(type(self), grad_cache_chunk)
+        speed.apply(self.backbone, channels_last=channels_last)
         self.probe = nn.Linear(self.feature_dim, data_info.num_classes) if data_info.num_classes > 0 else None
 
     def configure_model(self) -> None:
