@@ -8,6 +8,7 @@ op draws its parameters per sample and runs batched on the batch's device.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import torch
@@ -80,6 +81,10 @@ class SequenceViews(ViewPipeline):
                     "use instance or none"
                 )
             self.channel_norm = ChannelNormalize(info.mean, info.std)
+
+    def view_info(self, info: DataInfo) -> DataInfo:
+        """The training views' shape: `crop` steps when cropping."""
+        return info if self.crop is None else replace(info, shape=(*info.shape[:-1], self.crop))
 
     def _normalise(self, x: Tensor) -> Tensor:
         if self.normalize == "instance":

@@ -40,11 +40,12 @@ class CPC(ContrastiveModule):
                 f"model.backbone: CPC needs an encoder with step-level outputs (steps(x, mask) -> z, c, mask), "
                 f"such as cpc; {backbone!r} has none"
             )
-        length = self.data_info.shape[-1]
+        views = self.augment.view_info(self.data_info) if hasattr(self.augment, "view_info") else self.data_info
+        length = views.shape[-1]  # of the training views (0: varies)
         if length and self.backbone.num_steps(length) < 2:
             raise ConfigError(
-                f"model.backbone_kwargs.strides: {length} samples give {self.backbone.num_steps(length)} step(s) "
-                "with these strides, and CPC needs at least 2 to predict one; use smaller strides"
+                f"model.backbone_kwargs.strides: views of {length} samples give {self.backbone.num_steps(length)} "
+                "step(s) with these strides, and CPC needs at least 2 to predict one; use smaller strides"
             )
         # W_1..W_K as one linear map, bias-free as in the paper: c_t -> K predicted latents
         self.predictor = nn.Linear(self.backbone.context_dim, prediction_steps * self.backbone.latent_dim, bias=False)

@@ -24,6 +24,7 @@ def test_each_sample_gets_its_own_window_of_its_own_sequence():
     assert 0 <= starts.min() and starts.max() <= 60 and len(starts.unique()) > 20  # drawn per sample
     assert not torch.equal(first, second)
     assert torch.equal(views.eval_view(ramp), ramp)  # evaluation sees the whole sequence
+    assert views.view_info(CLIPS).shape == (2, 40) and SequenceViews().view_info(CLIPS) is CLIPS
 
 
 def test_normalisations_and_noise():

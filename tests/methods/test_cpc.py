@@ -109,7 +109,7 @@ def test_cpc_trains_on_unequal_length_series_with_masks(tmp_path, cli_here):
         ),
         (
             ["--model.init_args.backbone_kwargs", "{strides: [8, 8, 8, 8]}"],
-            "model.backbone_kwargs.strides: 4000 samples give 0 step(s)",
+            "model.backbone_kwargs.strides: views of 4000 samples give 0 step(s)",
         ),
         (["--data.init_args.duration", "0.1"], "model.augment.crop=4800 needs fixed-length samples"),
     ],
