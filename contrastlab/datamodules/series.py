@@ -7,7 +7,8 @@ mask inside the tensor (`~x.isnan().any(1)`), so any method's `encode` works on 
 
 Normalisation is part of the data here, not of the views: a per-series z-score after a scaling view would
 undo the scaling, so series are z-normalised once when read (`normalize: series`, the UCR convention),
-or by the train split's per-channel mean and std (`normalize: dataset`), or left as read (`none`).
+or by the train split's per-channel mean and std (`normalize: dataset`, TS2Vec's for UEA sets), or left as
+read (`none`); `auto` (the default) is `series` for univariate and `dataset` for multivariate data.
 
     data:
       class_path: contrastlab.datamodules.series.UCR
@@ -34,7 +35,7 @@ from contrastlab.errors import ConfigError, DataError
 
 SERIES_VIEWS = "contrastlab.augment.series.SeriesViews"
 FILE_FORMATS = (".ts", ".tsv", ".arff", ".npy", ".npz", ".csv")
-NORMALIZE = ("series", "dataset", "none")
+NORMALIZE = ("auto", "series", "dataset", "none")
 UNEQUAL = ("pad", "crop")
 
 Arrays = tuple[list[np.ndarray], np.ndarray | None]  # series (C, T_i) float, labels (N,) as read or None
@@ -241,7 +242,9 @@ class SeriesData(ContrastiveDataModule):
 
     Args:
         normalize: "series" (z-score each series and channel over its observed steps), "dataset" (the train
-            split's per-channel mean and std), or "none".
+            split's per-channel mean and std), "none", or "auto" (the default, the archives' and TS2Vec's
+            conventions): "series" for univariate data (UCR), "dataset" for multivariate (UEA), whose channels'
+            relative scales carry information.
         unequal: what to do with series of unequal length: "pad" (NaN-pad each batch to its longest and
             mask, `DataInfo.shape` has T = 0) or "crop" (keep every series' first T steps, T the shortest).
         val_size: the fraction of train held out (stratified, seeded) for validation. 0 (the default, as the
@@ -251,7 +254,7 @@ class SeriesData(ContrastiveDataModule):
 
     name = "series"
 
-    def __init__(self, normalize: str = "series", unequal: str = "pad", val_size: float = 0.0, **kwargs):
+    def __init__(self, normalize: str = "auto", unequal: str = "pad", val_size: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         if normalize not in NORMALIZE:
             raise ConfigError(f"data.normalize must be one of {', '.join(NORMALIZE)}, got {normalize!r}")
@@ -276,6 +279,8 @@ class SeriesData(ContrastiveDataModule):
         if len(channels) != 1:
             raise DataError(f"{self.name}: series with different channel counts {sorted(channels)}; give one count")
         classes = self._classes(raw)
+        if self.normalize == "auto":
+            self.normalize = "series" if next(iter(channels)) == 1 else "dataset"
         series = {
             split: [torch.from_numpy(np.ascontiguousarray(s, np.float32)) for s in x] for split, (x, _) in raw.items()
         }

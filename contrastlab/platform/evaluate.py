@@ -4,11 +4,13 @@ papers use, and log the results into the MLflow run that wrote the checkpoint.
     contrastlab eval --run RUN_ID                       # every protocol the data supports
     contrastlab eval --ckpt checkpoints/digits/RUN/last.ckpt --protocols knn,linear --k 1,20
     contrastlab eval --run RUN_ID --register digits-encoder     # also into the Model Registry
+    contrastlab eval --datasets GunPoint,ArrowHead --protocols svm   # one table over many runs
 
 The model and data are built from the run's own `config.yaml` through the run CLI's parser, then the
 checkpoint's weights are loaded (weights_only). Features of each split are extracted once and cached
 beside the checkpoint. Metrics go to the run as `eval/<protocol>/<metric>` at the checkpoint's step,
-with `eval/results.md`, `eval/results.csv` and `eval/tsne.png` as artifacts.
+with `eval/results.md`, `eval/results.csv` and `eval/tsne.png` as artifacts. `--runs` or `--datasets`
+evaluate many runs into one table beside raw-feature baselines (see platform/eval_table.py).
 """
 
 from __future__ import annotations
@@ -62,11 +64,41 @@ def _csv(kind, name: str):
     return parse
 
 
+def _names(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text!r}")
+    return names
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = _Parser(prog="contrastlab eval", description=__doc__.split("\n\n")[0])
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--ckpt", help="a checkpoint written by contrastlab fit")
     which.add_argument("--run", help="an MLflow run id: its best checkpoint (else its last)")
+    which.add_argument("--runs", type=_names, help="comma-separated run ids: evaluate each, write one table")
+    which.add_argument(
+        "--datasets",
+        type=_names,
+        help="comma-separated dataset names (a run's `dataset` tag): evaluate their finished runs, write one table",
+    )
+    parser.add_argument(
+        "--filter", help="with --datasets: an MLflow filter on the runs too, e.g. \"tags.method = 'SimCLR'\""
+    )
+    parser.add_argument(
+        "--baselines",
+        default=None,
+        help="with a table: raw-feature baselines beside it, from nn_euclidean,nn_dtw (default: both where the "
+        "data allows; none: no baseline)",
+    )
+    parser.add_argument("--dtw-window", type=float, help="nn_dtw's Sakoe-Chiba band, a fraction (default: none)")
+    parser.add_argument("--table-experiment", default="eval-tables", help="the experiment of a table's run")
+    parser.add_argument(
+        "--checkpoint",
+        choices=("best", "last"),
+        default="best",
+        help="with --run/--runs/--datasets: each run's best checkpoint (else its last), or its last",
+    )
     parser.add_argument(
         "--tracking-uri", help="MLflow store (default MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db)"
     )
@@ -99,6 +131,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     for fraction in args.finetune_fractions:
         if not 0 < fraction <= 1:
             raise ConfigError(f"--finetune-fractions: {fraction} is not in (0, 1]; e.g. 0.01,0.1,1.0")
+    if args.dtw_window is not None and not 0 <= args.dtw_window <= 1:
+        raise ConfigError(f"--dtw-window: {args.dtw_window} is not a fraction in [0, 1]; e.g. 0.1")
+    if args.filter and not args.datasets:
+        raise ConfigError("--filter selects among the runs of --datasets; give --datasets too")
     if min(args.k) < 1:
         raise ConfigError(f"--k: {min(args.k)} is below 1; e.g. --k 1,5,20,200")
     if args.finetune_epochs < 1 or args.finetune_batch_size < 1:
@@ -155,7 +191,7 @@ def locate(args: argparse.Namespace, uri: str) -> tuple[Target, Any]:
     config = run_config(client, run_id)
     if ckpt is None:
         experiment = client.get_experiment(run.info.experiment_id).name
-        ckpt = run_checkpoint(client, run_id, experiment, config)
+        ckpt = run_checkpoint(client, run_id, experiment, config, getattr(args, "checkpoint", "best"))
     return Target(ckpt=ckpt, run_id=run_id, config=config, status=run.info.status), client
 
 
@@ -180,12 +216,12 @@ def run_config(client, run_id: str) -> dict[str, Any]:
     )
 
 
-def run_checkpoint(client, run_id: str, experiment: str, config: dict[str, Any]) -> Path:
-    """The run's best checkpoint, else its last: from its checkpoint folder, else from its artifacts
-    (downloaded into that folder, so a second eval finds it and its cached features)."""
+def run_checkpoint(client, run_id: str, experiment: str, config: dict[str, Any], prefer: str = "best") -> Path:
+    """The run's best checkpoint, else its last (`prefer` "last": its last): from its checkpoint folder, else
+    from its artifacts (downloaded into that folder, so a second eval finds it and its cached features)."""
     root = Path((config.get("tracking") or {}).get("checkpoint_dir") or "checkpoints")
     folder = checkpoints.run_dir(root, experiment, run_id)
-    local = _best_or_last(list(folder.glob("*.ckpt")) if folder.is_dir() else [])
+    local = _best_or_last(list(folder.glob("*.ckpt")) if folder.is_dir() else [], prefer)
     if local is not None:
         return local
     logged = [
@@ -195,7 +231,7 @@ def run_checkpoint(client, run_id: str, experiment: str, config: dict[str, Any])
         for f in client.list_artifacts(run_id, d.path)
         if f.path.endswith(".ckpt")
     ]
-    chosen = _best_or_last([Path(p) for p in logged])
+    chosen = _best_or_last([Path(p) for p in logged], prefer)
     if chosen is None:
         raise CheckpointError(
             f"--run {run_id}: no checkpoint under {folder} nor among the run's artifacts; "
@@ -208,13 +244,14 @@ def run_checkpoint(client, run_id: str, experiment: str, config: dict[str, Any])
     return folder / path.name
 
 
-def _best_or_last(paths: list[Path]) -> Path | None:
-    """The newest `best-*.ckpt` (by modification time where the file is here), else `last.ckpt`."""
+def _best_or_last(paths: list[Path], prefer: str = "best") -> Path | None:
+    """The newest `best-*.ckpt` (by modification time where the file is here), else `last.ckpt`; `prefer`
+    "last": `last.ckpt` where there is one."""
     best = sorted(
         (p for p in paths if p.name.startswith("best")), key=lambda p: (p.stat().st_mtime if p.exists() else 0, p.name)
     )
     last = [p for p in paths if p.name == "last.ckpt"]
-    return (best or last or [None])[-1]
+    return (last or best or [None])[-1] if prefer == "last" else (best or last or [None])[-1]
 
 
 def build(config: dict[str, Any], ckpt: Path):
@@ -292,7 +329,26 @@ def fraction_name(fraction: float) -> str:
 def evaluate(args: argparse.Namespace) -> int:
     uri = tracking.resolve_uri(args.tracking_uri)  # an embedded store by its absolute path
     device = pick_device(args.device)  # checked before any work
+    if args.runs or args.datasets:
+        from contrastlab.platform.eval_table import evaluate_table
+
+        return evaluate_table(args, uri, device)
     target, client = locate(args, uri)
+    evaluate_target(args, target, client, uri, device)
+    return 0
+
+
+@dataclass
+class Evaluated:
+    """One checkpoint's results, and what they were computed on."""
+
+    results: dict[str, dict[str, float]]
+    skipped: dict[str, str]
+    datamodule: Any
+
+
+def evaluate_target(args: argparse.Namespace, target: Target, client, uri: str, device: torch.device) -> Evaluated:
+    """Evaluate one located checkpoint with the requested protocols and log the results into its run."""
     model, datamodule, target.step = build(target.config, target.ckpt)
     info = datamodule.info
     model.to(device)
@@ -344,7 +400,7 @@ def evaluate(args: argparse.Namespace) -> int:
         print(f"registered the encoder as models:/{args.register}/{version}", flush=True)
     print(results_markdown(target, results, skipped), flush=True)
     print(f"logged into run {target.run_id} ({stores.redact(uri)})", flush=True)
-    return 0
+    return Evaluated(results, skipped, datamodule)
 
 
 @contextlib.contextmanager
