@@ -35,8 +35,9 @@ class DataInfo:
     Args:
         name: the dataset's name (the default MLflow experiment).
         modality: "image", "audio", "series", "volume", ... (a run tag; backbones check the sample rank).
-        shape: one sample as the view pipeline returns it: (C, H, W), (C, T), (C, D, H, W), ...; a size that
-            varies between samples (padded by the DataModule's collate) may be given as 0.
+        shape: one sample: (C, H, W), (C, T), (C, D, H, W), ...; a size that varies between samples (padded by
+            the DataModule's collate) may be given as 0. A view pipeline whose views have another shape (a crop, a
+            spectrogram) says which in its `view_info(info)`, and the backbone is built for that.
         num_classes: 0 for unlabelled data.
         multilabel: labels are multi-hot vectors (B, num_classes) rather than class indices.
         mean, std: per-channel statistics, for pipelines that normalise by them (empty when unused).
