@@ -1,12 +1,14 @@
 """CPC and speaker embeddings: the shipped configs' encoders after pretraining vs the same encoders at random init.
 
-    .venv/bin/python benchmarks/cpc.py [fsdd] [speakers] [ucr] [--epochs 3] [--width 64] [--ucr-epochs 40]
+    .venv/bin/python benchmarks/cpc.py [fsdd] [speakers] [ucr] [--epochs 8] [--speaker-epochs 3] [--width 64]
+                                   [--ucr-epochs 150]
 
 `fsdd` (skipped when ../shared/data/fsdd is absent): configs/cpc/fsdd.yaml on FSDD's official split (takes 0-4 of
 every speaker are test), with a narrower encoder (`--width` channels for the convs and the GRU) and `--epochs`
-epochs so that it fits a few CPU minutes. The frozen pooled context is evaluated for the spoken digit (weighted kNN
-k=1 and k=20, logistic probe with L2 chosen on the validation split) and, with the same features, for the speaker
-(closed-set identification among the 6 speakers), next to MFCC mean/std + 1-NN (benchmarks/audio.py's baseline).
+epochs so that it fits a few CPU minutes. The frozen encoder, pooled three ways (mean context: the config's; the
+last context; the mean latent), is evaluated for the spoken digit (weighted kNN k=1 and k=20, logistic probe with
+L2 chosen on the validation split) and, with the same features, for the speaker (closed-set identification among
+the 6 speakers), next to MFCC mean/std + 1-NN (benchmarks/audio.py's baseline).
 
 `speakers` (skipped without FSDD): configs/supcon/fsdd_speakers.yaml (SupCon over same-speaker positives with an
 additive margin) with the same narrower encoder, against its random init: speaker kNN and probe on FSDDSpeakers.
@@ -31,6 +33,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 FSDD_ROOT = REPO.parent / "shared" / "data" / "fsdd" / "recordings"
 sys.path.insert(0, str(REPO / "benchmarks"))
+POOLS = {"context": "mean context", "last": "last context", "latent": "mean latent"}
 
 
 def build(config: str, *overrides: str):
@@ -128,16 +131,19 @@ def fsdd(epochs: int, width: int) -> None:
     L.seed_everything(0, verbose=False)
     model, data = build("cpc/fsdd", *narrow(width), "--data.init_args.root", str(FSDD_ROOT))
     seconds = train(model, data, epochs)
-    trained = features(model, data)
+    trained = {}
+    for pool in POOLS:  # the same trained encoder, read three ways (the config reads "context")
+        model.backbone.pool = pool
+        trained[pool] = features(model, data)
     sizes = "/".join(str(len(data.split(s))) for s in ("train", "val", "test"))
     setup = f"CPC encoder width {width}, {epochs} epochs of configs/cpc/fsdd.yaml ({seconds:.0f} CPU s, one thread)"
     for key, label, classes in (("y", "digit", 10), ("group", "speaker", 6)):
         table(
-            f"FSDD official split ({sizes}), {label} from the pooled context; {setup}",
+            f"FSDD official split ({sizes}), the {label}; {setup}",
             [
                 (f"MFCC mean+std, 1-NN ({label})", mfcc[label]),
-                ("CPC encoder, random init", scores(random_feats, key, classes)),
-                (f"CPC encoder, CPC {epochs} epochs", scores(trained, key, classes)),
+                ("CPC encoder, random init, mean context", scores(random_feats, key, classes)),
+                *[(f"CPC encoder, CPC {epochs} epochs, {POOLS[p]}", scores(trained[p], key, classes)) for p in POOLS],
             ],
         )
 
@@ -184,9 +190,10 @@ def ucr(epochs: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("parts", nargs="*", choices=["fsdd", "speakers", "ucr"], default=["fsdd", "speakers", "ucr"])
-    parser.add_argument("--epochs", type=int, default=3, help="FSDD epochs (CPC and SupCon)")
+    parser.add_argument("--epochs", type=int, default=8, help="CPC epochs on FSDD")
+    parser.add_argument("--speaker-epochs", type=int, default=3, help="SupCon epochs on FSDD's speakers")
     parser.add_argument("--width", type=int, default=64, help="conv and GRU width on FSDD (the config: 128)")
-    parser.add_argument("--ucr-epochs", type=int, default=40)
+    parser.add_argument("--ucr-epochs", type=int, default=150)
     args = parser.parse_args()
     torch.set_num_threads(1)
     for part in args.parts:
@@ -197,7 +204,7 @@ def main() -> None:
         if part == "fsdd":
             fsdd(args.epochs, args.width)
         elif part == "speakers":
-            speakers(args.epochs, args.width)
+            speakers(args.speaker_epochs, args.width)
         else:
             ucr(args.ucr_epochs)
         print(f"\n{part}: {time.process_time() - start:.0f} CPU s in all", flush=True)
