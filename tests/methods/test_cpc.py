@@ -45,7 +45,7 @@ def test_cpc_sweeps_two_trials_on_spoken_digits_and_a_trial_resumes_into_its_run
         "base": base,
         "fixed": {
             **{"trainer.max_epochs": 1, "trainer.check_val_every_n_epoch": 1, "trainer.log_every_n_steps": 1},
-            **{"tracking.system_metrics_interval": 0, "tracking.log_checkpoints": False},
+            **{"tracking.system_metrics_interval": 0, "tracking.log_checkpoints": False, "test_after_fit": False},
         },
         "space": {"model.prediction_steps": {"type": "categorical", "choices": [2, 3]}},
         "objective": {"metric": "val/knn_top1", "direction": "maximize"},
