@@ -1,7 +1,7 @@
 """Audio: CLMR's chain batched vs per sample vs torch-audiomentations, and CLMR on FSDD next to MFCC + 1-NN.
 
     .venv/bin/python benchmarks/audio.py chain [--batch 64] [--seconds 1.0] [--rate 16000]
-    .venv/bin/python benchmarks/audio.py fsdd [--split official|speakers|both] [--epochs 4] [--minutes 0]
+    .venv/bin/python benchmarks/audio.py fsdd [--split official|speakers|both] [--epochs 4] [--encoder logmel]
 
 `chain` (one run, samples per second of one view, the ratio to ours batched): each op of CLMR's chain and the whole
 chain, (1) ours, one call on the batch; (2) ours, the same ops called on one sample at a time (a Python loop,
@@ -15,6 +15,8 @@ and on a speaker-independent split (train on george, jackson, lucas, nicolas; te
 mean and std (20 coefficients, librosa's defaults, from our log-mel front end on the unpadded clips) with 1-NN,
 computed here; (b) a SampleCNN at random init and (c) after CLMR pretraining (SimCLR with CLMR's chain), each
 evaluated frozen by weighted kNN (k=1, 20) and a logistic probe (L2 chosen on the validation split).
+`--encoder logmel`: SimCLR on `LogMelViews` (the waveform chain, then log-mel, SpecAugment and log-mixup) with a
+small 2-D CNN instead of CLMR's SampleCNN on waveforms.
 """
 
 from __future__ import annotations
@@ -175,7 +177,9 @@ class EpochClock:
         return Clock()
 
 
-def fsdd_benchmark(split: str, epochs: int, batch: int, widths: list[int], crop: float, workers: int) -> None:
+def fsdd_benchmark(
+    split: str, epochs: int, batch: int, widths: list[int], crop: float, workers: int, encoder: str
+) -> None:
     import lightning as L
 
     from contrastlab.datamodules.audio import FSDD
@@ -196,10 +200,14 @@ def fsdd_benchmark(split: str, epochs: int, batch: int, widths: list[int], crop:
     print(f"  MFCC + 1-NN: {mfcc:.3f} (CPU {time.process_time():.0f} s so far)", flush=True)
 
     def model():
+        if encoder == "logmel":  # SimCLR on log-mel views (the same waveform chain first) with a small 2-D CNN
+            net, kwargs = "small_cnn", {"widths": [32, 64, 128], "convs_per_stage": 1}
+            views = A.LogMelViews(crop_seconds=crop, n_mels=64, hop_length=128)
+        else:
+            net, kwargs, views = "samplecnn", {"widths": widths}, A.CLMRViews(crop_seconds=crop)
         return SimCLR(
-            backbone="samplecnn", backbone_kwargs={"widths": widths}, temperature=0.2, proj_hidden_dim=256,
-            proj_dim=64, augment=A.CLMRViews(crop_seconds=crop), data_info=data.info,
-            optimizer=OptimizerConfig(name="adamw", lr=0.002, weight_decay=1e-4, warmup_epochs=1),
+            backbone=net, backbone_kwargs=kwargs, temperature=0.2, proj_hidden_dim=256, proj_dim=64, augment=views,
+            data_info=data.info, optimizer=OptimizerConfig(name="adamw", lr=0.002, weight_decay=1e-4, warmup_epochs=1),
         )  # fmt: skip
 
     random_init = frozen_scores(model(), data)
@@ -222,11 +230,14 @@ def fsdd_benchmark(split: str, epochs: int, batch: int, widths: list[int], crop:
     )
     print(f"\nFSDD, {where}; train/val/test {sizes['train']}/{sizes['val']}/{sizes['test']}")
     setup = f"views {crop:g} s of 1 s at 8 kHz, batch {batch}, {epochs} epochs ({train_s:.0f} CPU s, one thread)"
-    print(f"SampleCNN widths {widths}, {setup}\n")
+    name = "small CNN (32-64-128) on log-mel views" if encoder == "logmel" else f"SampleCNN widths {widths}"
+    print(f"{name}, {setup}\n")
     print("| features | kNN k=1 | kNN k=20 | linear probe |")
     print("|---|---|---|---|")
     print(f"| MFCC mean+std, 1-NN (standardised, {mfcc_s:.0f} s) | {mfcc:.3f} | - | - |")
-    for name, s in (("SampleCNN, random init", random_init), (f"SampleCNN, CLMR {epochs} epochs", trained)):
+    short = "log-mel CNN" if encoder == "logmel" else "SampleCNN"
+    method = "SimCLR" if encoder == "logmel" else "CLMR"
+    for name, s in ((f"{short}, random init", random_init), (f"{short}, {method} {epochs} epochs", trained)):
         print(f"| {name} | {s['knn k=1']:.3f} | {s['knn k=20']:.3f} | {s['linear']:.3f} |")
 
 
@@ -241,7 +252,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--widths", type=int, nargs="+", default=[16, 16, 32, 32, 64, 64, 64, 128, 128])
     parser.add_argument("--crop", type=float, default=0.8)
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--encoder", choices=["samplecnn", "logmel"], default="samplecnn")
     args = parser.parse_args()
     if args.part in ("chain", "all"):
         chain_benchmark(args.batch, args.seconds, args.rate, args.their_batch)
@@ -250,7 +262,7 @@ def main() -> None:
             print(f"FSDD not found at {FSDD_ROOT}: skipped")
             return
         for split in ("official", "speakers") if args.split == "both" else (args.split,):
-            fsdd_benchmark(split, args.epochs, args.batch, args.widths, args.crop, args.workers)
+            fsdd_benchmark(split, args.epochs, args.batch, args.widths, args.crop, args.workers, args.encoder)
 
 
 if __name__ == "__main__":

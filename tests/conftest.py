@@ -38,6 +38,27 @@ def pytest_configure(config):
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
+# The longest files, longest first (per-file --durations on 2 cores, 2026-11-29). `make test` runs them first
+# (`--dist loadfile --no-loadscope-reorder`): one file runs on one worker, and xdist's default order (most tests
+# first) left the long one-test sweep files for the end, one worker running them while the other idled.
+LONGEST_FILES = (
+    "tests/platform/test_resume.py",
+    "tests/platform/test_cli.py",
+    "tests/sweeps/test_sweep.py",
+    "tests/test_demo.py",
+    "tests/sweeps/test_distributed.py",
+    "tests/test_toy_modality.py",
+    "tests/platform/test_hardening.py",
+    "tests/sweeps/test_ui.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    """The LONGEST_FILES first, in that order; every other file after them, in collection order."""
+    rank = {path: i for i, path in enumerate(LONGEST_FILES)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
+
+
 def free_port() -> int:
     """A TCP port on loopback that nothing listens on now."""
     with socket.socket() as s:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -200,7 +199,7 @@ def test_a_modality_defined_in_a_test_trains_validates_and_resumes_through_the_c
 
 
 @pytest.mark.slow
-def test_a_modality_defined_in_a_test_sweeps_through_the_cli(tmp_path):
+def test_a_modality_defined_in_a_test_sweeps_through_the_cli(tmp_path, monkeypatch, capsys):
     base = run_config()
     base["model"]["init_args"]["augment"] = {
         "class_path": "tests.test_toy_modality.JitterScale",
@@ -217,18 +216,11 @@ def test_a_modality_defined_in_a_test_sweeps_through_the_cli(tmp_path):
         "pruner": {"name": "none"},
     }
     (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(sweep))
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])  # trials import this file
-    proc = subprocess.run(
-        [sys.executable, "-m", "contrastlab", "sweep", "-c", "sweep.yaml"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    assert "best trial" in proc.stdout
+    # the sweep command in this process; its trials are processes of their own, which import this file
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    capsys.readouterr()
+    cli_in_process(monkeypatch, tmp_path, "sweep", "-c", "sweep.yaml")
+    assert "best trial" in capsys.readouterr().out
     client = store_client(tmp_path)
     (experiment,) = [e for e in client.search_experiments() if e.name == "toy-sweep"]
     trials = [r for r in client.search_runs([experiment.experiment_id]) if "sweep.trial" in r.data.tags]

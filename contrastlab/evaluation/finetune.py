@@ -12,7 +12,7 @@ from lightning.fabric.utilities.apply_func import move_data_to_device
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Subset
 
-from contrastlab.evaluation.protocols import is_multilabel, labelled
+from contrastlab.evaluation.protocols import auroc_ap, is_multilabel, labelled
 
 
 def subset_loader(loader: DataLoader, indices: Tensor, batch_size: int, seed: int) -> DataLoader:
@@ -44,7 +44,8 @@ def finetune(
     seed: int = 0,
 ) -> dict[str, float]:
     """Train `model.embed` + a linear head with AdamW and cross-entropy (binary cross-entropy per label for
-    multi-label data) for `epochs` over `train_loader`; return `top1` (or `map`) on `test_loader`."""
+    multi-label data) for `epochs` over `train_loader`; return `top1` (or `map`) on `test_loader`, and
+    `auroc` (binary, macro one-vs-rest, or macro over labels) where the test split has two classes."""
     devices = [torch.device(device)] if torch.device(device).type == "cuda" else []
     with torch.random.fork_rng(devices=devices):  # the caller's random streams stay where they were
         torch.manual_seed(seed)
@@ -82,6 +83,10 @@ def _evaluate(encoder: nn.Module, head: nn.Module, loader: DataLoader, multilabe
     if multilabel or is_multilabel(y):
         from torchmetrics.functional import average_precision
 
-        ap = average_precision(logits.sigmoid(), y.long(), task="multilabel", num_labels=y.shape[1], average="macro")
-        return {"map": float(ap)}
-    return {"top1": (logits.argmax(dim=1) == y).float().mean().item()}
+        scores = logits.sigmoid()
+        ap = average_precision(scores, y.long(), task="multilabel", num_labels=y.shape[1], average="macro")
+        return {"map": float(ap), "auroc": auroc_ap(scores, y, y.shape[1])["auroc"]}
+    metrics = {"top1": (logits.argmax(dim=1) == y).float().mean().item()}
+    if len(y.unique()) >= 2:  # AUROC needs both classes in the test split
+        metrics["auroc"] = auroc_ap(logits.softmax(dim=1), y, logits.shape[1])["auroc"]
+    return metrics

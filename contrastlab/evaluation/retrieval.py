@@ -39,20 +39,35 @@ def recall_at_k(a: Tensor, b: Tensor, ks: tuple[int, ...] = RECALL_KS, chunk_siz
 
 
 class RetrievalMetrics(EmbeddingMetrics):
-    """The label-free statistics of EmbeddingMetrics plus Recall@K between the two sides of the query split.
+    """The statistics of EmbeddingMetrics plus Recall@K between the two sides of the query split.
 
     A paired method's `_eval_step` returns `paired_features` beside `features` for the query loader; its
     `evaluators()` returns this callback and monitors `val/recall_at_1`.
+
+    Args:
+        ks: the K of Recall@K.
+        keys: the outputs holding side A and side B. A method whose `features` (kNN, probe, effective rank) are
+            not in the joint space, e.g. an image backbone's features under a projection head, returns the
+            joint-space embeddings under other keys and names them here.
+        num_classes, knn_k, knn_temperature: as EmbeddingMetrics (kNN top-1 of `features` on labelled data).
     """
 
-    def __init__(self, ks: tuple[int, ...] = RECALL_KS):
-        super().__init__(num_classes=0)
+    def __init__(
+        self,
+        ks: tuple[int, ...] = RECALL_KS,
+        keys: tuple[str, str] = ("features", "paired_features"),
+        num_classes: int = 0,
+        knn_k: int = 20,
+        knn_temperature: float = 0.07,
+    ):
+        super().__init__(num_classes, knn_k, knn_temperature)
         self.ks = tuple(ks)
+        self.keys = tuple(keys)
 
     def _compute(self, trainer, pl_module, prefix: str) -> None:
         query = self._store[QUERY_LOADER]
-        if not trainer.sanity_checking and query.get("features") and query.get("paired_features"):
-            a, b = (self._gather(pl_module, query[key]) for key in ("features", "paired_features"))
+        if not trainer.sanity_checking and all(query.get(key) for key in self.keys):
+            a, b = (self._gather(pl_module, query[key]) for key in self.keys)
             for name, value in recall_at_k(a, b, self.ks).items():
                 pl_module.log(f"{prefix}/{name}", value, sync_dist=False)  # equal on every rank
         super()._compute(trainer, pl_module, prefix)

@@ -4,6 +4,8 @@ from contrastlab.modules import nets  # noqa: F401  (registers the local 1-D and
 from contrastlab.modules.barlow_twins import BarlowTwins
 from contrastlab.modules.base import ContrastiveModule
 from contrastlab.modules.byol import BYOL
+from contrastlab.modules.clip import CLIP
+from contrastlab.modules.convirt import ConVIRT
 from contrastlab.modules.cpc import CPC
 from contrastlab.modules.dcl import DCL
 from contrastlab.modules.moco import MoCoV2
@@ -18,11 +20,13 @@ from contrastlab.modules.vicreg import VICReg
 
 __all__ = [
     "BYOL",
+    "CLIP",
     "CPC",
     "DCL",
     "NCL",
     "NNCLR",
     "BarlowTwins",
+    "ConVIRT",
     "ContrastiveModule",
     "MeanShifted",
     "MoCoV2",

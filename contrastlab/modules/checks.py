@@ -20,3 +20,9 @@ def margin(value: float) -> None:
     """An additive margin on positive cosines: cosines lie in [-1, 1], so a margin of 1 or more swamps the loss."""
     if not 0 <= value < 1:
         raise ConfigError(f"model.init_args.margin must be in [0, 1), got {value}; 0 turns it off, 0.1-0.3 is usual")
+
+
+def fraction(key: str, value: float) -> None:
+    """`model.init_args.<key>` must be a weight in [0, 1]."""
+    if not 0 <= value <= 1:
+        raise ConfigError(f"model.init_args.{key} must be in [0, 1], got {value}")

@@ -104,9 +104,23 @@ class _CachedGradients(torch.autograd.Function):
         return (None, None, *(g * upstream.to(g.dtype) for g in ctx.grads))
 
 
+ViewInput = Tensor | dict[str, Tensor]
+
+
+def _rows(view: ViewInput) -> int:
+    return next(iter(view.values())).shape[0] if isinstance(view, dict) else view.shape[0]
+
+
+def _encode(encoder: nn.Module, view: ViewInput, part: slice) -> Tensor:
+    """One chunk through its encoder: a tensor view positionally, a dict of tensors (tokens) as keyword arguments."""
+    if isinstance(view, dict):
+        return encoder(**{k: v[part] for k, v in view.items()})
+    return encoder(view[part])
+
+
 def grad_cache_step(
-    encoder: nn.Module,
-    views: list[Tensor],
+    encoder: nn.Module | Sequence[nn.Module],
+    views: Sequence[ViewInput],
     loss_of_features: LossOfFeatures,
     params: Sequence[nn.Parameter],
     chunk: int,
@@ -114,8 +128,10 @@ def grad_cache_step(
     """One training step's loss, encoding `views` in chunks of `chunk` samples; see the module docstring.
 
     Args:
-        encoder: what maps one view chunk to features (the backbone).
-        views: V tensors (B, ...), one per view.
+        encoder: what maps one view chunk to features (the backbone), or one encoder per view (a two-tower
+            method: the sample's backbone for its view, the text tower for the tokens).
+        views: V inputs with B rows each: tensors (B, ...), or dicts of tensors (B, ...) that the view's encoder
+            takes as keyword arguments (`input_ids`, `attention_mask`).
         loss_of_features: the method's loss from the V feature tensors (B, D): projector, gathering and loss.
         params: every trained parameter that the loss reaches (encoder, projector, ...): each gets a gradient,
             zero where the loss does not reach it, so that DDP sees every parameter ready.
@@ -125,18 +141,23 @@ def grad_cache_step(
         The loss, whose backward gives every parameter in `params` the full batch's gradient, and the
         features (detached), e.g. for the online probe.
     """
-    batch = views[0].shape[0]
+    encoders = list(encoder) if isinstance(encoder, Sequence) else [encoder] * len(views)
+    if len(encoders) != len(views):
+        raise ValueError(f"{len(encoders)} encoders for {len(views)} views: give one, or one per view")
+    every = nn.ModuleList(list({id(e): e for e in encoders}.values()))  # BatchNorm handling covers all of them
+    batch = _rows(views[0])
     slices = chunk_slices(batch, chunk)
-    devices = _devices(views[0])
+    first = views[0] if not isinstance(views[0], dict) else next(iter(views[0].values()))
+    devices = _devices(first)
     states: list[list[tuple[Tensor, list[Tensor]]]] = []
     feats: list[Tensor] = []
-    with torch.no_grad(), _momentum_per_chunk(encoder, len(slices)):
-        for view in views:
+    with torch.no_grad(), _momentum_per_chunk(every, len(slices)):
+        for enc, view in zip(encoders, views):
             states.append([])
             parts = []
             for part in slices:
                 states[-1].append(_rng_state(devices))
-                parts.append(encoder(view[part]))
+                parts.append(_encode(enc, view, part))
             feats.append(torch.cat(parts))
     leaves = [f.detach().requires_grad_() for f in feats]
     with torch.enable_grad():
@@ -144,14 +165,14 @@ def grad_cache_step(
         found = torch.autograd.grad(loss, [*leaves, *params], allow_unused=True)
     cache, param_grads = found[: len(leaves)], list(found[len(leaves) :])
     grads = [torch.zeros_like(p) if g is None else g for p, g in zip(params, param_grads)]
-    with _frozen_running_stats(encoder):
-        for view, view_cache, view_states in zip(views, cache, states):
+    with _frozen_running_stats(every):
+        for enc, view, view_cache, view_states in zip(encoders, views, cache, states):
             if view_cache is None:  # a view the loss does not use (e.g. SimCLR given V > 2)
                 continue
             for part, state in zip(slices, view_states):
                 with torch.random.fork_rng(devices=devices), torch.enable_grad():
                     _set_rng_state(state, devices)
-                    out = encoder(view[part])
+                    out = _encode(enc, view, part)
                     chunk_grads = torch.autograd.grad(out, params, view_cache[part], allow_unused=True)
                 for total, g in zip(grads, chunk_grads):
                     if g is not None:

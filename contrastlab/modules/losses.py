@@ -444,3 +444,31 @@ def cpc_info_nce(predictions: Tensor, targets: Tensor, mask: Tensor | None = Non
             "use longer inputs or smaller encoder strides"
         )
     return loss_k[anchors_k > 0].mean()
+# -- Paired (two-tower) losses: ConVIRT, CLIP, CLAP -----------------------------------------------------------
+
+
+@in_float32
+def paired_info_nce(a: Tensor, b: Tensor, temperature: float | Tensor, weight: float = 0.5) -> Tensor:
+    """Bidirectional InfoNCE between two modalities, the loss of ConVIRT (Zhang et al. 2020, eqs. 2-4) and,
+    with weight 0.5 and a learned temperature, of CLIP (Radford et al. 2021, fig. 3) and CLAP.
+
+    Row i of `a` (say, an image) and row i of `b` (its text) are a pair; every other row of the other side is a
+    negative. With cosine similarities s_ij = <a_i, b_j> / T,
+
+        l_i(a->b) = -log( exp(s_ii) / sum_k exp(s_ik) ),   l_i(b->a) = -log( exp(s_ii) / sum_k exp(s_ki) ),
+        loss      = 1/N * sum_i [ weight * l_i(a->b) + (1 - weight) * l_i(b->a) ].
+
+    Args:
+        a, b: (N, D) embeddings of the two sides in the joint space, not necessarily normalised.
+        temperature: T > 0, a number or a 0-dim tensor (CLIP learns 1/T; gradients flow through it).
+        weight: lambda in [0, 1], the share of the a->b direction (ConVIRT: 0.75 with a the image).
+    """
+    if a.shape != b.shape:
+        raise ValueError(f"the two sides' embeddings differ in shape: {tuple(a.shape)} vs {tuple(b.shape)}")
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"weight must be in [0, 1], got {weight}")
+    if not isinstance(temperature, Tensor) and temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    logits = F.normalize(a, dim=1) @ F.normalize(b, dim=1).T / temperature
+    target = torch.arange(a.shape[0], device=a.device)
+    return weight * F.cross_entropy(logits, target) + (1 - weight) * F.cross_entropy(logits.T, target)

@@ -25,7 +25,8 @@ def check_grad_cache(method: type, chunk: int) -> None:
             f"model.init_args.grad_cache_chunk: {method.__name__} does not support GradCache, which applies to "
             "losses over in-batch negatives with one backbone per view (SimCLR, SupCon, DCL, NCL); remove the key"
         )
-    if chunk and method.encode.__qualname__ != "ContrastiveModule.encode":
+    towers = getattr(method, "grad_cache_towers", None)
+    if chunk and method.encode.__qualname__ != "ContrastiveModule.encode" and towers is None:
         raise ConfigError(
             f"model.init_args.grad_cache_chunk: {method.__name__} encodes its views its own way (`encode`), which "
             "GradCache's chunked backbone passes would bypass; remove the key"
@@ -58,16 +59,20 @@ def compile_once(backbone: nn.Module) -> None:
 
 
 def grad_cache_loss(module: ContrastiveModule, batch: Batch) -> tuple[Tensor, list[Tensor]]:
-    """The method's loss with GradCache: its backbone encodes in chunks, its `contrastive_loss` sees the full batch.
+    """The method's loss with GradCache: its encoders run in chunks, its `contrastive_loss` sees the full batch.
 
-    Every trained parameter but the online probe's takes part (the probe trains on its own loss); see
-    `modules/gradcache.py` for how the gradient reaches them, BatchNorm, random state and DDP.
+    The encoders are the backbone, one per view, or what the method's `grad_cache_towers(batch)` names (a
+    two-tower method overriding `encode`: `([backbone, text_tower], [view, tokens])`). Every trained parameter but
+    the online probe's takes part (the probe trains on its own loss); see `modules/gradcache.py` for how the
+    gradient reaches them, BatchNorm, random state and DDP.
     """
     probe = set(module.probe.parameters()) if module.probe is not None else set()
     params = [p for p in module.parameters() if p.requires_grad and p not in probe]
+    towers = getattr(module, "grad_cache_towers", None)
+    encoders, views = towers(batch) if towers is not None else (module.backbone, batch["views"])
     return grad_cache_step(
-        module.backbone,
-        batch["views"],
+        encoders,
+        views,
         lambda feats: module.contrastive_loss(feats, batch),
         params,
         module.hparams.grad_cache_chunk,

@@ -206,7 +206,11 @@ class EpochSummary(L.Callback):
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
         metrics = trainer.callback_metrics
-        shown = [f"{k.replace('_epoch', '')} {float(metrics[k]):.4g}" for k in self.KEYS if k in metrics]
+        keys = list(self.KEYS)
+        monitor = getattr(trainer.checkpoint_callback, "monitor", None)  # what the method's evaluators() watch
+        if monitor and monitor not in keys:
+            keys.insert(1, monitor)
+        shown = [f"{k.replace('_epoch', '')} {float(metrics[k]):.4g}" for k in keys if k in metrics]
         print(f"epoch {trainer.current_epoch} step {trainer.global_step} | " + " | ".join(shown), flush=True)
 
 

@@ -276,9 +276,13 @@ class ContrastlabCLI(LightningCLI):
     def _print_summary(self) -> None:
         logger = mlflow_logger(self.trainer)
         metrics = self.trainer.callback_metrics
-        keys = ("test/knn_top1", "test/probe_acc", "test/auroc", "val/knn_top1", "val/probe_acc", "val/auroc")
-        shown = [k for k in keys if k in metrics]
+        keys = ["test/knn_top1", "test/probe_acc", "test/auroc", "val/knn_top1", "val/probe_acc", "val/auroc"]
         ckpt = self.trainer.checkpoint_callback
+        monitor = getattr(ckpt, "monitor", None) or ""  # what the method's evaluators() watch, e.g. val/recall_at_1
+        if monitor.startswith("val/") and monitor not in keys:
+            keys[:0] = [monitor.replace("val/", "test/", 1)]
+            keys.insert(4, monitor)
+        shown = [k for k in keys if k in metrics]
         lines = [
             f"run {logger.run_id} in experiment '{self.experiment_name}' ({stores.redact(self.tracking_uri)})",
             *(f"  {k:<16} {float(metrics[k]):.4f}" for k in shown),

@@ -20,13 +20,15 @@ import lightning as L
 from contrastlab.errors import ConfigError, TrainingDiverged
 from contrastlab.platform.callbacks import mlflow_logger
 from contrastlab.sweeps.config import make_pruner
-from contrastlab.sweeps.storage import REASON_ATTR, open_storage
-
-TRIAL_ENV = "CONTRASTLAB_SWEEP_TRIAL"
-OUTCOME_ATTR = "outcome"  # set by the trial when it ends itself: pruned or failed
-OBJECTIVE_ATTR = "objective"  # the objective at the latest validation
-RUN_ATTR = "mlflow_run_id"
-STEP_ATTR = "last_step"
+from contrastlab.sweeps.storage import (  # noqa: F401 (the trial's attributes, importable from here too)
+    OBJECTIVE_ATTR,
+    OUTCOME_ATTR,
+    REASON_ATTR,
+    RUN_ATTR,
+    STEP_ATTR,
+    TRIAL_ENV,
+    open_storage,
+)
 
 
 class TrialFailed(RuntimeError):

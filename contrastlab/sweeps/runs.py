@@ -9,10 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from contrastlab.platform import tracking
-from contrastlab.platform.runpage import mark_model_training
-from contrastlab.sweeps.pruning import STEP_ATTR
-from contrastlab.sweeps.storage import REASON_ATTR, outcome, retried_numbers
+from contrastlab.sweeps.storage import REASON_ATTR, STEP_ATTR, outcome, retried_numbers
 
 STUDY_TAG, ROLE_TAG, TRIAL_TAG, STATE_TAG, REASON_TAG = (
     "sweep.study",
@@ -33,6 +30,10 @@ def client_for(uri: str):
 
 def ensure_experiment(client, uri: str, name: str) -> str:
     """The sweep's experiment, created with the artifact location a `fit` of that experiment would give it."""
+    # here, not at the top: the run side imports Lightning, which sweep workers never need
+    from contrastlab.platform import tracking
+    from contrastlab.platform.runpage import mark_model_training
+
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         if experiment.lifecycle_stage == "deleted":

@@ -34,6 +34,13 @@ MAX_RETRIES = 3  # a trial whose worker dies is run again at most this many time
 WORKER_ATTR = "worker"  # user attr of a running trial: {"host", "pid", "started"} of its worker
 REASON_ATTR = "fail_reason"
 SURPLUS_ATTR = "surplus"  # asked by two workers at once past n_trials: closed unrun, not counted
+# what a trial's process and its worker tell each other (pruning.TrialReporter writes them); defined here, not
+# in pruning.py, so that sweep workers, which start no training, load without Lightning (seconds per worker)
+TRIAL_ENV = "CONTRASTLAB_SWEEP_TRIAL"
+OUTCOME_ATTR = "outcome"  # set by the trial when it ends itself: pruned or failed
+OBJECTIVE_ATTR = "objective"  # the objective at the latest validation
+RUN_ATTR = "mlflow_run_id"
+STEP_ATTR = "last_step"
 SQLITE_TIMEOUT = 60  # seconds a writer waits for SQLite's lock; trials and workers write concurrently
 
 

@@ -22,9 +22,16 @@ from contrastlab.compat import study_storage, trial_id
 from contrastlab.platform.exits import USER_ERROR_EXIT
 from contrastlab.sweeps import runs
 from contrastlab.sweeps.config import SweepConfig
-from contrastlab.sweeps.pruning import OBJECTIVE_ATTR, OUTCOME_ATTR, RUN_ATTR, STEP_ATTR, TRIAL_ENV
 from contrastlab.sweeps.space import overrides
-from contrastlab.sweeps.storage import REASON_ATTR, heartbeats
+from contrastlab.sweeps.storage import (
+    OBJECTIVE_ATTR,
+    OUTCOME_ATTR,
+    REASON_ATTR,
+    RUN_ATTR,
+    STEP_ATTR,
+    TRIAL_ENV,
+    heartbeats,
+)
 
 STOP_ATTR = "stop_reason"  # a study user attr: a trial hit a config error, so every worker stops
 

@@ -70,8 +70,10 @@ def test_a_registered_1d_net_is_built_for_1d_data_with_its_info():
 def test_a_net_of_another_rank_is_refused_naming_the_ones_that_fit():
     with pytest.raises(ConfigError, match=r"'small_cnn' takes 2-D samples .* \(1-D\): pick one of .*test_tiny_conv1d"):
         create_backbone("small_cnn", SERIES)
-    with pytest.raises(ConfigError, match="unknown backbone 'resnet18'; 1-D backbones are registered ones"):
-        create_backbone("resnet18", SERIES)
+    with pytest.raises(ConfigError, match="unknown backbone 'resnet18'; did you mean .*resnet1d"):
+        create_backbone("resnet18", SERIES)  # a 2-D timm name on series: the 1-D net of that name
+    with pytest.raises(ConfigError, match="unknown backbone 'vit_tiny_patch16_224'; 1-D backbones are registered"):
+        create_backbone("vit_tiny_patch16_224", SERIES)
 
 
 def test_small_cnn_per_stage_strides_and_convs_express_a_plain_four_conv_net():

@@ -11,7 +11,7 @@ from contrastlab.augment.vision import ImageViews
 from contrastlab.datamodules.base import DataInfo
 from contrastlab.errors import ConfigError
 from contrastlab.modules import BYOL, DCL, NCL, SimCLR, SupCon, gradcache
-from tests.conftest import fit, store_client
+from tests.conftest import DIGITS_CONFIG, QUICK, in_process_store, store_client
 
 INFO = DataInfo("tiny", "image", (1, 8, 8), 10, mean=(0.3,), std=(0.37,), views="contrastlab.augment.vision.ImageViews")
 COMMON = dict(
@@ -168,10 +168,13 @@ def test_methods_without_in_batch_negatives_and_bad_chunks_are_refused():
         SimCLR(grad_cache_chunk=-1, **COMMON)
 
 
-def test_cli_fit_with_grad_cache_trains_and_tracks(tmp_path):
-    """`contrastlab fit ... --model.init_args.grad_cache_chunk 32`: batch 128 in chunks of 32."""
+def test_cli_fit_with_grad_cache_trains_and_tracks(tmp_path, cli_here):
+    """`contrastlab fit ... --model.init_args.grad_cache_chunk 32`: batch 128 in chunks of 32, in this process (its
+    store named by absolute path, so it cannot log into another test's)."""
     args = ["--model.init_args.grad_cache_chunk", "32", "--data.init_args.batch_size", "128", "--test_after_fit"]
-    fit(tmp_path, *args, "false", "--tracking.system_metrics_interval", "0", "--tracking.log_checkpoints", "false")
+    args += ["false", "--tracking.log_checkpoints", "false", *in_process_store(tmp_path)]
+    code, err = cli_here("fit", "-c", str(DIGITS_CONFIG), *QUICK, *args, cwd=tmp_path)
+    assert code == 0, err[-3000:]
     client = store_client(tmp_path)
     (run,) = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
     assert run.info.status == "FINISHED"

@@ -25,7 +25,7 @@ from contrastlab.modules import (
     VICReg,
     losses,
 )
-from tests.conftest import fit, store_client
+from tests.conftest import DIGITS_CONFIG, QUICK, in_process_store, store_client
 
 INFO = DataInfo("tiny", "image", (1, 8, 8), 10, mean=(0.3,), std=(0.37,), views="contrastlab.augment.vision.ImageViews")
 SMALL = dict(
@@ -122,9 +122,12 @@ def test_compile_backbone_compiles_the_online_backbone_once_in_place():
     assert model.backbone._compiled_call_impl is compiled and set(model.state_dict()) == keys
 
 
-def test_cli_fit_in_bf16_mixed_with_channels_last(tmp_path):
+def test_cli_fit_in_bf16_mixed_with_channels_last(tmp_path, cli_here):
+    """In this process, its store named by absolute path (so it cannot log into another test's)."""
     args = ["--trainer.precision", "bf16-mixed", "--model.init_args.channels_last", "true", "--test_after_fit"]
-    fit(tmp_path, *args, "false", "--trainer.max_epochs", "1", "--tracking.log_checkpoints", "false")
+    args += ["false", "--trainer.max_epochs", "1", "--tracking.log_checkpoints", "false", *in_process_store(tmp_path)]
+    code, err = cli_here("fit", "-c", str(DIGITS_CONFIG), *QUICK, *args, cwd=tmp_path)
+    assert code == 0, err[-3000:]
     client = store_client(tmp_path)
     (run,) = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
     assert run.info.status == "FINISHED" and run.data.params["trainer.precision"] == "bf16-mixed"

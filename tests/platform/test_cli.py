@@ -20,7 +20,6 @@ from tests.conftest import (
     fit,
     free_port,
     in_process_store,
-    run_cli,
     store_client,
     the_error_line,
 )
@@ -87,16 +86,19 @@ def test_fit_logs_params_metrics_tags_and_artifacts(trained):
     assert run.info.run_id in proc.stdout and "test/knn_top1" in proc.stdout and "contrastlab ui" in proc.stdout
 
 
-def test_test_and_predict_verbs_use_the_trained_checkpoint(trained):
+def test_test_and_predict_verbs_use_the_trained_checkpoint(trained, cli_here):
     cwd, _ = trained
     client, run = only_run(cwd)
     last = cwd / "checkpoints" / "digits" / run.info.run_id / "last.ckpt"
     before = [m.step for m in client.get_metric_history(run.info.run_id, "test/knn_top1")]
-    run_cli("test", "-c", str(DIGITS_CONFIG), "--ckpt_path", str(last), cwd=cwd)
+    # in this process: the verbs' own logic is the point here; `trained` is the real process
+    code, err = cli_here("test", "-c", str(DIGITS_CONFIG), "--ckpt_path", str(last), *in_process_store(cwd), cwd=cwd)
+    assert code == 0, err[-3000:]
     client, again = only_run(cwd)  # logged into the run that wrote the checkpoint, not a new one
     history = client.get_metric_history(run.info.run_id, "test/knn_top1")
     assert len(history) == len(before) + 1 and history[-1].value == pytest.approx(history[0].value)
-    run_cli("predict", "-c", str(DIGITS_CONFIG), "--ckpt_path", str(last), cwd=cwd)
+    code, err = cli_here("predict", "-c", str(DIGITS_CONFIG), "--ckpt_path", str(last), *in_process_store(cwd), cwd=cwd)
+    assert code == 0, err[-3000:]
     only_run(cwd)
 
 
@@ -107,7 +109,9 @@ def fit_here(cli_here, cwd: Path, *args: str) -> tuple[int, str]:
 
 @pytest.mark.slow
 def test_resume_continues_the_same_run_without_duplicate_steps(tmp_path, cli_here):
-    fit(tmp_path)
+    # the first fit in this process (the trained fixture runs one as a process); the resume is a real process
+    code, err = fit_here(cli_here, tmp_path)
+    assert code == 0, err[-3000:]
     client, first = only_run(tmp_path)
     resumed_proc = fit(tmp_path, "--trainer.max_epochs", "4", "--resume")
     # what Lightning warns about is ours to know: the loader resumes through the DataModule, the folder is the run's
@@ -147,11 +151,14 @@ def test_resume_continues_the_same_run_without_duplicate_steps(tmp_path, cli_her
 
 @pytest.mark.slow
 def test_truncated_last_checkpoint_falls_back_then_fails_clearly(tmp_path, cli_here):
-    fit(tmp_path, "--trainer.max_epochs", "1", "--test_after_fit", "false")
+    # in this process: the fallback is the point, not the interpreter (the resume test above runs real ones)
+    code, err = fit_here(cli_here, tmp_path, "--trainer.max_epochs", "1", "--test_after_fit", "false")
+    assert code == 0, err[-3000:]
     run_dir = next((tmp_path / "checkpoints" / "digits").iterdir())
     last = run_dir / "last.ckpt"
     last.write_bytes(last.read_bytes()[:2000])
-    fit(tmp_path, "--test_after_fit", "false", "--resume")
+    code, err = fit_here(cli_here, tmp_path, "--test_after_fit", "false", "--resume")
+    assert code == 0, err[-3000:]
     client, run = only_run(tmp_path)
     assert steps(client, run.info.run_id, "val/knn_top1") == [3, 7]  # resumed from best-epoch=0 at step 4
     # the bad file is set aside and the resumed run's own last.ckpt keeps the name a later --resume looks for

@@ -13,7 +13,16 @@ import pytest
 import torch
 import yaml
 
-from tests.conftest import DIGITS_CONFIG, REPO, free_port, run_cli, store_client, the_error_line
+from tests.conftest import (
+    DIGITS_CONFIG,
+    REPO,
+    free_port,
+    in_process_store,
+    run_cli,
+    store_client,
+    the_error_line,
+)
+from tests.platform.test_eval import contrastlab_here
 
 MSC_CONFIG = REPO / "configs" / "msc" / "digits.yaml"
 TINY = [
@@ -62,12 +71,13 @@ def runs_of(cwd: Path, experiment: str = "digits") -> list:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """One tiny SimCLR run and one tiny BYOL run (other method) on digits, each with its last.ckpt."""
+    # in this process (what the tests below refuse is the point, not the runs' interpreters)
     cwd = tmp_path_factory.mktemp("trained")
-    run_cli("fit", "-c", str(DIGITS_CONFIG), *TINY, cwd=cwd)
+    assert contrastlab_here(cwd, "fit", "-c", str(DIGITS_CONFIG), *TINY, *in_process_store(cwd)) == 0
     (simclr,) = (cwd / "checkpoints").rglob("last.ckpt")
     other = tmp_path_factory.mktemp("byol")
     byol_config = REPO / "configs" / "byol" / "digits.yaml"
-    run_cli("fit", "-c", str(byol_config), *TINY[:-6], "--tracking.system_metrics_interval", "0", cwd=other)
+    assert contrastlab_here(other, "fit", "-c", str(byol_config), *TINY[:-6], *in_process_store(other)) == 0
     (byol,) = (other / "checkpoints").rglob("last.ckpt")
     return cwd, simclr, byol
 
