@@ -48,6 +48,7 @@ LONGEST_FILES = (
     "tests/test_demo.py",
     "tests/sweeps/test_distributed.py",
     "tests/test_toy_modality.py",
+    "tests/methods/test_cpc.py",
     "tests/platform/test_hardening.py",
     "tests/sweeps/test_ui.py",
 )

@@ -6,6 +6,7 @@ from contrastlab.modules.base import ContrastiveModule
 from contrastlab.modules.byol import BYOL
 from contrastlab.modules.clip import CLIP
 from contrastlab.modules.convirt import ConVIRT
+from contrastlab.modules.cpc import CPC
 from contrastlab.modules.dcl import DCL
 from contrastlab.modules.moco import MoCoV2
 from contrastlab.modules.moco_v3 import MoCoV3
@@ -23,6 +24,7 @@ from contrastlab.modules.vicreg import VICReg
 __all__ = [
     "BYOL",
     "CLIP",
+    "CPC",
     "DCL",
     "NCL",
     "NNCLR",
