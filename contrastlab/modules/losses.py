@@ -444,6 +444,8 @@ def cpc_info_nce(predictions: Tensor, targets: Tensor, mask: Tensor | None = Non
             "use longer inputs or smaller encoder strides"
         )
     return loss_k[anchors_k > 0].mean()
+
+
 # -- Paired (two-tower) losses: ConVIRT, CLIP, CLAP -----------------------------------------------------------
 
 
