@@ -35,9 +35,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from figures import write_block
+
 REPO = Path(__file__).resolve().parents[1]
-README = REPO / "benchmarks" / "README.md"
-BEGIN, END = "<!-- methods-benchmark:begin -->", "<!-- methods-benchmark:end -->"
 FASHION_ROOT = Path("/usr/share/datasets/fashion-mnist")
 SEPARATE = {"msc"}  # anomaly detection: its own table
 COMMON = ["--tracking.system_metrics_interval", "0", "--tracking.log_checkpoints", "false", "--seed_everything", "0"]
@@ -188,13 +188,7 @@ def markdown(results, baselines: dict[str, float], margin: float, epochs: dict[s
 
 
 def write_readme(table: str) -> None:
-    text = README.read_text()
-    block = f"{BEGIN}\n{table}\n{END}"
-    if BEGIN in text and END in text:
-        text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END) :]
-    else:
-        text = text.rstrip() + "\n\n## Methods: `benchmarks/methods.py`\n\n" + block + "\n"
-    README.write_text(text)
+    write_block("methods", table, "## Methods: `benchmarks/methods.py`")
 
 
 def main() -> None:

@@ -31,9 +31,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from figures import write_block
+
 REPO = Path(__file__).resolve().parents[1]
-README = REPO / "benchmarks" / "README.md"
-BEGIN, END = "<!-- series-benchmark:begin -->", "<!-- series-benchmark:end -->"
 DATASETS = ["GunPoint", "ArrowHead", "OSULeaf", "BasicMotions", "JapaneseVowels"]
 METHODS = ["ts2vec", "softclt", "tstcc"]
 # SoftCLT's temperatures per set where its authors list them (hyperparameters/cls_hyperparams.csv of
@@ -146,13 +146,7 @@ def markdown(results: dict[str, dict[str, tuple[float, float]]], columns: list[s
 
 
 def write_readme(table: str) -> None:
-    text = README.read_text()
-    block = f"{BEGIN}\n{table}\n{END}"
-    if BEGIN in text and END in text:
-        text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END) :]
-    else:
-        text = text.rstrip() + "\n\n## Time series: `benchmarks/series.py`\n\n" + block + "\n"
-    README.write_text(text)
+    write_block("series", table, "## Time series: `benchmarks/series.py`")
 
 
 def main() -> None:

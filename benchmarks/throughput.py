@@ -52,12 +52,12 @@ import torch
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
+from figures import write_block  # noqa: E402
 from flops import conv_net_macs, count_flops, mfu, peak_tflops  # noqa: E402
 
 SMALL_CNN = {"widths": [32, 64, 128, 256], "strides": [1, 2, 2, 1], "convs_per_stage": 1}
 NETS = {"small_cnn": {"batch": 256}, "resnet18": {"batch": 64}}
 SIZE, TEMPERATURE, LR, WEIGHT_DECAY, HIDDEN, PROJ = 32, 0.2, 3e-3, 1e-4, 512, 128
-MARK_BEGIN, MARK_END = "<!-- throughput-benchmark:begin -->", "<!-- throughput-benchmark:end -->"
 
 
 # -- timing inside a run ---------------------------------------------------------------------------------------
@@ -769,15 +769,7 @@ def machine(device: str) -> str:
 
 
 def write_readme(text: str) -> None:
-    readme = HERE / "README.md"
-    content = readme.read_text()
-    block = f"{MARK_BEGIN}\n{text}\n{MARK_END}"
-    if MARK_BEGIN in content:
-        before, rest = content.split(MARK_BEGIN, 1)
-        content = before + block + rest.split(MARK_END, 1)[1]
-    else:
-        content += "\n" + block + "\n"
-    readme.write_text(content)
+    write_block("throughput", text, "## Training throughput, GradCache, precision: `benchmarks/throughput.py`")
 
 
 def main() -> None:
