@@ -146,7 +146,7 @@ def test_predict_writes_the_embeddings_and_logs_them(trained):
         (["--ckpt", "nope/last.ckpt"], "--ckpt: checkpoint nope/last.ckpt not found"),
         (["--run", "x", "--protocols", "knn,probe"], "--protocols: unknown protocol 'probe'"),
         (["--run", "x", "--finetune-fractions", "0.1,2"], "--finetune-fractions: 2.0 is not in (0, 1]"),
-        ([], "one of the arguments --ckpt --run is required"),
+        ([], "one of the arguments --ckpt --run --runs --datasets is required"),
         (["--run", "x", "--device", "tpu:0:1"], "--device tpu:0:1: expected auto, cpu, cuda or cuda:N"),
     ],
     ids=["wrong-run", "missing-ckpt", "unknown-protocol", "bad-fraction", "no-target", "bad-device"],
