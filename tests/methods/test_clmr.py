@@ -3,8 +3,6 @@ resumes into the same run and sweeps; and other zoo methods run on audio by conf
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import warnings
 
@@ -97,7 +95,7 @@ def test_other_methods_run_on_audio_by_config(method, spoken_digits, tmp_path, m
 
 
 @pytest.mark.slow
-def test_clmr_sweeps_two_tiny_trials(spoken_digits, tmp_path):
+def test_clmr_sweeps_two_tiny_trials(spoken_digits, tmp_path, cli_here):
     sweep = yaml.safe_load((REPO / "configs" / "sweeps" / "clmr_fsdd.yaml").read_text())
     sweep["base"] = str(CLMR)
     sweep["fixed"].update(
@@ -110,12 +108,10 @@ def test_clmr_sweeps_two_tiny_trials(spoken_digits, tmp_path):
     )  # fmt: skip
     sweep.update({"n_trials": 2, "sampler": {"name": "random", "seed": 0}, "pruner": {"name": "none"}})
     (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(sweep))
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "contrastlab", "sweep", "-c", "sweep.yaml"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    # the sweep command in this process (its trials are processes of their own), two trials at a time
+    store = in_process_store(tmp_path)[1]
+    code, err = cli_here("sweep", "-c", "sweep.yaml", "--workers", "2", "--tracking-uri", store, cwd=tmp_path)
+    assert code == 0, err[-4000:]
     client = store_client(tmp_path)
     (experiment,) = [e for e in client.search_experiments() if e.name == "clmr-fsdd"]
     trials = [r for r in client.search_runs([experiment.experiment_id]) if "sweep.trial" in r.data.tags]
