@@ -10,6 +10,9 @@ $(STAMP): pyproject.toml
 	# One resolve for the pair and the project. --no-compile: pip would byte-compile all ~25,000 files of the
 	# venv (about a minute of one core); Python compiles the few thousand modules a run imports on first use.
 	$(PY) -m pip install -q --no-compile --disable-pip-version-check torch==2.14.1 torchvision==0.29.1 -e '.[dev]'
+	# transformers beside the venv, for the test of a local Hugging Face text tower only: inside it, torchmetrics
+	# would import it in every process the tests start (0.7 s each). Its other dependencies are in the venv.
+	$(PY) -m pip install -q --no-compile --disable-pip-version-check --no-deps --target .venv/hf transformers regex
 	touch $(STAMP)
 
 # A small SimCLR sweep on digits, two trials at a time; rerunning it resumes the study.

@@ -133,9 +133,19 @@ def test_a_checkpoint_of_another_vocabulary_is_refused(digits_captions):
         model.on_load_checkpoint({"hyper_parameters": {"data_info": other}})
 
 
-def test_a_hugging_face_text_tower_from_a_local_folder(tmp_path, digits_captions):
+@pytest.fixture
+def transformers_package(monkeypatch):
+    """transformers, from the `hf` extra or from .venv/hf where `make` puts it (see the Makefile)."""
+    beside = REPO / ".venv" / "hf"
+    if beside.is_dir():
+        monkeypatch.syspath_prepend(str(beside))
+    return pytest.importorskip("transformers", reason="pip install -e .[hf] (or make) for the Hugging Face tower")
+
+
+def test_a_hugging_face_text_tower_from_a_local_folder(tmp_path, digits_captions, transformers_package):
     """A tiny random BERT saved with save_pretrained (nothing downloads) as the text side of ConVIRT: one step."""
-    from transformers import BertConfig, BertModel, BertTokenizerFast
+    BertConfig, BertModel = transformers_package.BertConfig, transformers_package.BertModel
+    BertTokenizerFast = transformers_package.BertTokenizerFast
 
     from contrastlab.datamodules.paired import PairedCSV
     from contrastlab.errors import ConfigError
