@@ -29,7 +29,9 @@ QUICK = [
 
 
 def pytest_configure(config):
-    """Under `pytest -n N` every worker, and each `contrastlab` it starts, gets 1/N of the cores."""
+    """Under `pytest -n N` every worker, and each `contrastlab` it starts, gets 1/N of the cores. The MLflow
+    servers the tests start run no job consumers (six processes each, importing mlflow: seconds of CPU)."""
+    os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
     if workers:
         share_cores(int(workers))

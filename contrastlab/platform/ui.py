@@ -54,5 +54,8 @@ def main(argv: list[str]) -> int:
     ]
     url = page_url(f"http://{args.host}:{args.port}")
     print(f"MLflow UI for {uri} at {url} (Ctrl-C to stop)", flush=True)
+    # Browsing runs needs no job runner: MLflow 3 would start six job-consumer processes beside the UI (each
+    # importing mlflow, about 250 MB), for its GenAI features. A user who wants them sets the variable to true.
+    os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     # Become the UI process, so that a signal to `contrastlab ui` reaches MLflow's server directly.
     os.execv(sys.executable, command)
