@@ -7,12 +7,13 @@ STAMP := .venv/.installed
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
 	# The CPU machines carry this torch/torchvision pair on disk; pinning it avoids a multi-GB download.
-	# One resolve for the pair and the project. --no-compile: pip would byte-compile all ~25,000 files of the
-	# venv (about a minute of one core); Python compiles the few thousand modules a run imports on first use.
-	$(PY) -m pip install -q --no-compile --disable-pip-version-check torch==2.14.1 torchvision==0.29.1 -e '.[dev]'
+	# One resolve for the pair and the project. pip byte-compiles the venv (about a minute of one core): left to
+	# first use, nothing would be cached where PYTHONDONTWRITEBYTECODE is set (as on these machines), and every
+	# process the tests start would compile torch and Lightning from source again (measured: tests 10 -> 18 min).
+	$(PY) -m pip install -q --disable-pip-version-check torch==2.14.1 torchvision==0.29.1 -e '.[dev]'
 	# transformers beside the venv, for the test of a local Hugging Face text tower only: inside it, torchmetrics
 	# would import it in every process the tests start (0.7 s each). Its other dependencies are in the venv.
-	$(PY) -m pip install -q --no-compile --disable-pip-version-check --no-deps --target .venv/hf transformers regex
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --target .venv/hf transformers regex
 	touch $(STAMP)
 
 # A small SimCLR sweep on digits, two trials at a time; rerunning it resumes the study.
