@@ -514,8 +514,9 @@ def profile_one(net: str, args, out: list[str], record: dict) -> None:
 # -- GradCache: memory and gradients -----------------------------------------------------------------------------
 
 
-def memory_probe(batch: int, chunk: int, device: str) -> dict:
-    """One SimCLR step on digits-sized input (8 px, the shipped small_cnn) in this fresh process: peak memory.
+def memory_probe(batch: int, chunk: int, device: str, method: str = "simclr") -> dict:
+    """One SimCLR (or DCLW) step on digits-sized input (8 px, the shipped small_cnn) in this fresh process: peak
+    memory.
 
     chunk -1: only the projector and the loss on the full batch of features, the part GradCache cannot chunk
     (the loss's (2B)^2 similarity matrix and its gradient).
@@ -528,10 +529,11 @@ def memory_probe(batch: int, chunk: int, device: str) -> dict:
 
     from contrastlab.augment.vision import ImageViews
     from contrastlab.datamodules.vision import Digits
-    from contrastlab.modules import SimCLR
+    from contrastlab.modules import DCL, SimCLR
 
     info = Digits().info
-    model = SimCLR(
+    build = {"simclr": SimCLR, "dclw": functools.partial(DCL, sigma=0.5)}[method]
+    model = build(
         backbone="small_cnn", proj_hidden_dim=512, data_info=info, augment=ImageViews(size=8), grad_cache_chunk=chunk
     ).to(device)
     alone = stepping_alone(model)  # this process ends after the probe
@@ -625,14 +627,16 @@ def gradient_errors(dtype: torch.dtype) -> dict[str, float]:
 
 def gradcache_section(args, out: list[str], record: dict) -> None:
     cases = [
-        ("plain", 256, 0),
-        ("plain", 4096, 0),
-        ("GradCache, chunks of 256", 4096, 256),
-        ("projector + loss in one piece, on 4096 features", 4096, -1),
-        ("projector + loss by blocks of 256 rows, on 4096 features", 4096, -256),
+        ("plain", 256, 0, "simclr"),
+        ("plain", 4096, 0, "simclr"),
+        ("GradCache, chunks of 256", 4096, 256, "simclr"),
+        ("projector + loss in one piece, on 4096 features", 4096, -1, "simclr"),
+        ("projector + loss by blocks of 256 rows, on 4096 features", 4096, -256, "simclr"),
+        ("DCLW: plain", 4096, 0, "dclw"),
+        ("DCLW: GradCache, chunks of 256", 4096, 256, "dclw"),
     ]
     results = []
-    for label, batch, chunk in cases:
+    for label, batch, chunk, method in cases:
         command = [
             sys.executable,
             str(Path(__file__)),
@@ -642,6 +646,8 @@ def gradcache_section(args, out: list[str], record: dict) -> None:
             str(batch),
             "--chunk",
             str(chunk),
+            "--method",
+            method,
         ]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
         proc = subprocess.run(command + ["--device", args.device], env=env, capture_output=True, text=True)
@@ -655,10 +661,10 @@ def gradcache_section(args, out: list[str], record: dict) -> None:
         if args.device == "cuda"
         else "peak RSS (sampled every 2 ms) above the RSS before"
     )
-    out.append(f"### GradCache: one SimCLR step, small_cnn on 8 px digits, memory = {what} the step\n")
+    out.append(f"### GradCache: one SimCLR (or DCLW) step, small_cnn on 8 px digits, memory = {what} the step\n")
     out.append("| step | batch | peak MB | vs batch 256 | seconds | vs plain 4096 |")
     out.append("|---|---:|---:|---:|---:|---:|")
-    base, plain_big, _, dense_loss, blocked_loss = (r for _, _, r in results)
+    base, plain_big, _, dense_loss, blocked_loss, dclw_plain, dclw_cached = (r for _, _, r in results)
     for label, batch, r in results:
         out.append(
             f"| {label} | {batch} | {r[key]:.0f} | {r[key] / base[key]:.2f}x | {r['seconds']:.2f} | "
@@ -669,7 +675,8 @@ def gradcache_section(args, out: list[str], record: dict) -> None:
         f"chunk's encoder pass (about the plain 256 step, {base[key]:.0f} MB). With GradCache on, the loss runs "
         f"by blocks of one chunk's rows (`modules/blocked.py`): {blocked_loss[key]:.0f} MB instead of the "
         f"{dense_loss[key]:.0f} MB of its (2B)^2 similarity matrices in one piece. The plain 4096 step holds the "
-        f"loss and all 4096 samples' activations ({plain_big[key]:.0f} MB)."
+        f"loss and all 4096 samples' activations ({plain_big[key]:.0f} MB). DCLW's denominator leaves the positives "
+        f"out and runs by the same blocks: {dclw_cached[key]:.0f} MB under GradCache, {dclw_plain[key]:.0f} MB plain."
     )
     errors = {"float64": gradient_errors(torch.float64), "float32": gradient_errors(torch.float32)}
     record["gradcache_gradients"] = errors
@@ -796,6 +803,7 @@ def main() -> None:
     parser.add_argument("--out", default="", help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, default=256, help=argparse.SUPPRESS)
     parser.add_argument("--chunk", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--method", default="simclr", choices=["simclr", "dclw"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is visible here")
@@ -804,7 +812,7 @@ def main() -> None:
         Path(args.out).write_text(json.dumps(summary))
         return
     if args.side == "memory":
-        print(json.dumps(memory_probe(args.batch, args.chunk, args.device)))
+        print(json.dumps(memory_probe(args.batch, args.chunk, args.device, args.method)))
         return
     if args.quick:
         args.epochs, args.resnet_steps = min(args.epochs, 5), args.resnet_steps or 4

@@ -11,6 +11,10 @@ at the price of a second similarity matmul. Values and gradients equal the dense
 Positives are described by keys instead of an (M, M) mask, which would itself be quadratic: j is a positive
 of anchor i when some key gives both the same value >= 0 (the sample index for views of one sample, the
 class for SupCon, a patient or speaker for group positives).
+
+`blocked_negative_logsumexp` is the same walk for losses whose denominator leaves the positives out
+(DCL/DCLW): it returns each anchor's log-sum-exp over its negatives, and the positive term, which is only
+O(M) dot products, stays with the caller and ordinary autograd.
 """
 
 from __future__ import annotations
@@ -83,6 +87,44 @@ class _BlockedInfoNCE(torch.autograd.Function):
             grad[rows] += d_similarity @ z
             grad += d_similarity.T @ z[rows]
         return grad, None, None, None, *([None] * len(keys))
+
+
+class _BlockedNegativeLogSumExp(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, z: Tensor, temperature: float, block_rows: int, *keys: Tensor) -> Tensor:
+        log_norm = z.new_empty(z.shape[0])
+        for rows in _row_blocks(z.shape[0], block_rows):
+            log_norm[rows] = torch.logsumexp(_negative_logits(z, keys, rows, temperature), dim=1)
+        ctx.save_for_backward(z, log_norm, *keys)
+        ctx.settings = (temperature, block_rows)
+        return log_norm
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        z, log_norm, *keys = ctx.saved_tensors
+        temperature, block_rows = ctx.settings
+        grad = torch.zeros_like(z)
+        for rows in _row_blocks(z.shape[0], block_rows):
+            # d log_norm_i / d s_ik = softmax over i's negatives, / T
+            softmax = torch.exp(_negative_logits(z, keys, rows, temperature) - log_norm[rows, None])
+            d_similarity = softmax * (grad_out[rows, None] / temperature)
+            grad[rows] += d_similarity @ z
+            grad += d_similarity.T @ z[rows]
+        return grad, None, None, *([None] * len(keys))
+
+
+def _negative_logits(z: Tensor, keys: Sequence[Tensor], rows: slice, temperature: float) -> Tensor:
+    positives = _block_positives(keys, rows)
+    return _block_logits(z, positives, rows, temperature, 0.0).masked_fill(positives, float("-inf"))
+
+
+def blocked_negative_logsumexp(z: Tensor, keys: Sequence[Tensor], temperature: float, block_rows: int) -> Tensor:
+    """(M,): log sum_{k negative of i} exp(z_i . z_k / T) for every anchor i, by blocks of rows; the negatives
+    of i are all samples but i and those sharing a key value >= 0 with it. `z` is used as given (normalise
+    it first for cosine similarities); every anchor needs at least one negative."""
+    if block_rows < 1:
+        raise ValueError(f"block_rows must be >= 1, got {block_rows}")
+    return _BlockedNegativeLogSumExp.apply(z, temperature, block_rows, *keys)
 
 
 def blocked_info_nce(

@@ -38,4 +38,4 @@ class DCL(ContrastiveModule):
 
     def contrastive_loss(self, feats: list[Tensor], batch: Batch) -> Tensor:
         z1, z2 = (self.gather(self.projector(f)) for f in feats[:2])
-        return losses.dcl(z1, z2, self.hparams.temperature, self.hparams.sigma)
+        return losses.dcl(z1, z2, self.hparams.temperature, self.hparams.sigma, self.loss_block_rows)

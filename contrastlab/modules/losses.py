@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from contrastlab.modules.blocked import blocked_info_nce
+from contrastlab.modules.blocked import blocked_info_nce, blocked_negative_logsumexp
 
 LossFn = TypeVar("LossFn", bound=Callable[..., Tensor])
 
@@ -293,7 +293,9 @@ def vicreg(
 
 
 @in_float32
-def dcl(z1: Tensor, z2: Tensor, temperature: float = 0.1, sigma: float | None = None) -> Tensor:
+def dcl(
+    z1: Tensor, z2: Tensor, temperature: float = 0.1, sigma: float | None = None, block_rows: int | None = None
+) -> Tensor:
     """Decoupled contrastive loss (Yeh et al. 2022, eq. 6): NT-Xent without the positive in the denominator.
 
     Over the 2N views [z1; z2], L2-normalised, with i' the other view of i and s the cosine similarity,
@@ -313,6 +315,8 @@ def dcl(z1: Tensor, z2: Tensor, temperature: float = 0.1, sigma: float | None = 
     Args:
         z1, z2: (N, D), N >= 2, rows k of each a positive pair.
         temperature: T > 0. sigma: the DCLW kernel width (the paper uses 0.5), None for DCL.
+        block_rows: the negatives' log-sum-exp by blocks of this many anchors (`modules/blocked.py`), as
+            `nt_xent`'s; the weight and the positive term need only the 2N positive similarities.
     """
     if temperature <= 0 or (sigma is not None and sigma <= 0):
         raise ValueError(f"temperature and sigma must be > 0, got {temperature} and {sigma}")
@@ -320,11 +324,15 @@ def dcl(z1: Tensor, z2: Tensor, temperature: float = 0.1, sigma: float | None = 
         raise ValueError(f"DCL needs two (N >= 2, D) embeddings of one shape, got {z1.shape} and {z2.shape}")
     n = z1.shape[0]
     z = F.normalize(torch.cat([z1, z2]), dim=1)
-    similarity = z @ z.T
-    positive = torch.cat([torch.diagonal(similarity, n), torch.diagonal(similarity, n)])  # s_ii' for all 2N anchors
+    positive = (z[:n] * z[n:]).sum(dim=1).repeat(2)  # s_ii' for all 2N anchors
     weight = 2 - 2 * n * torch.softmax(positive / sigma, dim=0) if sigma is not None else 1.0
-    negatives = (similarity / temperature).masked_fill(view_positives(n, 2, device=z.device), float("-inf"))
-    return (-weight * positive / temperature + torch.logsumexp(negatives, dim=1)).mean()
+    if block_rows is not None and block_rows < 2 * n:
+        sample = torch.arange(n, device=z.device).repeat(2)
+        log_norm = blocked_negative_logsumexp(z, [sample], temperature, block_rows)
+    else:
+        negatives = (z @ z.T / temperature).masked_fill(view_positives(n, 2, device=z.device), float("-inf"))
+        log_norm = torch.logsumexp(negatives, dim=1)
+    return (-weight * positive / temperature + log_norm).mean()
 
 
 @in_float32

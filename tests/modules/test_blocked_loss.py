@@ -1,5 +1,6 @@
 """The row-blocked InfoNCE (modules/blocked.py) equals the dense loss in value and gradient, for view, class and
-group positives, with a margin, unlabelled samples and blocks that do not divide the batch."""
+group positives, with a margin, unlabelled samples and blocks that do not divide the batch; so does the blocked
+log-sum-exp over negatives that DCL/DCLW use."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pytest
 import torch
 
 from contrastlab.modules import losses
-from contrastlab.modules.blocked import blocked_info_nce
+from contrastlab.modules.blocked import blocked_info_nce, blocked_negative_logsumexp
 
 
 def dense_reference(z, keys, temperature, margin):
@@ -48,6 +49,35 @@ def test_blocked_equals_the_formula_in_value_and_gradient(case, margin, block_ro
     assert torch.allclose(grad_blocked, grad_reference, rtol=1e-8, atol=1e-12)
 
 
+@pytest.mark.parametrize("block_rows", [1, 5, 64])
+@pytest.mark.parametrize("case", list(CASES))
+def test_blocked_negative_logsumexp_equals_the_formula_in_value_and_gradient(case, block_rows):
+    torch.manual_seed(2)
+    keys = CASES[case](9)
+    z = torch.randn(18, 5, dtype=torch.float64, requires_grad=True)
+    upstream = torch.randn(18, dtype=torch.float64)  # a weighted sum, so every anchor's gradient counts apart
+    blocked = blocked_negative_logsumexp(z, keys, 0.3, block_rows)
+    (grad_blocked,) = torch.autograd.grad(blocked @ upstream, z)
+    reference = torch.stack(
+        [
+            torch.logsumexp(
+                torch.stack(
+                    [
+                        z[i] @ z[k] / 0.3
+                        for k in range(18)
+                        if k != i and not any(key[i] == key[k] and key[i] >= 0 for key in keys)
+                    ]
+                ),
+                0,
+            )
+            for i in range(18)
+        ]
+    )
+    (grad_reference,) = torch.autograd.grad(reference @ upstream, z)
+    assert torch.allclose(blocked, reference, rtol=1e-10)
+    assert torch.allclose(grad_blocked, grad_reference, rtol=1e-8, atol=1e-12)
+
+
 def test_the_losses_take_the_blocked_path_and_agree_with_their_dense_selves():
     torch.manual_seed(1)
     z1, z2 = torch.randn(2, 40, 8).unbind(0)
@@ -56,6 +86,8 @@ def test_the_losses_take_the_blocked_path_and_agree_with_their_dense_selves():
         (losses.nt_xent, (z1, z2, 0.2, 0.1)),
         (losses.supcon, ([z1, z2], labels, 0.1, 0.0)),
         (losses.non_negative_nt_xent, (z1, z2, 0.2, 0.0)),
+        (losses.dcl, (z1, z2, 0.1, None)),
+        (losses.dcl, (z1, z2, 0.1, 0.5)),
     ]:
         dense = [t.detach().requires_grad_() for t in (z1, z2)]
         blocked = [t.detach().requires_grad_() for t in (z1, z2)]
