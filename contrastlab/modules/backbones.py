@@ -61,6 +61,9 @@ class SmallCNN(nn.Module):
         convs_per_stage: convs in every stage, or one count per stage.
         strides: stride of each stage's first conv (default: 1 for the first stage, 2 after), so that a net
             such as lightly's 4-conv CNN (strides 1, 2, 2, 1) is expressible.
+        pool_size: the last feature map is average-pooled to pool_size x pool_size and flattened
+            (num_features = last width x pool_size^2). 1, global pooling, discards where things are; 2 or 3
+            keep a coarse layout, which small grey images (clothing's sleeves and hems) are mostly about.
     """
 
     def __init__(
@@ -69,8 +72,11 @@ class SmallCNN(nn.Module):
         widths: tuple[int, ...] = (64, 128, 256),
         convs_per_stage: int | tuple[int, ...] = 2,
         strides: tuple[int, ...] | None = None,
+        pool_size: int = 1,
     ):
         super().__init__()
+        if pool_size < 1:
+            raise ConfigError(f"model.backbone_kwargs.pool_size={pool_size}: give 1 (global pooling) or more")
         convs = [convs_per_stage] * len(widths) if isinstance(convs_per_stage, int) else list(convs_per_stage)
         strides = [1] + [2] * (len(widths) - 1) if strides is None else list(strides)
         if len(convs) != len(widths) or len(strides) != len(widths):
@@ -90,8 +96,8 @@ class SmallCNN(nn.Module):
                 ]
                 channels = width
         self.features = nn.Sequential(*layers)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.num_features = channels
+        self.pool = nn.AdaptiveAvgPool2d(pool_size)
+        self.num_features = channels * pool_size**2
 
     def forward(self, x: Tensor) -> Tensor:
         return self.pool(self.features(x)).flatten(1)

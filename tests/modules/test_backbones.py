@@ -93,3 +93,18 @@ def test_small_cnn_per_stage_lists_of_the_wrong_length_name_the_key():
     message = "model.backbone_kwargs: small_cnn has 3 widths, 3 convs_per_stage and 2 strides"
     with pytest.raises(ConfigError, match=message):
         create_backbone("small_cnn", GREY, strides=(1, 2))
+
+
+def test_small_cnn_pool_size_keeps_a_coarse_layout():
+    torch.manual_seed(0)
+    net = create_backbone("small_cnn", GREY, widths=(4, 8), pool_size=2).eval()
+    assert net.num_features == 8 * 4
+    x = torch.zeros(1, 1, 8, 8)
+    x[..., :4, :4] = 1.0  # something in the top-left quarter only
+    cells = net(x).view(8, 2, 2)
+    assert not torch.allclose(cells[:, 0, 0], cells[:, 1, 1])  # where it is shows in the features
+    global_pool = create_backbone("small_cnn", GREY, widths=(4, 8)).eval()
+    global_pool.load_state_dict(net.state_dict())
+    assert torch.allclose(cells.mean(dim=(1, 2)), global_pool(x)[0], atol=1e-6)  # the cells average to global pooling
+    with pytest.raises(ConfigError, match="model.backbone_kwargs.pool_size=0"):
+        create_backbone("small_cnn", GREY, pool_size=0)
