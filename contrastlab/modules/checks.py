@@ -26,3 +26,12 @@ def fraction(key: str, value: float) -> None:
     """`model.init_args.<key>` must be a weight in [0, 1]."""
     if not 0 <= value <= 1:
         raise ConfigError(f"model.init_args.{key} must be in [0, 1], got {value}")
+
+
+def sequence_backbone(module) -> None:
+    """A method that contrasts timesteps needs a backbone with `sequence(x, mask)` (per-step features)."""
+    if not hasattr(module.backbone, "sequence"):
+        raise ConfigError(
+            f"model.backbone: {type(module).__name__} needs per-step features; {module.hparams.backbone!r} has no "
+            "`sequence(x, mask)`: use ts2vec or tstcc_cnn"
+        )

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from contrastlab.errors import ConfigError
-from contrastlab.modules import series_losses
+from contrastlab.modules import checks, series_losses
 from contrastlab.modules.base import Batch, ContrastiveModule
 from contrastlab.modules.nets.ts2vec import masked_max_pool
 
@@ -27,17 +27,11 @@ class TS2Vec(ContrastiveModule):
     """
 
     def __init__(self, instance_weight: float = 0.5, temporal_unit: int = 0, **base):
-        if not 0 <= instance_weight <= 1:
-            raise ConfigError(f"model.init_args.instance_weight must be in [0, 1], got {instance_weight}")
-        if temporal_unit < 0:
-            raise ConfigError(f"model.init_args.temporal_unit must be >= 0, got {temporal_unit}")
+        checks.fraction("instance_weight", instance_weight)
+        checks.non_negative("temporal_unit", temporal_unit)
         base.setdefault("backbone", "ts2vec")
         super().__init__(**base)
-        if not hasattr(self.backbone, "sequence"):
-            raise ConfigError(
-                f"model.backbone: {type(self).__name__} needs timestamp-level representations; "
-                f"{self.hparams.backbone!r} has no `sequence(x, mask)`: use ts2vec or tstcc_cnn"
-            )
+        checks.sequence_backbone(self)
 
     def encode(self, batch: Batch, views: list[Tensor]) -> list[Tensor]:
         mask = batch.get("mask")

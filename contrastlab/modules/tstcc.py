@@ -64,11 +64,7 @@ class TSTCC(ContrastiveModule):
             raise ConfigError(f"model.init_args.context_dim={context_dim} must be a multiple of heads={heads}")
         base.setdefault("backbone", "tstcc_cnn")
         super().__init__(**base)
-        if not hasattr(self.backbone, "sequence"):
-            raise ConfigError(
-                f"model.backbone: TSTCC needs per-step features; {self.hparams.backbone!r} has no "
-                "`sequence(x, mask)`: use tstcc_cnn or ts2vec"
-            )
+        checks.sequence_backbone(self)
         d = self.feature_dim
         self.context = ContextSummary(d, context_dim, depth, heads, mlp_dim, dropout)
         self.predictors = nn.ModuleList(nn.Linear(context_dim, d) for _ in range(timesteps))

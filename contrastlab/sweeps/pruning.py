@@ -20,7 +20,7 @@ import lightning as L
 from contrastlab.errors import ConfigError, TrainingDiverged
 from contrastlab.platform.callbacks import mlflow_logger
 from contrastlab.sweeps.config import make_pruner
-from contrastlab.sweeps.storage import (  # noqa: F401 (the trial's attributes, importable from here too)
+from contrastlab.sweeps.storage import (
     OBJECTIVE_ATTR,
     OUTCOME_ATTR,
     REASON_ATTR,

@@ -16,10 +16,9 @@ from typing import Any
 import yaml
 
 from contrastlab.sweeps.config import SweepConfig
-from contrastlab.sweeps.pruning import RUN_ATTR, STEP_ATTR
 from contrastlab.sweeps.runs import TRIAL_TAG, child_runs, method_of, run_link, trial_run_name
 from contrastlab.sweeps.space import set_key
-from contrastlab.sweeps.storage import REASON_ATTR, outcome, retried_numbers
+from contrastlab.sweeps.storage import REASON_ATTR, RUN_ATTR, STEP_ATTR, outcome, retried_numbers
 
 log = logging.getLogger("contrastlab")
 PLOTS = {

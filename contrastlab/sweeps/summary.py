@@ -6,8 +6,7 @@ from contrastlab.platform import tracking
 from contrastlab.platform.stores import redact, sqlite_path
 from contrastlab.platform.ui import UI_BASE, page_url
 from contrastlab.sweeps.config import SweepConfig
-from contrastlab.sweeps.pruning import RUN_ATTR
-from contrastlab.sweeps.storage import JOURNAL_PREFIX
+from contrastlab.sweeps.storage import JOURNAL_PREFIX, RUN_ATTR
 
 DEFAULT_TRACKING = f"{tracking.SQLITE_PREFIX}{tracking.DEFAULT_STORE_DIR}/mlflow.db"
 
