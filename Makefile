@@ -1,30 +1,43 @@
 # `make demo` and `make test` each create .venv and install the project when missing, then run.
 PY := .venv/bin/python
 STAMP := .venv/.installed
+# Every version `make` installs is in these two files, written by `make lock`; pyproject keeps the ranges that a
+# library user installs from.
+LOCK := requirements/lock.txt
+HF_LOCK := requirements/hf.txt
 
-.PHONY: demo test test-fast lint bench clean
+.PHONY: demo test test-fast lint bench lock clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK) $(HF_LOCK)
 	test -x $(PY) || python3 -m venv .venv
-	# The CPU machines carry this torch/torchvision pair on disk; pinning it avoids a multi-GB download.
-	# One resolve for the pair and the project. pip byte-compiles the venv (about a minute of one core): left to
-	# first use, nothing would be cached where PYTHONDONTWRITEBYTECODE is set (as on these machines), and every
-	# process the tests start would compile torch and Lightning from source again (measured: tests 10 -> 18 min).
-	$(PY) -m pip install -q --disable-pip-version-check torch==2.14.1 torchvision==0.29.1 -e '.[dev]'
+	# One resolve, every package pinned by the lock (torch and torchvision among them: the pair on this disk).
+	# pip byte-compiles the venv: left to first use, nothing would be cached where PYTHONDONTWRITEBYTECODE is set,
+	# and every process the tests start would compile torch and Lightning from source again.
+	$(PY) -m pip install -q --disable-pip-version-check -r $(LOCK) -c $(LOCK) -e '.[dev]'
 	# transformers beside the venv, for the test of a local Hugging Face text tower only: inside it, torchmetrics
-	# would import it in every process the tests start (0.7 s each). Its other dependencies are in the venv.
-	$(PY) -m pip install -q --disable-pip-version-check --no-deps --target .venv/hf transformers regex
+	# would import it in every process the tests start. The hf lock lists it with every package it adds.
+	rm -rf .venv/hf
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --target .venv/hf -r $(HF_LOCK)
 	touch $(STAMP)
+
+# The lock, anew from pyproject's ranges in a fresh venv (a few minutes): commit what it writes.
+lock:
+	rm -rf build/lock-venv
+	python3 -m venv build/lock-venv
+	build/lock-venv/bin/pip install -q --disable-pip-version-check torch==2.14.1 torchvision==0.29.1 -e '.[dev]'
+	build/lock-venv/bin/python tools/lock.py build/lock-venv
+	rm -rf build/lock-venv
 
 # A small SimCLR sweep on digits, two trials at a time; rerunning it resumes the study.
 demo: $(STAMP)
 	.venv/bin/contrastlab sweep -c configs/sweeps/simclr_digits.yaml --workers 2
 
+# -rs: every skip with its reason; tests/test_skips.py fails the run on a skip that ci/allowed-skips.txt lacks.
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
+	$(PY) -m pytest -q -rs -n 2 --dist loadfile --no-loadscope-reorder
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -rs -m "not slow"
 
 lint: $(STAMP)
 	.venv/bin/ruff check .
