@@ -67,14 +67,21 @@ class HuggingFaceText(nn.Module):
 
     def __init__(self, path: str):
         super().__init__()
-        from transformers import AutoModel
+        import transformers
 
         folder = Path(path).expanduser()
+        if not (folder / "config.json").is_file():
+            raise ConfigError(f"model.text_model: no Hugging Face model in {folder} (no config.json; write it with "
+                              "save_pretrained)")  # fmt: skip
         try:
-            self.model = AutoModel.from_pretrained(str(folder), local_files_only=True)
-        except (OSError, ValueError) as err:
+            # use_kernels=False: from 5.25 transformers swaps in hub kernels by default, which need the `kernels`
+            # package and a download; a local encoder runs as written
+            self.model = transformers.AutoModel.from_pretrained(str(folder), local_files_only=True, use_kernels=False)
+        except (OSError, ValueError, ImportError) as err:
             raise ConfigError(
-                f"model.text_model: no Hugging Face model in {folder} ({str(err).splitlines()[0]})"
+                f"model.text_model: transformers {transformers.__version__} cannot load {folder}: "
+                f"{str(err).splitlines()[0]} (the tested versions are in requirements/hf.txt: "
+                "pip install -r requirements/hf.txt)"
             ) from err
         self.num_features = self.model.config.hidden_size
 

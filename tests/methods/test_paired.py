@@ -180,6 +180,25 @@ def test_a_hugging_face_text_tower_from_a_local_folder(tmp_path, digits_captions
         ConVIRT(text_model=str(folder), data_info=own.info, **small)
 
 
+def test_a_hugging_face_model_that_cannot_load_names_the_missing_package(tmp_path, transformers_package, monkeypatch):
+    """What a transformers release that wants another package says reaches the user in one line, with the fix."""
+    from contrastlab.errors import ConfigError
+    from contrastlab.modules.text import HuggingFaceText
+
+    with pytest.raises(ConfigError, match=r"model.text_model: no Hugging Face model in .*nowhere \(no config.json"):
+        HuggingFaceText(str(tmp_path / "nowhere"))
+    (tmp_path / "config.json").write_text("{}")
+
+    def wants_kernels(*args, **kwargs):
+        raise ValueError("Kernels are not available. Please install a compatible version (0.19.1 <= version < 0.20.0)")
+
+    monkeypatch.setattr(transformers_package.AutoModel, "from_pretrained", wants_kernels)
+    version = transformers_package.__version__
+    with pytest.raises(ConfigError, match=rf"transformers {version} cannot load .*Kernels are not available.*0\.19\.1"
+                                          r".*requirements/hf.txt"):  # fmt: skip
+        HuggingFaceText(str(tmp_path))
+
+
 @pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")  # CLIP logs its scale; no trainer here
 def test_volume_report_pairs_train_a_3d_tower_against_text(tmp_path):
     """Any two modalities: a NIfTI volume (nibabel's anatomical.nii) and its report, one CLIP step with a 3-D ResNet."""
