@@ -12,6 +12,10 @@ import pytest
 
 from contrastlab.platform.cpus import share_cores
 
+# pytester: tests of the skip gate run small suites of their own; skip_gate: a skip not in .ci/allowed-skips.txt
+# fails the run
+pytest_plugins = ("pytester", "tests.skip_gate")
+
 REPO = Path(__file__).resolve().parents[1]
 DIGITS_CONFIG = REPO / "configs" / "simclr" / "digits.yaml"
 SHARED_DATA = REPO.parent / "shared" / "data"
