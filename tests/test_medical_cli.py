@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from tests.conftest import REPO, in_process_store, store_client, the_error_line
+from tests.learning import build, probe_auroc
 from tests.medical import write_medmnist
 
 BREAST = str(REPO / "configs" / "simclr" / "breastmnist.yaml")
@@ -56,7 +57,11 @@ def test_simclr_on_a_3d_medmnist_file_trains_resumes_and_gives_auroc_and_accurac
         cli_here, workdir, ORGAN3D, "nodulemnist3d", "--data.init_args.flag", "nodulemnist3d", *widths
     )
     assert 0.5 <= metrics["val/knn_top1"] <= 1
-    assert metrics["eval/auroc/auroc"] > 0.6  # large or small cubes: found after two epochs
+    # Large or small cubes, found by two epochs of training: eval's AUROC (its linear probe) on the trained encoder
+    # well above the same protocol on the untrained one (measured 1.0 against 0.836).
+    args = ["-c", ORGAN3D, "--data.init_args.root", "data", *SHORT, "--data.init_args.flag", "nodulemnist3d", *widths]
+    before = probe_auroc(*build(args))
+    assert metrics["eval/auroc/auroc"] >= before + 0.1, (metrics["eval/auroc/auroc"], before)
     for key in (
         "eval/linear/top1",
         "eval/finetune_10pct/top1",

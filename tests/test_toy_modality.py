@@ -24,6 +24,7 @@ from contrastlab.augment.base import ChannelNormalize, ViewPipeline
 from contrastlab.datamodules.base import ContrastiveDataModule, DataInfo, TensorSamples
 from contrastlab.modules.backbones import register_backbone
 from tests.conftest import REPO, store_client
+from tests.learning import untrained_loss
 
 LENGTH = 64
 CLASSES = 3
@@ -174,7 +175,12 @@ def test_a_modality_defined_in_a_test_trains_validates_and_resumes_through_the_c
     (run,) = client.search_runs([experiment.experiment_id])
     run_id = run.info.run_id
     assert run.data.tags["modality"] == "series" and run.data.tags["backbone"] == "toy_conv1d"
-    assert run.data.metrics["val/knn_top1"] > 0.6  # three classes: chance is 1/3
+    # It trains: the last epoch's mean loss is below the untrained model's on the same data, beyond one batch's noise
+    # (measured 2.06 against 2.53, noise 0.12). kNN is no bar: the untrained toy_conv1d's val/knn_top1 is 0.958, and
+    # two epochs of SimCLR on these signals bring it to 0.865.
+    start, noise = untrained_loss(["-c", str(config)])
+    last = max(client.get_metric_history(run_id, "train/loss_epoch"), key=lambda m: m.step).value
+    assert last < start - 3 * noise, (last, start, noise)
     assert {"test/knn_top1", "val/probe_acc", "val/alignment", "val/effective_rank"} <= set(run.data.metrics)
     assert run.data.params["model.augment"] == "None"  # the data's proposal, not a config's pipeline
     # the run page knows no modality: the default draws (C, T) views as lines, the data is a dataset input

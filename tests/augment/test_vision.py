@@ -32,9 +32,19 @@ def test_views_differ_between_views_and_samples_and_calls():
 
 
 def test_grey_batches_skip_colour_ops():
-    x = (torch.rand(8, 1, 8, 8) * 255).to(torch.uint8)
-    views = ImageViews(size=8, hflip_p=0.0)(x)  # default jitter has saturation and hue
-    assert views[0].shape == (8, 1, 8, 8)
+    """Saturation, hue and grayscale leave a grey batch as it is (and 1 channel); brightness and contrast still act."""
+    torch.manual_seed(0)
+    whole = dict(size=8, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), hflip_p=0.0, jitter_p=1.0)  # no geometry
+    colour_only = ImageViews(**whole, jitter=(0.0, 0.0, 0.4, 0.1), grayscale_p=1.0)
+    grey = (torch.rand(8, 1, 8, 8) * 255).to(torch.uint8)
+    for view in colour_only(grey):
+        assert view.shape == (8, 1, 8, 8) and torch.allclose(view, grey.float() / 255, atol=1e-6)
+    rgb = colour_batch(n=8, size=8)
+    assert not torch.allclose(colour_only(rgb)[0], rgb.float() / 255, atol=0.01)  # the same ops act on colour
+    light_and_contrast = ImageViews(**whole, jitter=(0.4, 0.4, 0.4, 0.1), grayscale_p=1.0)
+    for view in light_and_contrast(grey):
+        changed = (view - grey.float() / 255).abs().amax(dim=(1, 2, 3)) > 0.01
+        assert view.shape == (8, 1, 8, 8) and changed.all()  # every sample's brightness or contrast moved
 
 
 def test_eval_view_is_deterministic_and_resized():

@@ -8,19 +8,15 @@ own experiment.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
+import aeon  # noqa: F401  (a dependency of contrastlab, which reads these sets with it: missing, it fails here)
 import numpy as np
 import pytest
-import yaml
 
 from tests.conftest import REPO, in_process_store, store_client, the_error_line
+from tests.learning import build, logged_finite, svm_accuracy, untrained_weights
 
-pytest.importorskip("aeon")
-
-# Tiny nets and a few steps: the checks are that each method runs end to end, not how well it learns.
+# Tiny nets and a few steps: the checks are that each method runs end to end and trains its encoder, not how well it
+# learns: 3 steps move the SVM accuracy by a test series or two (GunPoint: 0.960 after them, 0.953 untrained).
 TINY = {
     "ts2vec": ["--model.init_args.backbone_kwargs", "{hidden_dims: 8, output_dims: 16, depth: 3}"],
     "softclt": ["--model.init_args.backbone_kwargs", "{hidden_dims: 8, output_dims: 16, depth: 3}"],
@@ -58,7 +54,7 @@ def only_run(store, experiment: str):
     return run
 
 
-def svm_accuracy(cli_here, store, run_id: str) -> float:
+def eval_svm(cli_here, store, run_id: str) -> float:
     args = ["eval", "--run", run_id, "--protocols", "svm", "--tsne-points", "0", *in_process_store(store)[:2]]
     code, err = cli_here(*args, cwd=store)
     assert code == 0, err[-3000:]
@@ -72,13 +68,18 @@ def test_each_method_trains_a_few_steps_on_gunpoint_and_evaluates(method, store,
     run = only_run(store, method)
     assert run.info.status == "FINISHED" and run.data.tags["modality"] == "series"
     metrics = run.data.metrics
-    assert metrics["train/loss_step"] == metrics["train/loss_step"]  # finite, logged
+    assert logged_finite(metrics["train/loss_step"]), metrics["train/loss_step"]  # logged, neither nan nor inf
+    # it trained the encoder: every weight of it moved from where the fit started (its config's model, same seed)
+    untrained, data = build(fit_args(method, store, method, tmp_path / "dtw")[1:])
+    still = untrained_weights(untrained, store / "checkpoints" / method / run.info.run_id / "last.ckpt")
+    assert not still, f"{method}: encoder weights that did not train: {still}"
     assert 0 <= metrics["test/knn_top1"] <= 1 and "test/probe_acc" in metrics
     if method == "softclt":  # the DTW matrix of GunPoint's 50 training series, cached by content
         (cached,) = (tmp_path / "dtw").glob("dtw-*.npy")
         assert np.load(cached).shape == (50, 50)
-    if method == "ts2vec":  # the papers' protocol on the learned representations
-        assert 0.4 <= svm_accuracy(cli_here, store, run.info.run_id) <= 1  # two classes
+    if method == "ts2vec":  # the papers' protocol on the learned representations, no worse than on untrained ones
+        accuracy, before = eval_svm(cli_here, store, run.info.run_id), svm_accuracy(untrained, data)
+        assert accuracy >= before - 0.02, (accuracy, before)  # 3 of 150 test series; measured 0.960 and 0.953
 
 
 def test_softclt_on_unequal_length_series_resumes_and_evaluates_with_masks(store, tmp_path, cli_here):
@@ -104,7 +105,11 @@ def test_softclt_on_unequal_length_series_resumes_and_evaluates_with_masks(store
     steps = [m.step for m in store_client(store).get_metric_history(first.info.run_id, "train/loss_step")]
     assert sorted(steps) == list(range(6))  # six steps, each once
     assert cached.stat().st_mtime_ns == written  # read back, not computed again
-    assert svm_accuracy(cli_here, store, first.info.run_id) > 1 / 9  # nine speakers
+    # the SVM on the max-pooled valid steps of the trained encoder, no worse than on the untrained one (measured
+    # 0.905 and 0.897 over 370 test series; 6 steps do not separate them further)
+    accuracy = eval_svm(cli_here, store, first.info.run_id)
+    before = svm_accuracy(*build(fit_args("softclt", store, "vowels", tmp_path / "dtw", *vowels)[1:]))
+    assert accuracy >= before - 0.02, (accuracy, before)
 
 
 def test_bad_method_settings_are_one_line(store, tmp_path, cli_here):
@@ -117,38 +122,3 @@ def test_bad_method_settings_are_one_line(store, tmp_path, cli_here):
     # TS-TCC asked to predict more steps than its encoder gives for JapaneseVowels' shortest series
     vowels = ["--data.init_args.name", "JapaneseVowels", "--model.init_args.timesteps", "6"]
     assert "model.init_args.timesteps=6" in error("tstcc", *vowels)
-
-
-@pytest.mark.slow
-def test_the_softclt_sweep_runs_two_tiny_trials(tmp_path):
-    sweep = yaml.safe_load((REPO / "configs" / "sweeps" / "softclt_ucr.yaml").read_text())
-    sweep["base"] = str(REPO / sweep["base"])
-    sweep["n_trials"] = 2
-    sweep["fixed"].update(
-        {
-            "trainer.max_steps": 3,
-            "trainer.check_val_every_n_epoch": 1,  # the objective, measured on the 30% of train held out
-            "data.init_args.batch_size": 16,
-            "model.init_args.backbone_kwargs": {"hidden_dims": 8, "output_dims": 16, "depth": 3},
-            "model.init_args.dtw_cache_dir": str(tmp_path / "dtw"),
-        }
-    )
-    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(sweep))
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
-    proc = subprocess.run(
-        [sys.executable, "-m", "contrastlab", "sweep", "-c", "sweep.yaml"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    client = store_client(tmp_path)
-    (experiment,) = [e for e in client.search_experiments() if e.name == sweep["name"]]
-    trials = [r for r in client.search_runs([experiment.experiment_id]) if "sweep.trial" in r.data.tags]
-    assert sorted(r.data.tags["sweep.state"] for r in trials) == ["complete", "complete"]
-    taus = {(r.data.params["model.tau_inst"], r.data.params["model.tau_temp"]) for r in trials}
-    assert len(taus) == 2  # each trial its own temperatures
-    assert len(list((tmp_path / "dtw").glob("dtw-*.npy"))) == 1  # one matrix for both trials

@@ -12,6 +12,7 @@ from contrastlab.datamodules.base import DataInfo
 from contrastlab.errors import ConfigError
 from contrastlab.modules import BYOL, DCL, NCL, SimCLR, SupCon, gradcache
 from tests.conftest import DIGITS_CONFIG, QUICK, in_process_store, store_client
+from tests.learning import untrained_loss
 
 INFO = DataInfo("tiny", "image", (1, 8, 8), 10, mean=(0.3,), std=(0.37,), views="contrastlab.augment.vision.ImageViews")
 COMMON = dict(
@@ -152,13 +153,21 @@ def test_batchnorm_running_statistics_are_updated_once_per_step(monkeypatch):
 
 
 def test_loss_value_and_probe_are_unchanged(monkeypatch):
+    """GradCache changes how the gradients are computed, not what a step logs or what the online probe learns: the
+    same method loss and probe loss, and the same probe gradient (from the first view's detached features)."""
     model = build("simclr", monkeypatch, torch.float64, backbone=NoBatchStats())
     model.probe = nn.Linear(8, 10).double()
+    logged = {}
+    monkeypatch.setattr(type(model), "log", lambda self, name, value, **kw: logged.__setitem__(name, value))
     batch = batch_of(model, dtype=torch.float64)
-    plain = model.training_step(batch, 0)
+    plain_grads, plain = gradients(model, batch), dict(logged)
     model.hparams.grad_cache_chunk = 3
-    cached = model.training_step(batch, 0)
-    assert torch.allclose(plain, cached, rtol=1e-12)
+    cached_grads, cached = gradients(model, batch), dict(logged)
+    for key in ("train/loss", "train/probe_loss"):
+        assert torch.allclose(cached[key], plain[key], rtol=1e-12), key
+    probe = {k: g for k, g in plain_grads.items() if k.startswith("probe.")}
+    assert probe.keys() == {"probe.weight", "probe.bias"} and all(g.abs().sum() > 0 for g in probe.values())
+    assert relative_error({k: cached_grads[k] for k in probe}, probe) < 1e-10
 
 
 def test_methods_without_in_batch_negatives_and_bad_chunks_are_refused():
@@ -171,18 +180,21 @@ def test_methods_without_in_batch_negatives_and_bad_chunks_are_refused():
 def test_cli_fit_with_grad_cache_trains_and_tracks(tmp_path, cli_here):
     """`contrastlab fit ... --model.init_args.grad_cache_chunk 32`: batch 128 in chunks of 32, in this process (its
     store named by absolute path, so it cannot log into another test's)."""
-    args = ["--model.init_args.grad_cache_chunk", "32", "--data.init_args.batch_size", "128", "--test_after_fit"]
-    args += ["false", "--tracking.log_checkpoints", "false", *in_process_store(tmp_path)]
-    code, err = cli_here("fit", "-c", str(DIGITS_CONFIG), *QUICK, *args, cwd=tmp_path)
+    args = ["-c", str(DIGITS_CONFIG), *QUICK, "--model.init_args.grad_cache_chunk", "32"]
+    args += ["--data.init_args.batch_size", "128", "--test_after_fit", "false", "--tracking.log_checkpoints", "false"]
+    args += in_process_store(tmp_path)
+    code, err = cli_here("fit", *args, cwd=tmp_path)
     assert code == 0, err[-3000:]
     client = store_client(tmp_path)
     (run,) = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
     assert run.info.status == "FINISHED"
     chunk_params = {k: v for k, v in run.data.params.items() if k.endswith("grad_cache_chunk")}
     assert chunk_params == {"model.grad_cache_chunk": "32"}
-    losses = [m.value for m in client.get_metric_history(run.info.run_id, "train/loss_step")]
-    assert len(losses) >= 2 and losses[-1] < losses[0]
-    assert run.data.metrics["val/knn_top1"] > 0.5
+    # It trains: the last epoch's mean loss is far below the untrained model's loss on the same data (measured 3.73
+    # against 5.40, one batch's noise 0.055). kNN after 2 epochs is no bar: 0.928 against 0.939 untrained.
+    last = max(client.get_metric_history(run.info.run_id, "train/loss_epoch"), key=lambda m: m.step).value
+    start, noise = untrained_loss(args)
+    assert last < start - 5 * noise, (last, start, noise)
 
 
 class StepAsForward(nn.Module):

@@ -4,10 +4,12 @@ import math
 import pytest
 import timm.optim
 import torch
+import yaml
 from torch import nn
 
 from contrastlab.errors import ConfigError
 from contrastlab.modules import optim
+from tests.conftest import REPO
 
 
 def test_warmup_then_cosine():
@@ -74,16 +76,35 @@ def test_lars_resumes_an_optimizer_state_saved_by_our_earlier_lars():
     assert [g["always_adapt"] for g in resumed.param_groups] == [True, False]
 
 
-def test_lars_trust_ratio_matches_simclrs_form_at_the_configs_weight_decay():
-    """SimCLR's and BYOL's code divide by ||g + wd w|| rather than ||g|| + wd ||w||: at the weight decay of our
-    LARS configs (1e-6 to 1e-4) and gradients 1% of the weights' norm, the steps differ by under 1%."""
-    torch.manual_seed(0)
-    w, g = torch.randn(4096), torch.randn(4096)
-    g = g / g.norm() * w.norm() * 0.01
-    for wd in (1e-6, 1e-5, 1e-4):
-        papers = 1 / (g.norm() + wd * w.norm())
-        simclrs = 1 / (g + wd * w).norm()
-        assert abs(papers / simclrs - 1) < 0.01
+def lars_configs() -> list[tuple[str, optim.OptimizerConfig]]:
+    """(folder/file, optimiser) of every shipped config that trains with LARS."""
+    found = []
+    for path in sorted((REPO / "configs").glob("*/*.yaml")):
+        model = yaml.safe_load(path.read_text()).get("model") or {}
+        settings = (model.get("init_args") or {}).get("optimizer") or {}
+        if settings.get("name") == "lars":
+            found.append((f"{path.parent.name}/{path.name}", optim.OptimizerConfig(**settings)))
+    return found
+
+
+def test_lars_steps_as_simclrs_form_at_the_configs_weight_decay():
+    """SimCLR's and BYOL's code divide by ||g + wd w|| rather than ||g|| + wd ||w||: one step of our LARS, built as
+    each LARS config builds it (its lr, eta, momentum and weight decay, 1e-6 to 1e-4), with gradients 1% of the
+    weights' norm, is SimCLR's step to under 1%."""
+    configs = lars_configs()
+    assert len({config.weight_decay for _, config in configs}) >= 2, configs  # the configs span several decays
+    for name, config in configs:
+        torch.manual_seed(0)
+        layer = nn.Linear(64, 64, bias=False)
+        w0 = layer.weight.detach().clone()
+        g = torch.randn_like(w0)
+        layer.weight.grad = g / g.norm() * w0.norm() * 0.01
+        opt = optim.build_optimizer(config, optim.param_groups(layer, config.weight_decay), config.lr)
+        opt.step()
+        d = layer.weight.grad + config.weight_decay * w0
+        simclrs = config.lr * config.lars_eta * w0.norm() / d.norm() * d  # SimCLR's lars_optimizer.py, first step
+        ours = w0 - layer.weight.detach()
+        assert ((ours - simclrs).norm() / simclrs.norm()).item() < 0.01, name
 
 
 def test_bad_optimizer_values_name_the_key():

@@ -26,6 +26,7 @@ from contrastlab.modules import (
     losses,
 )
 from tests.conftest import DIGITS_CONFIG, QUICK, in_process_store, store_client
+from tests.learning import logged_finite, untrained_loss
 
 INFO = DataInfo("tiny", "image", (1, 8, 8), 10, mean=(0.3,), std=(0.37,), views="contrastlab.augment.vision.ImageViews")
 SMALL = dict(
@@ -124,12 +125,20 @@ def test_compile_backbone_compiles_the_online_backbone_once_in_place():
 
 def test_cli_fit_in_bf16_mixed_with_channels_last(tmp_path, cli_here):
     """In this process, its store named by absolute path (so it cannot log into another test's)."""
-    args = ["--trainer.precision", "bf16-mixed", "--model.init_args.channels_last", "true", "--test_after_fit"]
-    args += ["false", "--trainer.max_epochs", "1", "--tracking.log_checkpoints", "false", *in_process_store(tmp_path)]
-    code, err = cli_here("fit", "-c", str(DIGITS_CONFIG), *QUICK, *args, cwd=tmp_path)
+    args = ["-c", str(DIGITS_CONFIG), *QUICK, "--trainer.precision", "bf16-mixed", "--model.init_args.channels_last"]
+    args += ["true", "--test_after_fit", "false", "--trainer.max_epochs", "1", "--tracking.log_checkpoints", "false"]
+    args += in_process_store(tmp_path)
+    code, err = cli_here("fit", *args, cwd=tmp_path)
     assert code == 0, err[-3000:]
     client = store_client(tmp_path)
     (run,) = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
     assert run.info.status == "FINISHED" and run.data.params["trainer.precision"] == "bf16-mixed"
-    assert torch.isfinite(torch.tensor(run.data.metrics["train/loss_epoch"]))
-    assert run.data.metrics["val/knn_top1"] > 0.5
+    assert logged_finite(run.data.metrics["train/loss_epoch"])
+    # It trains in bf16: the epoch's mean loss is below the untrained model's loss on the same data, beyond one
+    # batch's noise (measured 5.62 against 6.06, noise 0.047). kNN after one epoch is no bar (0.956 against 0.939).
+    start, noise = untrained_loss(args)
+    assert run.data.metrics["train/loss_epoch"] < start - 3 * noise, (
+        run.data.metrics["train/loss_epoch"],
+        start,
+        noise,
+    )

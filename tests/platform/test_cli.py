@@ -23,6 +23,7 @@ from tests.conftest import (
     store_client,
     the_error_line,
 )
+from tests.learning import build, untrained, untrained_weights
 
 
 def only_run(cwd: Path, experiment: str = "digits"):
@@ -258,13 +259,21 @@ def test_readme_quick_start_commands_exist():
 
 
 @pytest.mark.slow
-def test_two_process_ddp_fit_is_one_run(tmp_path):
+def test_two_process_ddp_fit_is_one_run(tmp_path, cli_here):
     fit(tmp_path, "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp")
     client, run = only_run(tmp_path)
     assert run.info.status == "FINISHED" and run.data.params["trainer.devices"] == "2"
     # global batch 2 x 256 over 1,257 samples: 2 steps an epoch, each logged once by rank 0
     assert steps(client, run.info.run_id, "train/loss_step") == [1, 3]
-    assert run.data.metrics["test/knn_top1"] > 0.5
+    # The two ranks trained one model: every backbone weight moved from where the fit started. Four steps in warm-up
+    # do not move kNN past the untrained backbone's, so the test pass, gathered from both ranks' shards, is held to
+    # that of the untrained backbone in one process on the same split (measured 0.953 against 0.933); features and
+    # labels out of step across ranks would give about 0.1.
+    args = ["-c", str(DIGITS_CONFIG), *QUICK]
+    still = untrained_weights(build(args)[0], tmp_path / "checkpoints" / "digits" / run.info.run_id / "last.ckpt")
+    assert not still, f"backbone weights that did not train: {still}"
+    before = untrained(cli_here, "test", [*args, *in_process_store(tmp_path)], tmp_path, "test/knn_top1")
+    assert run.data.metrics["test/knn_top1"] >= before - 0.03, (run.data.metrics["test/knn_top1"], before)
     assert [d.name for d in (tmp_path / "checkpoints" / "digits").iterdir()] == [run.info.run_id]
 
 

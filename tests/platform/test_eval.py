@@ -193,12 +193,20 @@ def test_a_protocol_the_data_cannot_support_is_one_line(tmp_path, cli_here):
     fit = ["fit", "-c", str(DIGITS_CONFIG), *QUICK, *data, "--trainer.max_epochs", "1", *in_process_store(tmp_path)]
     assert contrastlab_here(tmp_path, *fit) == 0
     (ckpt,) = (tmp_path / "checkpoints" / "scans").glob("*/last.ckpt")
-    line = the_error_line(*cli_here("eval", "--ckpt", str(ckpt), "--protocols", "knn,linear", cwd=tmp_path))
+    client = store_client(tmp_path)
+    run_id = ckpt.parent.name
+    line = the_error_line(*cli_here("eval", "--ckpt", str(ckpt), "--protocols", "linear", cwd=tmp_path))
     assert line == (
-        "contrastlab: error: knn: scans has no labels (data.info.num_classes is 0); knn needs labelled data"
+        "contrastlab: error: linear: scans has no labels (data.info.num_classes is 0); linear needs labelled data"
     )
+    assert not client.list_artifacts(run_id, "eval")  # refused before anything was logged
     code, err = cli_here("eval", "--ckpt", str(ckpt), "--tsne-points", "20", cwd=tmp_path)
     assert code == 0, err[-3000:]
+    assert not [key for key in client.get_run(run_id).data.metrics if key.startswith("eval/")]
+    results = Path(client.download_artifacts(run_id, "eval/results.md", str(tmp_path))).read_text()
+    for protocol in ("knn", "linear", "svm", "finetune", "auroc"):  # every label protocol, each with its reason
+        assert f"- {protocol} skipped: scans has no labels" in results, results
+    assert "tsne.png" in [Path(a.path).name for a in client.list_artifacts(run_id, "eval")]  # what it can do
     shutil.rmtree(tmp_path / "scans")
 
 

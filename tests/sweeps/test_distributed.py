@@ -30,7 +30,8 @@ def pg_bin() -> Path | None:
 
 @pytest.fixture(scope="module")
 def postgres_url():
-    pytest.importorskip("psycopg", reason="psycopg[binary] is a dependency of contrastlab; reinstall it")
+    import psycopg  # noqa: F401  (a dependency of contrastlab: missing, the fixture fails here)
+
     bin_dir = pg_bin()
     if bin_dir is None:
         pytest.skip("PostgreSQL is not installed (apt-get install postgresql; .ci/run does it)")
