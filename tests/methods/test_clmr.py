@@ -9,7 +9,6 @@ import warnings
 import lightning as L
 import pytest
 import torch
-import yaml
 
 from tests.conftest import REPO, in_process_store, store_client, the_error_line
 
@@ -92,29 +91,3 @@ def test_other_methods_run_on_audio_by_config(method, spoken_digits, tmp_path, m
         trainer.fit(model, data)
     assert torch.isfinite(torch.tensor(float(trainer.callback_metrics["train/loss_step"])))
     assert all(not torch.equal(v, before[k]) for k, v in model.backbone.named_parameters())
-
-
-@pytest.mark.slow
-def test_clmr_sweeps_two_tiny_trials(spoken_digits, tmp_path, cli_here):
-    sweep = yaml.safe_load((REPO / "configs" / "sweeps" / "clmr_fsdd.yaml").read_text())
-    sweep["base"] = str(CLMR)
-    sweep["fixed"].update(
-        {
-            "data.root": str(spoken_digits), "data.test_takes": 1, "data.duration": 0.5, "data.batch_size": 16,
-            "data.num_workers": 0, "model.backbone_kwargs": {"widths": [8, 8, 8, 8, 16]},
-            "model.proj_hidden_dim": 32, "trainer.max_epochs": 1, "trainer.limit_train_batches": 2,
-            "trainer.check_val_every_n_epoch": 1, "trainer.accelerator": "cpu",
-        }
-    )  # fmt: skip
-    sweep.update({"n_trials": 2, "sampler": {"name": "random", "seed": 0}, "pruner": {"name": "none"}})
-    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(sweep))
-    # the sweep command in this process (its trials are processes of their own), two trials at a time
-    store = in_process_store(tmp_path)[1]
-    code, err = cli_here("sweep", "-c", "sweep.yaml", "--workers", "2", "--tracking-uri", store, cwd=tmp_path)
-    assert code == 0, err[-4000:]
-    client = store_client(tmp_path)
-    (experiment,) = [e for e in client.search_experiments() if e.name == "clmr-fsdd"]
-    trials = [r for r in client.search_runs([experiment.experiment_id]) if "sweep.trial" in r.data.tags]
-    assert sorted(r.data.tags["sweep.state"] for r in trials) == ["complete", "complete"]
-    strengths = {r.data.params["model.augment.strength"] for r in trials}  # a component's init_args, flattened
-    assert len(strengths) == 2 and all(r.data.tags["modality"] == "audio" for r in trials)
