@@ -32,7 +32,7 @@ lock:
 demo: $(STAMP)
 	.venv/bin/contrastlab sweep -c configs/sweeps/simclr_digits.yaml --workers 2
 
-# -rs: every skip with its reason; tests/test_skips.py fails the run on a skip that ci/allowed-skips.txt lacks.
+# -rs: every skip with its reason; tests/test_skips.py fails the run on a skip that .ci/allowed-skips.txt lacks.
 test: $(STAMP)
 	$(PY) -m pytest -q -rs -n 2 --dist loadfile --no-loadscope-reorder
 
