@@ -332,7 +332,7 @@ class _NoAdverts(logging.Filter):
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     # MLflow 3 sends usage events from the client; on a machine without internet its sender stalled a
-    # training's logging (a 12 s fit took 29 s, its steps unseen until the end). Opt back in by setting it.
+    # training's logging (a short fit ran far longer, its steps unseen until the end). Opt back in by setting it.
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     if argv and argv[0] == "ui":
         from contrastlab.platform.ui import main as ui_main
