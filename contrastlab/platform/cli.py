@@ -407,7 +407,7 @@ def main(argv: list[str] | None = None) -> None:
         _quiet_known_warnings()
         raise SystemExit(sweep_main(argv[1:]))
     if argv and argv[0] == "eval":
-        from contrastlab.platform.evaluate import main as eval_main
+        from contrastlab.platform.eval_cli import main as eval_main
 
         _quiet_known_warnings()
         raise SystemExit(eval_main(argv[1:]))
