@@ -13,7 +13,6 @@ mentioned: blank is read as 0, and `uncertain` maps -1 to 0 (`zeros`, U-Zeros), 
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +21,16 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, default_collate
 
+from contrastlab.datamodules.badfiles import BadFiles, check_policy, drop_bad
 from contrastlab.datamodules.base import ContrastiveDataModule, DataInfo
+from contrastlab.datamodules.images import ImageDecoder
+from contrastlab.datamodules.manifest import class_order, need_columns, read_csv, split_name
+from contrastlab.datamodules.splits import SPLITS, hold_out, seeded_split
 from contrastlab.datamodules.text import TextTokenizer
 from contrastlab.errors import ConfigError, DataError
 
 KINDS = ("image", "audio", "volume", "array")
 UNCERTAIN = {"zeros": 0, "ones": 1, "ignore": -1}
-SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validate": "val", "validation": "val", "test": "test"}
 DEFAULT_VIEWS = {
     "image": "contrastlab.augment.vision.ImageViews",
     "audio": "contrastlab.augment.audio.CLMRViews",
@@ -39,21 +41,6 @@ CHEXPERT_LABELS = (
     "Consolidation", "Pneumonia", "Atelectasis", "Pneumothorax", "Pleural Effusion", "Pleural Other", "Fracture",
     "Support Devices",
 )  # fmt: skip
-
-
-def read_csv(path: Path, key: str = "data.csv") -> tuple[list[str], list[dict[str, str]]]:
-    if not path.is_file():
-        raise DataError(f"{key}: {path} not found; give the CSV that lists each file and its text")
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        return list(reader.fieldnames or []), list(reader)
-
-
-def need_columns(columns: list[str], wanted: list[tuple[str, str | None]], path: Path) -> None:
-    """Refuse, naming the key, a column the CSV does not have; `wanted` holds (config key, column) pairs."""
-    for key, column in wanted:
-        if column is not None and column not in columns:
-            raise ConfigError(f"data.{key}: {column!r} is not a column of {path} (its columns: {', '.join(columns)})")
 
 
 def label_value(raw: str, uncertain: int) -> int:
@@ -71,18 +58,6 @@ def split_sentences(text: str) -> list[str]:
 
     parts = [p.strip() for p in re.split(r"(?<=[.!?])\s+", text) if p.strip()]
     return parts or [text]
-
-
-def read_image(path: Path, size: int, channels: int) -> Tensor:
-    from PIL import Image, ImageOps
-
-    try:
-        with Image.open(path) as img:
-            img = ImageOps.fit(img.convert("L" if channels == 1 else "RGB"), (size, size))
-    except OSError as err:
-        raise DataError(f"{path} cannot be decoded as an image ({err}); remove or replace it") from err
-    x = torch.from_numpy(np.array(img, dtype=np.uint8))
-    return x.unsqueeze(0) if x.ndim == 2 else x.permute(2, 0, 1)
 
 
 def read_audio(path: Path, sample_rate: int, num_samples: int) -> Tensor:
@@ -110,15 +85,15 @@ def read_array(path: Path) -> Tensor:
 class PairedSamples(Dataset):
     """Rows of (file, text, label) read on access: the sample decoded, the text as written."""
 
-    def __init__(self, files: list[Path], texts: list[str], labels: list[Any], read):
-        self.files, self.texts, self.labels, self.read = files, texts, labels, read
+    def __init__(self, files: list[Path], texts: list[str], labels: list[Any], read, bad: BadFiles):
+        self.files, self.texts, self.labels, self.read, self.bad_files = files, texts, labels, read, bad
 
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        y = self.labels[i]
-        return {"x": self.read(self.files[i]), "text": self.texts[i], "y": y, "idx": i}
+    def __getitem__(self, i: int) -> dict[str, Any] | None:
+        x = self.bad_files.read(i, self.files[i], self.read)
+        return None if x is None else {"x": x, "text": self.texts[i], "y": self.labels[i], "idx": i}
 
 
 class PairedCSV(ContrastiveDataModule):
@@ -132,11 +107,15 @@ class PairedCSV(ContrastiveDataModule):
             `intensity`, centre-cropped or padded to `volume_shape`) or `array` (.npy or torch-saved tensors).
         path_column, text_column: the columns naming the file and holding its text; `text_columns` joins several
             (e.g. a report's findings and impression sections), skipping empty cells.
-        label_column: one class per row (names or indices); `class_names` fixes their order (default: sorted).
+        label_column: one class per row (names or indices); `class_names` fixes their order (default: the
+            manifest's class order, datamodules/manifest.py: numbers by value, then text).
         label_columns: multi-label 0/1 columns instead (radiology convention, see the module docstring).
         uncertain: how a -1 label cell is read: zeros, ones or ignore.
         split_column: a column holding train/val/test (also valid, validate); without it a seeded split holds
-            out `val_fraction` and `test_fraction` of the rows (with it but no val rows, `val_fraction` of train).
+            out `val_fraction` and `test_fraction` of the rows (with it but no val rows, `val_fraction` of train),
+            by the rule of datamodules/splits.py.
+        on_bad_file: `stop` (the default: end the run naming the file) or `skip` (drop it from its batch, count
+            it), for a file that cannot be decoded.
         tokenizer: `wordpiece` or `bpe` (trained on the training split's texts and cached, see
             datamodules/text.py), or a local Hugging Face model folder whose tokenizer to use.
         vocab_size, max_tokens: the trained vocabulary's size; texts are cut at `max_tokens` tokens.
@@ -180,9 +159,11 @@ class PairedCSV(ContrastiveDataModule):
         modality: str | None = None,
         views: str | None = None,
         name: str | None = None,
+        on_bad_file: str = "stop",
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.on_bad_file = check_policy(on_bad_file)
         if kind not in KINDS:
             raise ConfigError(f"data.kind must be one of {', '.join(KINDS)}, got {kind!r}")
         if uncertain not in UNCERTAIN:
@@ -218,7 +199,7 @@ class PairedCSV(ContrastiveDataModule):
 
     def read_table(self) -> list[dict[str, Any]]:
         """Rows `{"path": Path, "text": str, "y": label, "split": name or None}`; layouts override it."""
-        columns, rows = read_csv(self.csv)
+        columns, rows = read_csv(self.csv, "data.csv")
         text_key = "text_column" if len(self.text_columns) == 1 else "text_columns"
         wanted = [("path_column", self.path_column), ("label_column", self.label_column)]
         wanted += [(text_key, c) for c in self.text_columns] + [("label_columns", c) for c in self.label_columns]
@@ -257,30 +238,16 @@ class PairedCSV(ContrastiveDataModule):
             raise DataError(f"data.csv: {self.csv} lists no samples")
         if self.label_column:
             self._encode_classes(rows)
-        splits: dict[str, list] = {"train": [], "val": [], "test": []}
+        splits: dict[str, list] = {name: [] for name in SPLITS}
         if all(r["split"] is not None for r in rows):
-            for r in rows:
-                name = SPLIT_NAMES.get(r["split"].strip().lower())
-                if name is None:
-                    raise DataError(f"data.split_column: {r['split']!r} in {self.csv} is not train, val or test")
-                splits[name].append(r)
-            if not splits["val"] and self.val_fraction > 0:  # a split with no validation rows: hold some out of train
-                held = set(
-                    np.random.default_rng(self.seed).permutation(len(splits["train"]))[
-                        : int(len(splits["train"]) * self.val_fraction)
-                    ]
-                )
-                splits["val"] = [r for i, r in enumerate(splits["train"]) if i in held]
-                splits["train"] = [r for i, r in enumerate(splits["train"]) if i not in held]
+            for line, r in enumerate(rows, start=2):
+                splits[split_name(r["split"], f"data.split_column: {self.csv} line {line}")].append(r)
+            if not splits["val"]:  # a split with no validation rows: hold some out of train
+                keep, held = hold_out(len(splits["train"]), self.val_fraction, self.seed)
+                splits["train"], splits["val"] = [splits["train"][i] for i in keep], [splits["train"][i] for i in held]
         else:
-            order = np.random.default_rng(self.seed).permutation(len(rows))
-            n_val, n_test = int(len(rows) * self.val_fraction), int(len(rows) * self.test_fraction)
-            for name, picked in (
-                ("val", order[:n_val]),
-                ("test", order[n_val : n_val + n_test]),
-                ("train", order[n_val + n_test :]),
-            ):
-                splits[name] = [rows[i] for i in np.sort(picked)]
+            chosen = seeded_split(len(rows), self.val_fraction, self.test_fraction, self.seed)
+            splits = {name: [rows[i] for i in chosen[name]] for name in SPLITS}
         exists = Path.exists if self.kind == "volume" else Path.is_file  # a DICOM series is a folder
         missing = [r["path"] for r in rows if not exists(r["path"])]
         if missing:
@@ -292,7 +259,7 @@ class PairedCSV(ContrastiveDataModule):
         return self._rows
 
     def _encode_classes(self, rows: list[dict[str, Any]]) -> None:
-        names = self.class_names or sorted({r["y"] for r in rows if r["y"] != ""})
+        names = self.class_names or class_order(r["y"] for r in rows)
         index = {n: i for i, n in enumerate(names)}
         for r in rows:
             if r["y"] == "":
@@ -348,7 +315,7 @@ class PairedCSV(ContrastiveDataModule):
 
     def reader(self):
         if self.kind == "image":
-            return _ImageReader(self.size, self.channels)
+            return ImageDecoder(self.size, self.channels)
         if self.kind == "audio":
             return _AudioReader(self.sample_rate, self.num_samples)
         if self.kind == "volume":
@@ -358,9 +325,11 @@ class PairedCSV(ContrastiveDataModule):
     def load_split(self, split: str) -> Dataset:
         rows = self._table()[split]
         labels = [torch.tensor(y) if isinstance(y, list) else y for _, _, y in rows]
-        return PairedSamples([p for p, _, _ in rows], [t for _, t, _ in rows], labels, self.reader())
+        bad = BadFiles(self.on_bad_file, self.kind, len(rows))
+        return PairedSamples([p for p, _, _ in rows], [t for _, t, _ in rows], labels, self.reader(), bad)
 
-    def collate(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
+    def collate(self, samples: list[dict[str, Any] | None]) -> dict[str, Any]:
+        samples = drop_bad(samples)
         batch = default_collate([{k: v for k, v in s.items() if k != "text"} for s in samples])
         texts = [s["text"] for s in samples]
         batch.update(self.tokenizer(texts))
@@ -376,14 +345,6 @@ class PairedCSV(ContrastiveDataModule):
                 sentence_ids=tokens["input_ids"], sentence_mask=tokens["attention_mask"], sentence_of=sentence_of
             )
         return batch
-
-
-class _ImageReader:
-    def __init__(self, size: int, channels: int):
-        self.size, self.channels = size, channels
-
-    def __call__(self, path: Path) -> Tensor:
-        return read_image(path, self.size, self.channels)
 
 
 class _AudioReader:
@@ -427,7 +388,7 @@ class CheXpert(PairedCSV):
         label_columns: list[str] | None = None,
         **kwargs,
     ):
-        columns, _ = read_csv(Path(csv).expanduser())
+        columns, _ = read_csv(Path(csv).expanduser(), "data.csv")
         path_column = path_column or ("Path" if "Path" in columns else "path_to_image")
         text_columns = text_columns or ["section_findings", "section_impression"]
         if label_columns is None:
