@@ -20,6 +20,7 @@ import csv
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from contrastlab.datamodules.splits import SPLITS, Share, seeded_split
@@ -91,17 +92,21 @@ class Manifest:
     classes: list[str]
     columns: list[str]
 
-    @property
+    @cached_property
     def groups(self) -> list[str]:
         return sorted({r.group for r in self.rows if r.group is not None})
 
+    @cached_property
+    def _index(self) -> tuple[dict[str, int], dict[str, int]]:
+        return {c: i for i, c in enumerate(self.classes)}, {g: i for i, g in enumerate(self.groups)}
+
     def label(self, row: Row) -> int:
         """A row's class index, -1 when unlabelled."""
-        return self.classes.index(row.label) if row.label else -1
+        return self._index[0][row.label] if row.label else -1
 
     def group(self, row: Row) -> int:
         """A row's group id (its index in `groups`), -1 when it has none."""
-        return self.groups.index(row.group) if row.group is not None else -1
+        return self._index[1][row.group] if row.group is not None else -1
 
     def splits(self, seed: int = 0, val: Share = 0.1, test: Share = 0.1, by_group: bool = True) -> dict[str, list[Row]]:
         """The rows of each split: the split column where every row has one (and, when no row is `val`, a
@@ -129,11 +134,15 @@ def read_manifest(
     split_column: str | None = "split",
     group_column: str | None = "group",
     key: str = "data.manifest",
+    optional_label: bool = False,
 ) -> Manifest:
-    """Read a manifest CSV. The path column must exist, and the label column when named; split and group columns
-    are optional (absent from the CSV: the data has none). Paths are read relative to `root` (the CSV's folder)."""
+    """Read a manifest CSV. The path column must exist, and the label column when named (unless
+    `optional_label`: then a CSV without it is unlabelled); split and group columns are optional (absent from the
+    CSV: the data has none). Paths are read relative to `root` (default: the CSV's folder)."""
     path = Path(path).expanduser()
     columns, raw = read_csv(path, key)
+    if optional_label and label_column not in columns:
+        label_column = None
     need_columns(columns, [("path_column", path_column), ("label_column", label_column)], path)
     base = Path(root).expanduser() if root is not None else path.parent
     split_column = split_column if split_column in columns else None

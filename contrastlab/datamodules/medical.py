@@ -19,7 +19,6 @@ Any file pydicom or nibabel cannot use is reported by its path as one error line
 
 from __future__ import annotations
 
-import csv
 import io
 import zipfile
 from collections import Counter
@@ -33,7 +32,9 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from contrastlab.datamodules.badfiles import BadFiles, check_policy, skip_collate
 from contrastlab.datamodules.base import ContrastiveDataModule, DataInfo, TensorSamples
+from contrastlab.datamodules.manifest import need_columns, read_manifest
 from contrastlab.errors import ConfigError, DataError
 
 VOLUME_VIEWS = "contrastlab.augment.volume.VolumeViews"
@@ -403,32 +404,46 @@ def crop_or_pad(x: Tensor, shape: tuple[int, ...], fill: float = 0.0) -> Tensor:
     return x
 
 
-class StudySamples(Dataset):
-    """Studies read on demand: `{"x": (1, D, H, W) float, "y", "idx", "group"}`."""
+class StudyReader:
+    """A study's path -> (1, D, H, W) float: read (`read_study`, resampled to `spacing`), intensities normalised
+    (`normalise_intensity`), centre-cropped or padded to `shape` (padding: 0, or the minimum after min-max or a
+    CT window). Picklable, for loader workers; the paired DataModule reads its volumes with it too."""
 
-    def __init__(self, paths, labels, groups, shape, spacing, intensity):
+    def __init__(self, shape: tuple[int, ...], spacing: tuple[float, float, float] | None, intensity: str):
+        self.shape, self.spacing, self.intensity = shape, spacing, intensity
+
+    def __call__(self, path: Path) -> Tensor:
+        voxels = normalise_intensity(read_study(path, self.spacing).voxels.float(), self.intensity)
+        fill = 0.0 if self.intensity in ("mr", "none") else float(voxels.min())
+        return crop_or_pad(voxels, self.shape, fill).unsqueeze(0).contiguous()
+
+
+class StudySamples(Dataset):
+    """Studies read on demand: `{"x": (1, D, H, W) float, "y", "idx", "group"}`; `bad` is the bad-file policy."""
+
+    def __init__(self, paths, labels, groups, shape, spacing, intensity, bad: BadFiles | None = None):
         self.paths, self.labels, self.groups = paths, labels, groups
         self.shape, self.spacing, self.intensity = shape, spacing, intensity
+        self.read = StudyReader(shape, spacing, intensity)
+        self.bad_files = bad or BadFiles("stop", "study", len(paths))
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        volume = read_study(self.paths[i], self.spacing)
-        voxels = normalise_intensity(volume.voxels.float(), self.intensity)
-        fill = 0.0 if self.intensity in ("mr", "none") else float(voxels.min())
-        x = crop_or_pad(voxels, self.shape, fill).unsqueeze(0).contiguous()
-        return {"x": x, "y": int(self.labels[i]), "idx": i, "group": int(self.groups[i])}
+    def __getitem__(self, i: int) -> dict[str, Any] | None:
+        x = self.bad_files.read(i, self.paths[i], self.read)
+        return None if x is None else {"x": x, "y": int(self.labels[i]), "idx": i, "group": int(self.groups[i])}
 
 
 class MedicalStudies(ContrastiveDataModule):
     """A folder of studies (NIfTI files or DICOM series folders) listed in a CSV.
 
-    The CSV (default `<root>/labels.csv`) has a column of study paths (relative to `root`), and optionally a
-    label, a group and a split column. Labels may be any strings or numbers (classes are their sorted set);
-    a group (patient, subject) becomes the integer sample key `group`, which `positives_key: group` makes
-    the positives of a multi-positive loss; without a split column the split is drawn by group (seeded), so
-    one patient's studies never straddle train and test.
+    The CSV (default `<root>/labels.csv`, read by datamodules/manifest.py) has a column of study paths (relative
+    to `root`), and optionally a label, a group and a split column. Labels may be any strings or numbers
+    (classes in the manifest's order: numbers by value, then text); a group (patient, subject) becomes the
+    integer sample key `group`, which `positives_key: group` makes the positives of a multi-positive loss;
+    without a split column the split is drawn by group (seeded, datamodules/splits.py), so one patient's
+    studies never straddle train and test; with one but no val rows, val is a seeded share of train's groups.
 
     Args:
         root: the folder of studies.
@@ -440,6 +455,8 @@ class MedicalStudies(ContrastiveDataModule):
         intensity: `ct:<preset>` (a CT window: lung, mediastinum, abdomen, brain, bone, ...), `mr`
             (foreground z-scores), `minmax` or `none`.
         val_fraction, test_fraction: of the groups, when the CSV has no split column.
+        on_bad_file: `stop` (the default: end the run naming the study) or `skip` (drop it from its batch, count
+            it), for a study that cannot be read.
     """
 
     def __init__(
@@ -456,9 +473,11 @@ class MedicalStudies(ContrastiveDataModule):
         val_fraction: float = 0.15,
         test_fraction: float = 0.15,
         name: str = "studies",
+        on_bad_file: str = "stop",
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
+        self.on_bad_file = check_policy(on_bad_file)
         normalise_intensity(torch.zeros(2), intensity)  # refuse a bad mode before any file is read
         self.root = Path(root)
         self.csv_path = Path(labels_csv) if labels_csv else self.root / "labels.csv"
@@ -474,50 +493,23 @@ class MedicalStudies(ContrastiveDataModule):
         """The CSV as columns: paths, label indices (-1 unlabelled), group ids (-1 unknown), splits; and classes."""
         if self._table is not None:
             return self._table
-        if not self.csv_path.is_file():
-            raise DataError(
-                f"labels CSV {self.csv_path} not found: write one with a {self.columns[0]!r} column (and optional "
-                "label, group, split columns), or set data.init_args.labels_csv"
-            )
-        with open(self.csv_path, newline="") as handle:
-            rows = list(csv.DictReader(handle))
         path_col, label_col, group_col, split_col = self.columns
-        header = set(rows[0]) if rows else set()
-        if path_col not in header:
-            raise DataError(
-                f"{self.csv_path}: no {path_col!r} column (found {sorted(header)}); set data.init_args.path_column"
-            )
-        if group_col is not None and group_col not in header:
-            raise DataError(
-                f"{self.csv_path}: no {group_col!r} column (found {sorted(header)}); fix data.init_args.group_column"
-            )
-        has_labels = label_col is not None and label_col in header
-        raw_labels = [r[label_col].strip() if has_labels else "" for r in rows]
-        classes = sorted(
-            {v for v in raw_labels if v}, key=lambda v: (not _is_number(v), float(v) if _is_number(v) else 0, v)
+        manifest = read_manifest(
+            self.csv_path, self.root, path_col, label_col, split_col, group_col, "data.labels_csv", optional_label=True
         )
-        raw_groups = [r[group_col].strip() if group_col else "" for r in rows]
-        group_names = sorted({g for g in raw_groups if g})
-        splits = [r[split_col].strip() for r in rows] if split_col in header else self._split_by_group(raw_groups)
+        need_columns(manifest.columns, [("group_column", group_col)], self.csv_path)
+        split_of = {}
+        for name, chosen in manifest.splits(self.seed, *self.fractions).items():
+            split_of.update({id(r): name for r in chosen})
         self._table = {
-            "paths": [self.root / r[path_col] for r in rows],
-            "labels": [classes.index(v) if v else -1 for v in raw_labels],
-            "groups": [group_names.index(g) if g else -1 for g in raw_groups],
-            "splits": splits,
-            "classes": classes,
-            "group_names": group_names,
+            "paths": [r.path for r in manifest.rows],
+            "labels": [manifest.label(r) for r in manifest.rows],
+            "groups": [manifest.group(r) for r in manifest.rows],
+            "splits": [split_of[id(r)] for r in manifest.rows],
+            "classes": manifest.classes,
+            "group_names": manifest.groups,
         }
         return self._table
-
-    def _split_by_group(self, groups: list[str]) -> list[str]:
-        keys = [g or f"#{i}" for i, g in enumerate(groups)]  # an ungrouped study is a group of its own
-        unique = sorted(set(keys))
-        order = np.random.default_rng(self.seed).permutation(len(unique))
-        n_val, n_test = (max(1, round(f * len(unique))) for f in self.fractions)
-        split_of = {}
-        for rank, index in enumerate(order):
-            split_of[unique[index]] = "test" if rank < n_test else "val" if rank < n_test + n_val else "train"
-        return [split_of[k] for k in keys]
 
     @property
     def info(self) -> DataInfo:
@@ -540,19 +532,15 @@ class MedicalStudies(ContrastiveDataModule):
             self.shape,
             self.spacing,
             self.intensity,
+            BadFiles(self.on_bad_file, "study", len(chosen)),
         )
+
+    def collate(self, samples: list[dict[str, Any] | None]) -> dict[str, Any]:
+        return skip_collate(samples)
 
     def group_names(self) -> list[str]:
         """The group (patient, subject) of each group id."""
         return self._rows()["group_names"]
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def save_medmnist(path: Path, splits: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:

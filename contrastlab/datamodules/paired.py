@@ -319,7 +319,9 @@ class PairedCSV(ContrastiveDataModule):
         if self.kind == "audio":
             return _AudioReader(self.sample_rate, self.num_samples)
         if self.kind == "volume":
-            return _VolumeReader(self.volume_shape, self.spacing, self.intensity)
+            from contrastlab.datamodules.medical import StudyReader
+
+            return StudyReader(self.volume_shape, self.spacing, self.intensity)
         return read_array
 
     def load_split(self, split: str) -> Dataset:
@@ -353,18 +355,6 @@ class _AudioReader:
 
     def __call__(self, path: Path) -> Tensor:
         return read_audio(path, self.sample_rate, self.num_samples)
-
-
-class _VolumeReader:
-    def __init__(self, shape: tuple[int, ...], spacing: tuple[float, float, float] | None, intensity: str):
-        self.shape, self.spacing, self.intensity = shape, spacing, intensity
-
-    def __call__(self, path: Path) -> Tensor:
-        from contrastlab.datamodules.medical import crop_or_pad, normalise_intensity, read_study
-
-        voxels = normalise_intensity(read_study(path, self.spacing).voxels.float(), self.intensity)
-        fill = 0.0 if self.intensity in ("mr", "none") else float(voxels.min())
-        return crop_or_pad(voxels, self.shape, fill).unsqueeze(0).contiguous()
 
 
 class CheXpert(PairedCSV):
