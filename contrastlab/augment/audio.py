@@ -32,46 +32,21 @@ import torch
 from torch import Tensor, nn
 
 from contrastlab.augment.base import ViewPipeline
-
-Range = tuple[float, float]
-
-
-def chosen(x: Tensor, p: float) -> Tensor:
-    """(B,) bool: which samples an op with probability p applies to, drawn independently per sample."""
-    return torch.rand(x.shape[0], device=x.device) < p
-
-
-def uniform(x: Tensor, low: float, high: float) -> Tensor:
-    """(B,) values drawn uniformly in [low, high], one per sample."""
-    return torch.empty(x.shape[0], device=x.device).uniform_(low, high)
-
-
-def per_sample(v: Tensor, x: Tensor) -> Tensor:
-    return v.view(-1, *([1] * (x.ndim - 1))).to(x.dtype)
-
+from contrastlab.augment.ops import (  # noqa: F401  (centre_crop, gain: this module's ops too)
+    Range,
+    centre_crop,
+    check_probability,
+    check_views,
+    chosen,
+    gain,
+    on_chosen,
+    per_sample,
+    random_crop,
+    uniform,
+)
+from contrastlab.errors import ConfigError
 
 # -- the ops, as functions of their parameters ------------------------------------------------------------
-
-
-def random_crop(x: Tensor, length: int, start: Tensor | None = None) -> Tensor:
-    """(B, C, length) windows of x (B, C, T) starting at `start` (B,) samples; random starts by default."""
-    total = x.shape[-1]
-    if length >= total:
-        return x
-    if start is None:
-        start = torch.randint(0, total - length + 1, (x.shape[0],), device=x.device)
-    index = start.view(-1, 1, 1) + torch.arange(length, device=x.device).view(1, 1, -1)
-    return x.gather(-1, index.expand(x.shape[0], x.shape[1], length))
-
-
-def centre_crop(x: Tensor, length: int) -> Tensor:
-    start = (x.shape[-1] - length) // 2
-    return x if length >= x.shape[-1] else x[..., start : start + length]
-
-
-def gain(x: Tensor, db: Tensor) -> Tensor:
-    """x scaled by `db` (B,) decibels: amplitude factor 10^(db / 20)."""
-    return x * per_sample(torch.pow(10.0, db / 20), x)
 
 
 def add_noise(x: Tensor, snr: Tensor) -> Tensor:
@@ -181,19 +156,10 @@ class AudioOp(nn.Module):
 
     def __init__(self, p: float):
         super().__init__()
-        if not 0 <= p <= 1:
-            raise ValueError(f"{type(self).__name__}: probability must be in [0, 1], got {p}")
-        self.p = p
+        self.p = check_probability(p, type(self).__name__)
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.p <= 0:
-            return x
-        if self.p >= 1:
-            return self.apply(x)
-        picked = chosen(x, self.p).nonzero().flatten()
-        if picked.numel() == 0:
-            return x
-        return x.index_copy(0, picked, self.apply(x.index_select(0, picked)))
+        return on_chosen(x, self.p, self.apply, draw_when_certain=False)
 
     def apply(self, x: Tensor) -> Tensor:
         raise NotImplementedError
@@ -452,10 +418,9 @@ class CLMRViews(ViewPipeline):
         reverb_wet: Range = (0.1, 0.5),
     ):
         super().__init__()
-        if num_views < 1:
-            raise ValueError(f"num_views must be >= 1, got {num_views}")
+        check_views(num_views)
         if strength < 0:
-            raise ValueError(f"strength must be >= 0, got {strength}")
+            raise ConfigError(f"strength must be >= 0, got {strength}")
         self.num_views, self.crop_seconds, self.strength = num_views, crop_seconds, strength
         self.settings = {
             "polarity": (polarity_p, {}),
@@ -489,7 +454,7 @@ class CLMRViews(ViewPipeline):
     def bind(self, info) -> None:
         if self.sample_rate is None:
             if not info.sample_rate:
-                raise ValueError(
+                raise ConfigError(
                     f"{type(self).__name__}: data {info.name!r} has no sample_rate; set augment's sample_rate"
                 )
             self._build(info.sample_rate)
