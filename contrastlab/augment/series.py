@@ -11,7 +11,8 @@ keeps it NaN and never reads it, and the series backbones pool over `~x.isnan().
 permutation move steps within each series' own length, never into its padding.
 
 The series are normalised by their DataModule (a per-series z-score after a scaling view would undo it), so
-these views do not normalise again.
+these views do not normalise again: the contract's rule (augment/base.py) puts what comes before the views
+in the data.
 """
 
 from __future__ import annotations

@@ -14,6 +14,8 @@ intercept; nibabel reorients a NIfTI image to its closest canonical (RAS+) axes 
 spacing (`nibabel.processing`, scipy underneath). Intensities are then put on a common scale (a CT window
 preset, MR z-scores over the foreground, or min-max) and the volume is centre-cropped or padded to a fixed
 shape, which is all the decoding a worker does: views are made later, on the device (`augment/volume.py`).
+The intensity scale is the data's by the contract's rule (augment/base.py: what comes before the views is the
+data's; the views' per-channel normalisation is the pipeline's).
 Any file pydicom or nibabel cannot use is reported by its path as one error line.
 """
 

@@ -5,8 +5,9 @@ and the padding of unequal-length series are NaN in `x`, and the batch's `mask` 
 (`pad_collate` with NaN padding, then NaN steps masked too): views and the series backbones carry the
 mask inside the tensor (`~x.isnan().any(1)`), so any method's `encode` works on masked series.
 
-Normalisation is part of the data here, not of the views: a per-series z-score after a scaling view would
-undo the scaling, so series are z-normalised once when read (`normalize: series`, the UCR convention),
+Normalisation is part of the data here, not of the views (the contract's rule, augment/base.py: what comes
+before the views is the data's): a per-series z-score after a scaling view would undo the scaling, so series
+are z-normalised once when read (`normalize: series`, the UCR convention),
 or by the train split's per-channel mean and std (`normalize: dataset`, TS2Vec's for UEA sets), or left as
 read (`none`); `auto` (the default) is `series` for univariate and `dataset` for multivariate data.
 
@@ -31,6 +32,7 @@ from torch import Tensor
 from torch.utils.data import Dataset, default_collate
 
 from contrastlab.datamodules.base import ContrastiveDataModule, DataInfo, pad_collate
+from contrastlab.datamodules.splits import seeded_split
 from contrastlab.errors import ConfigError, DataError
 
 SERIES_VIEWS = "contrastlab.augment.series.SeriesViews"
@@ -247,8 +249,9 @@ class SeriesData(ContrastiveDataModule):
             relative scales carry information.
         unequal: what to do with series of unequal length: "pad" (NaN-pad each batch to its longest and
             mask, `DataInfo.shape` has T = 0) or "crop" (keep every series' first T steps, T the shortest).
-        val_size: the fraction of train held out (stratified, seeded) for validation. 0 (the default, as the
-            archive's papers, which have no validation split): validation reads the test split, so choose
+        val_size: the fraction of train held out (stratified, seeded: datamodules/splits.py) for validation.
+            0 (the default, as the archive's papers, which have no validation split): validation reads the test
+            split, so choose
             nothing by `val/*` metrics (evaluate the last checkpoint: `contrastlab eval --ckpt .../last.ckpt`).
     """
 
@@ -370,9 +373,8 @@ class SeriesData(ContrastiveDataModule):
         x, y = arrays["train"]
         if self.val_size == 0:
             return self._samples(x, y)
-        keep, held = _stratified_holdout(y, self.val_size, self.seed)
-        chosen = held if split == "val" else keep
-        return self._samples([x[i] for i in chosen], y[chosen])
+        chosen = seeded_split(len(y), val=self.val_size, seed=self.seed, stratify=y.tolist())[split]
+        return self._samples([x[i] for i in chosen], y[torch.from_numpy(chosen)])
 
     def _samples(self, x: list[Tensor], y: Tensor) -> Dataset:
         return SeriesSamples(x, y)
@@ -392,19 +394,6 @@ def _zscore(s: Tensor) -> Tensor:
     mean = s.nan_to_num().sum(dim=1, keepdim=True) / count
     std = (((s - mean).nan_to_num() ** 2).sum(dim=1, keepdim=True) / count).sqrt()
     return (s - mean) / torch.where(std > 1e-8, std, torch.ones_like(std))
-
-
-def _stratified_holdout(y: Tensor, fraction: float, seed: int) -> tuple[Tensor, Tensor]:
-    generator = torch.Generator().manual_seed(seed)
-    held = []
-    for c in y.unique().tolist():
-        members = (y == c).nonzero().flatten()
-        count = max(1, round(fraction * len(members))) if len(members) > 1 else 0
-        held.append(members[torch.randperm(len(members), generator=generator)[:count]])
-    held_out = torch.cat(held).sort().values
-    keep = torch.ones(len(y), dtype=torch.bool)
-    keep[held_out] = False
-    return keep.nonzero().flatten(), held_out
 
 
 def aeon_data_dir() -> Path:
