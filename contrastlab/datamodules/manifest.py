@@ -10,19 +10,24 @@ One reader (`read_manifest`) and three rules, shared by the audio, paired and me
   number: 2 before 10), then the other labels in text order. An empty label cell is unlabelled (-1).
 - paths are relative to `root` (default: the CSV's folder) unless absolute; `~` is expanded.
 
-A new DataModule over a manifest is a `ContrastiveDataModule` whose `load_split` reads
-`read_manifest(...).split_rows(split, seed, val, test)` (see tests/datamodules/test_manifest.py).
+A new DataModule over a manifest is one short file: a `ContrastiveDataModule` whose `load_split` returns
+`ManifestSamples(manifest, manifest.splits(seed, val, test)[split], read, BadFiles(on_bad_file, ...))` and whose
+collate is `skip_collate` (tests/datamodules/test_manifest.py defines one and trains it).
 """
 
 from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
+from torch.utils.data import Dataset
+
+from contrastlab.datamodules.badfiles import BadFiles
 from contrastlab.datamodules.splits import SPLITS, Share, seeded_split
 from contrastlab.errors import ConfigError, DataError
 
@@ -161,3 +166,23 @@ def read_manifest(
             )
         )
     return Manifest(path, rows, class_order(r.label for r in rows), columns)
+
+
+class ManifestSamples(Dataset):
+    """The rows of one split, each file read on access (in loader workers) by `read(path)`:
+    `{"x": read(path), "y": class or -1, "idx": i, "group": group id or -1}`; a bad file is `bad`'s to handle
+    (under `skip` the item is None, which `badfiles.skip_collate` leaves out of its batch)."""
+
+    def __init__(self, manifest: Manifest, rows: list[Row], read: Callable[[Path], Any], bad: BadFiles | None = None):
+        self.files = [r.path for r in rows]
+        self.labels = [manifest.label(r) for r in rows]
+        self.groups = [manifest.group(r) for r in rows]
+        self.read = read
+        self.bad_files = bad or BadFiles("stop", "file", len(rows))
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> dict[str, Any] | None:
+        x = self.bad_files.read(i, self.files[i], self.read)
+        return None if x is None else {"x": x, "y": self.labels[i], "idx": i, "group": self.groups[i]}
