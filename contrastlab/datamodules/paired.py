@@ -319,7 +319,7 @@ class PairedCSV(ContrastiveDataModule):
         if self.kind == "audio":
             return _AudioReader(self.sample_rate, self.num_samples)
         if self.kind == "volume":
-            from contrastlab.datamodules.medical import StudyReader
+            from contrastlab.datamodules.studies import StudyReader
 
             return StudyReader(self.volume_shape, self.spacing, self.intensity)
         return read_array

@@ -7,17 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from contrastlab.datamodules.medical import (
-    GREY_VIEWS,
-    VOLUME_VIEWS,
-    MedicalStudies,
-    MedMNIST,
-    ct_window,
-    mr_zscore,
-    read_dicom_series,
-    read_nifti,
-    save_medmnist,
-)
+from contrastlab.datamodules.medical import GREY_VIEWS, VOLUME_VIEWS, MedicalStudies, MedMNIST, save_medmnist
+from contrastlab.datamodules.studies import ct_window, mr_zscore, read_dicom_series, read_nifti
 from contrastlab.errors import ConfigError, DataError
 from tests.conftest import SHARED_DATA
 from tests.medical import SPLITS, copy_file, nibabel_file, pydicom_file, write_ct_series, write_medmnist
