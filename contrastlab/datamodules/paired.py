@@ -28,6 +28,7 @@ from contrastlab.datamodules.base import ContrastiveDataModule, DataInfo
 from contrastlab.datamodules.images import ImageDecoder
 from contrastlab.datamodules.manifest import class_order, need_columns, read_csv, split_name
 from contrastlab.datamodules.splits import SPLITS, hold_out, seeded_split
+from contrastlab.datamodules.studies import StudyReader
 from contrastlab.datamodules.text import TextTokenizer
 from contrastlab.errors import ConfigError, DataError
 
@@ -303,8 +304,6 @@ class PairedCSV(ContrastiveDataModule):
         if self.kind == "audio":
             return AudioReader(self.sample_rate, self.num_samples)
         if self.kind == "volume":
-            from contrastlab.datamodules.studies import StudyReader
-
             return StudyReader(self.volume_shape, self.spacing, self.intensity)
         return read_array
 
