@@ -673,7 +673,7 @@ def gradcache_section(args, out: list[str], record: dict) -> None:
     out.append(
         "\nGradCache's peak is the larger of its two phases: the projector and loss on the full batch and one "
         f"chunk's encoder pass (about the plain 256 step, {base[key]:.0f} MB). With GradCache on, the loss runs "
-        f"by blocks of one chunk's rows (`modules/blocked.py`): {blocked_loss[key]:.0f} MB instead of the "
+        f"by blocks of one chunk's rows (`modules/losses/blocked.py`): {blocked_loss[key]:.0f} MB instead of the "
         f"{dense_loss[key]:.0f} MB of its (2B)^2 similarity matrices in one piece. The plain 4096 step holds the "
         f"loss and all 4096 samples' activations ({plain_big[key]:.0f} MB). DCLW's denominator leaves the positives "
         f"out and runs by the same blocks: {dclw_cached[key]:.0f} MB under GradCache, {dclw_plain[key]:.0f} MB plain."
