@@ -38,7 +38,11 @@ def expand_bases(args: list[str]) -> list[str]:
 
 def _bases(path: Path, seen: tuple[Path, ...]) -> list[Path]:
     """The files `path` starts from, in reading order (a base's own bases before it)."""
-    if not path.is_file():
+    try:
+        is_file = path.is_file()
+    except OSError:  # a config given as YAML text, too long for a file name
+        is_file = False
+    if not is_file:
         return []  # jsonargparse reports a missing file, or reads a config given as a string
     text = path.read_text()
     names = (yaml.safe_load(text) or {}).get("base") if BASE_ENTRY.search(text) else None
