@@ -1,20 +1,32 @@
-"""The benchmarks' latest figures in benchmarks/README.md: each script owns one block between two markers."""
+"""The benchmarks' latest figures in docs/benchmarks/*.md: each script owns one block between two markers."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-README = Path(__file__).resolve().parent / "README.md"
+PAGES = Path(__file__).resolve().parent.parent / "docs" / "benchmarks"
+# The page that gets a script's block when no page holds it yet.
+PAGE_OF = {"throughput": "speed.md", "methods": "quality.md", "series": "series.md"}
+
+
+def page_of(name: str) -> Path:
+    """The page holding `<!-- NAME-benchmark:begin -->`, else the one `PAGE_OF` names (else the index)."""
+    begin = f"<!-- {name}-benchmark:begin -->"
+    for page in sorted(PAGES.glob("*.md")):
+        if begin in page.read_text():
+            return page
+    return PAGES / PAGE_OF.get(name, "index.md")
 
 
 def write_block(name: str, text: str, heading: str) -> None:
-    """Replace what stands between `<!-- NAME-benchmark:begin -->` and `...:end -->` in README.md by `text`, or
-    append the block under `heading` when the README has none yet."""
+    """Replace what stands between `<!-- NAME-benchmark:begin -->` and `...:end -->` in its page by `text`, or
+    append the block under `heading` when no page has it yet."""
     begin, end = f"<!-- {name}-benchmark:begin -->", f"<!-- {name}-benchmark:end -->"
-    content = README.read_text()
+    page = page_of(name)
+    content = page.read_text()
     block = f"{begin}\n{text}\n{end}"
     if begin in content and end in content:
         content = content[: content.index(begin)] + block + content[content.index(end) + len(end) :]
     else:
         content = content.rstrip() + f"\n\n{heading}\n\n{block}\n"
-    README.write_text(content)
+    page.write_text(content)

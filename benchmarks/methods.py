@@ -19,7 +19,7 @@ Figures: test-split kNN top-1 (k=20), its gain over the same backbone at random 
 verb before any training, seed 0: the bar a method must clear by `--margin`), online probe accuracy,
 alignment, uniformity, effective rank, and seconds per training epoch (median gap between `train/loss_epoch`
 timestamps; validation runs only after the last epoch). The table replaces the one between the markers in
-benchmarks/README.md. Methods that miss the bar are listed at the end and the script exits with status 1:
+docs/benchmarks/quality.md. Methods that miss the bar are listed at the end and the script exits with status 1:
 this is where the test suite's former "trains past random init" checks live.
 """
 

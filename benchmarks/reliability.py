@@ -2,7 +2,7 @@
 
 Each case runs `contrastlab ...` in a fresh process in its own folder and records the exit code, the
 seconds it took and the one `contrastlab: error:` line it printed (or the last line). Then N fits start
-together on a new embedded store: every one must finish. Prints a markdown table (benchmarks/README.md).
+together on a new embedded store: every one must finish. Prints a markdown table (docs/benchmarks/platform.md).
 
     .venv/bin/python benchmarks/reliability.py [--crowd 8]
 """

@@ -17,7 +17,7 @@ iterations at full size take minutes a set on a loaded 2-core CPU); `--paper-siz
 Baselines on the same z-normalised series: 1-NN with the Euclidean distance (unequal lengths zero-padded
 to the longest) and with DTW (aeon's, full window, in a child process). Seconds are wall-clock per
 dataset and method (fit + eval; for the baselines the distance matrices), on whatever else the machine
-is running. The table replaces the one between the markers in benchmarks/README.md.
+is running. The table replaces the one between the markers in docs/benchmarks/series.md.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ GradCache's memory and gradients, and what precision, channels-last and compilat
 
     .venv/bin/python benchmarks/throughput.py --quick              # a few minutes on 2 CPU cores
     .venv/bin/python benchmarks/throughput.py --device cuda --quick # the same on a GPU (benchmarks/gpu.sh)
-    .venv/bin/python benchmarks/throughput.py --quick --write       # also rewrite the figures in benchmarks/README.md
+    .venv/bin/python benchmarks/throughput.py --quick --write       # also rewrite docs/benchmarks/speed.md
 
 Sections (`--sections`, all by default):
 
@@ -673,7 +673,7 @@ def gradcache_section(args, out: list[str], record: dict) -> None:
     out.append(
         "\nGradCache's peak is the larger of its two phases: the projector and loss on the full batch and one "
         f"chunk's encoder pass (about the plain 256 step, {base[key]:.0f} MB). With GradCache on, the loss runs "
-        f"by blocks of one chunk's rows (`modules/blocked.py`): {blocked_loss[key]:.0f} MB instead of the "
+        f"by blocks of one chunk's rows (`modules/losses/blocked.py`): {blocked_loss[key]:.0f} MB instead of the "
         f"{dense_loss[key]:.0f} MB of its (2B)^2 similarity matrices in one piece. The plain 4096 step holds the "
         f"loss and all 4096 samples' activations ({plain_big[key]:.0f} MB). DCLW's denominator leaves the positives "
         f"out and runs by the same blocks: {dclw_cached[key]:.0f} MB under GradCache, {dclw_plain[key]:.0f} MB plain."
@@ -795,7 +795,7 @@ def main() -> None:
     parser.add_argument("--precision-steps", type=int, default=5)
     parser.add_argument("--peak-tflops", type=float, default=None, help="the CPU's peak, for an MFU on CPU")
     parser.add_argument("--json", default="", help="also write every figure to this JSON file")
-    parser.add_argument("--write", action="store_true", help="rewrite the figures in benchmarks/README.md")
+    parser.add_argument("--write", action="store_true", help="rewrite the figures in docs/benchmarks/speed.md")
     # internal: one side of the peer comparison, or one memory probe, in its own process
     parser.add_argument("--side", choices=["lightly", "memory"], help=argparse.SUPPRESS)
     parser.add_argument("--net", choices=list(NETS), help=argparse.SUPPRESS)

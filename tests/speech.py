@@ -1,5 +1,5 @@
 """Spoken digits synthesised with espeak-ng at test time: FSDD's layout (`{digit}_{speaker}_{take}.wav`), one
-"speaker" per espeak voice, takes varying speed and pitch. Real speech, made in about 25 ms a clip, never
+"speaker" per espeak voice, takes varying speed and pitch. Real speech, quick to make, never
 shipped in the repository."""
 
 from __future__ import annotations

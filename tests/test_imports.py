@@ -43,7 +43,7 @@ def test_the_run_cli_loads_without_sweeps():
 
 def test_sweep_workers_load_without_lightning():
     """A spawned sweep worker imports this module only; it starts no training, so it must not pay for Lightning and
-    torch (about 6 s of CPU per worker)."""
+    torch (seconds of CPU per worker)."""
     code = "import sys, contrastlab.sweeps.workers; print(sorted({'lightning', 'torch'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

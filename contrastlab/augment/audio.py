@@ -1,26 +1,23 @@
 """Audio views on the device: CLMR's chain on waveforms, batched, and log-mel spectrogram views.
 
 Every op takes a float batch (B, C, T) on any device, draws its own parameters for each sample (one set per
-sample, shared by its channels) and applies them to the whole batch at once: there is no Python loop over
-samples. Each op is also a plain function of its parameters (`gain(x, db)`, `pitch_shift(x, cents, ...)`), which
-the tests call with the values they ask for.
+sample, shared by its channels; augment/ops.py) and applies them to the whole batch at once, with no Python loop
+over samples. Each op is also a plain function of its parameters (`gain(x, db)`, `pitch_shift(x, cents, ...)`).
 
 How the hard ones are batched:
 - high-/low-pass: a Butterworth magnitude response (order 4, zero phase) multiplied into the rFFT of every
   sample at its own cut-off; the signal is zero-padded first, so the filter's tails do not wrap around.
 - delay: a gather at t - d per sample, zeros before the echo starts (no wrap-around).
 - pitch shift: a phase vocoder in the frequency domain. The STFT of the batch is resampled along frequency,
-  bin k of sample b reading bin k / r_b, with each bin's instantaneous frequency (from its phase advance)
-  scaled by r_b and integrated over frames; one inverse STFT. Every sample gets its own ratio, and the
-  duration stays.
+  bin k of sample b reading bin k / r_b, with each bin's instantaneous frequency (from its phase advance) scaled
+  by r_b and integrated over frames; one inverse STFT. Every sample gets its own ratio; the duration stays.
 - reverb: synthetic room impulse responses (exponentially decaying Gaussian noise, RT60 drawn per sample),
   convolved by one batched FFT of length T + L, mixed with the dry signal at a per-sample wet ratio.
 
 `CLMRViews` is CLMR's chain (Spijkervet & Burgoyne 2021) with its probabilities; `strength` scales them all
-(for a sweep) and each op's probability and range is its own argument. `LogMelViews` adds our log-mel front end
-(`LogMel`, the mel filterbank written here and checked against librosa's), SpecAugment's masks and a
-mixup of log-mel spectrograms within the batch; its views are (C, n_mels, frames) images, so any 2-D
-backbone (timm's with in_chans=1) takes audio (`view_info` tells the module the views' shape).
+(for a sweep) and each op's probability and range is its own argument. `LogMelViews` adds augment/spectrogram.py
+(our log-mel front end, SpecAugment's masks, a log-mel mixup within the batch); its views are (C, n_mels, frames)
+images, so any 2-D backbone (timm's with in_chans=1) takes audio (`view_info` tells the module their shape).
 """
 
 from __future__ import annotations
@@ -32,46 +29,20 @@ import torch
 from torch import Tensor, nn
 
 from contrastlab.augment.base import ViewPipeline
-
-Range = tuple[float, float]
-
-
-def chosen(x: Tensor, p: float) -> Tensor:
-    """(B,) bool: which samples an op with probability p applies to, drawn independently per sample."""
-    return torch.rand(x.shape[0], device=x.device) < p
-
-
-def uniform(x: Tensor, low: float, high: float) -> Tensor:
-    """(B,) values drawn uniformly in [low, high], one per sample."""
-    return torch.empty(x.shape[0], device=x.device).uniform_(low, high)
-
-
-def per_sample(v: Tensor, x: Tensor) -> Tensor:
-    return v.view(-1, *([1] * (x.ndim - 1))).to(x.dtype)
-
-
-# -- the ops, as functions of their parameters ------------------------------------------------------------
-
-
-def random_crop(x: Tensor, length: int, start: Tensor | None = None) -> Tensor:
-    """(B, C, length) windows of x (B, C, T) starting at `start` (B,) samples; random starts by default."""
-    total = x.shape[-1]
-    if length >= total:
-        return x
-    if start is None:
-        start = torch.randint(0, total - length + 1, (x.shape[0],), device=x.device)
-    index = start.view(-1, 1, 1) + torch.arange(length, device=x.device).view(1, 1, -1)
-    return x.gather(-1, index.expand(x.shape[0], x.shape[1], length))
-
-
-def centre_crop(x: Tensor, length: int) -> Tensor:
-    start = (x.shape[-1] - length) // 2
-    return x if length >= x.shape[-1] else x[..., start : start + length]
-
-
-def gain(x: Tensor, db: Tensor) -> Tensor:
-    """x scaled by `db` (B,) decibels: amplitude factor 10^(db / 20)."""
-    return x * per_sample(torch.pow(10.0, db / 20), x)
+from contrastlab.augment.ops import (  # noqa: F401  (centre_crop, gain: this module's ops too)
+    Range,
+    centre_crop,
+    check_probability,
+    check_views,
+    chosen,
+    gain,
+    on_chosen,
+    per_sample,
+    random_crop,
+    uniform,
+)
+from contrastlab.augment.spectrogram import LogMel, LogMixup, SpecAugment, mel_filterbank  # noqa: F401
+from contrastlab.errors import ConfigError
 
 
 def add_noise(x: Tensor, snr: Tensor) -> Tensor:
@@ -181,19 +152,10 @@ class AudioOp(nn.Module):
 
     def __init__(self, p: float):
         super().__init__()
-        if not 0 <= p <= 1:
-            raise ValueError(f"{type(self).__name__}: probability must be in [0, 1], got {p}")
-        self.p = p
+        self.p = check_probability(p, type(self).__name__)
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.p <= 0:
-            return x
-        if self.p >= 1:
-            return self.apply(x)
-        picked = chosen(x, self.p).nonzero().flatten()
-        if picked.numel() == 0:
-            return x
-        return x.index_copy(0, picked, self.apply(x.index_select(0, picked)))
+        return on_chosen(x, self.p, self.apply, draw_when_certain=False)
 
     def apply(self, x: Tensor) -> Tensor:
         raise NotImplementedError
@@ -264,157 +226,6 @@ class Reverb(AudioOp):
         return reverb(x, uniform(x, *self.rt60), uniform(x, *self.wet), self.sample_rate)
 
 
-# -- SpecAugment and mixup, for (B, C, F, T) spectrograms ---------------------------------------------------
-
-
-def band_masks(x: Tensor, dim: int, max_width: int, count: int) -> Tensor:
-    """(B, size) bool: `count` bands of width 0..max_width at random positions along `dim`, per sample."""
-    size = x.shape[dim]
-    position = torch.arange(size, device=x.device).view(1, 1, -1)
-    width = torch.randint(0, max(1, max_width) + 1, (x.shape[0], count, 1), device=x.device)
-    start = (torch.rand(x.shape[0], count, 1, device=x.device) * (size - width + 1)).floor()
-    return ((position >= start) & (position < start + width)).any(dim=1)
-
-
-class SpecAugment(nn.Module):
-    """SpecAugment's frequency and time masks (Park et al. 2019): each sample gets its own bands, filled with
-    the sample's mean."""
-
-    def __init__(
-        self, freq_width: int = 8, time_width: int = 16, freq_masks: int = 2, time_masks: int = 2, p: float = 1.0
-    ):
-        super().__init__()
-        self.freq_width, self.time_width, self.freq_masks, self.time_masks, self.p = (
-            freq_width, time_width, freq_masks, time_masks, p,
-        )  # fmt: skip
-
-    def forward(self, x: Tensor) -> Tensor:
-        if self.p <= 0:
-            return x
-        freq = band_masks(x, -2, self.freq_width, self.freq_masks) if self.freq_masks else None
-        time = band_masks(x, -1, self.time_width, self.time_masks) if self.time_masks else None
-        mask = torch.zeros(x.shape[0], x.shape[-2], x.shape[-1], dtype=torch.bool, device=x.device)
-        if freq is not None:
-            mask |= freq[:, :, None]
-        if time is not None:
-            mask |= time[:, None, :]
-        mask &= chosen(x, self.p).view(-1, 1, 1)
-        fill = x.mean(dim=(-2, -1), keepdim=True)
-        return torch.where(mask.unsqueeze(1), fill, x)
-
-
-class LogMixup(nn.Module):
-    """Mixup within the batch for log-scale spectrograms (BYOL-A's, Niizumi et al. 2021): each sample is mixed
-    with another sample of the batch (the batch rotated by a random shift) in the linear domain,
-    log((1 - l) exp(x) + l exp(x_other)), with l drawn in [0, ratio] per sample. Works on dB inputs (`db: true`)
-    or natural-log ones."""
-
-    def __init__(self, ratio: float = 0.4, p: float = 1.0, db: bool = True):
-        super().__init__()
-        self.ratio, self.p, self.db = ratio, p, db
-
-    def forward(self, x: Tensor) -> Tensor:
-        if self.p <= 0 or self.ratio <= 0 or x.shape[0] < 2:
-            return x
-        # a random rotation of the batch: every sample meets another one, never itself
-        shift = int(torch.randint(1, x.shape[0], ()))
-        other = x.roll(shift, dims=0)
-        weight = per_sample(uniform(x, 0.0, self.ratio) * chosen(x, self.p), x)
-        scale = math.log(10) / 10 if self.db else 1.0
-        mixed = torch.logaddexp(x * scale + torch.log1p(-weight), other * scale + torch.log(weight.clamp(min=1e-12)))
-        return torch.where(weight > 0, mixed / scale, x)
-
-
-# -- the log-mel front end ----------------------------------------------------------------------------
-
-
-def hz_to_mel(f: Tensor, htk: bool = False) -> Tensor:
-    """Slaney's mel scale (linear below 1 kHz, logarithmic above), librosa's default; or HTK's."""
-    if htk:
-        return 2595.0 * torch.log10(1.0 + f / 700.0)
-    linear = f * 3.0 / 200.0
-    log_region = 15.0 + torch.log(f.clamp(min=1e-10) / 1000.0) / (math.log(6.4) / 27.0)
-    return torch.where(f >= 1000.0, log_region, linear)
-
-
-def mel_to_hz(m: Tensor, htk: bool = False) -> Tensor:
-    if htk:
-        return 700.0 * (torch.pow(10.0, m / 2595.0) - 1.0)
-    linear = m * 200.0 / 3.0
-    log_region = 1000.0 * torch.exp((math.log(6.4) / 27.0) * (m - 15.0))
-    return torch.where(m >= 15.0, log_region, linear)
-
-
-def mel_filterbank(
-    sample_rate: float, n_fft: int, n_mels: int, f_min: float = 0.0, f_max: float | None = None, htk: bool = False
-) -> Tensor:
-    """(n_mels, n_fft // 2 + 1) triangular filters, Slaney-normalised (each has unit area), as librosa.filters.mel."""
-    f_max = sample_rate / 2 if f_max is None else f_max
-    fft_freqs = torch.linspace(0, sample_rate / 2, n_fft // 2 + 1, dtype=torch.float64)
-    mel_points = torch.linspace(
-        float(hz_to_mel(torch.tensor(f_min, dtype=torch.float64), htk)),
-        float(hz_to_mel(torch.tensor(f_max, dtype=torch.float64), htk)),
-        n_mels + 2,
-        dtype=torch.float64,
-    )
-    hz = mel_to_hz(mel_points, htk)
-    widths = torch.diff(hz)
-    ramps = hz.view(-1, 1) - fft_freqs.view(1, -1)
-    lower = -ramps[:-2] / widths[:-1].view(-1, 1)
-    upper = ramps[2:] / widths[1:].view(-1, 1)
-    weights = torch.clamp(torch.minimum(lower, upper), min=0.0)
-    weights *= (2.0 / (hz[2:] - hz[:-2])).view(-1, 1)
-    return weights.float()
-
-
-class LogMel(nn.Module):
-    """Waveforms (B, C, T) -> log-mel spectrograms (B, C, n_mels, frames) in dB, on the batch's device.
-
-    Power STFT (Hann window, centred, zero-padded like librosa's default), our mel filterbank, then
-    10 log10(max(S, amin)) clipped at `top_db` below each sample's maximum. frames = 1 + T // hop_length.
-    """
-
-    def __init__(
-        self,
-        sample_rate: float,
-        n_fft: int = 1024,
-        hop_length: int | None = None,
-        n_mels: int = 64,
-        f_min: float = 0.0,
-        f_max: float | None = None,
-        top_db: float | None = 80.0,
-        htk: bool = False,
-    ):
-        super().__init__()
-        self.sample_rate, self.n_fft = sample_rate, n_fft
-        self.hop_length = hop_length or n_fft // 4
-        self.n_mels, self.top_db = n_mels, top_db
-        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
-        self.register_buffer("filters", mel_filterbank(sample_rate, n_fft, n_mels, f_min, f_max, htk), persistent=False)
-
-    def frames(self, length: int) -> int:
-        return 1 + length // self.hop_length
-
-    def power_mel(self, x: Tensor) -> Tensor:
-        batch_shape, total = x.shape[:-1], x.shape[-1]
-        spec = torch.stft(
-            x.reshape(-1, total).float(), self.n_fft, self.hop_length, window=self.window, center=True,
-            pad_mode="constant", return_complex=True,
-        )  # fmt: skip
-        power = spec.real.square() + spec.imag.square()
-        return (self.filters @ power).view(*batch_shape, self.n_mels, -1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        db = 10.0 * torch.log10(self.power_mel(x).clamp(min=1e-10))
-        if self.top_db is not None:
-            peak = db.amax(dim=(-2, -1), keepdim=True)
-            db = torch.maximum(db, peak - self.top_db)
-        return db
-
-
-# -- the pipelines ---------------------------------------------------------------------------------------
-
-
 class CLMRViews(ViewPipeline):
     """CLMR's views of raw waveforms (Spijkervet & Burgoyne 2021): random crop, then each op with its
     probability, in CLMR's order: polarity inversion 0.8, noise 0.01, gain 0.3 (-20..-1 dB), high-pass
@@ -452,10 +263,9 @@ class CLMRViews(ViewPipeline):
         reverb_wet: Range = (0.1, 0.5),
     ):
         super().__init__()
-        if num_views < 1:
-            raise ValueError(f"num_views must be >= 1, got {num_views}")
+        check_views(num_views)
         if strength < 0:
-            raise ValueError(f"strength must be >= 0, got {strength}")
+            raise ConfigError(f"strength must be >= 0, got {strength}")
         self.num_views, self.crop_seconds, self.strength = num_views, crop_seconds, strength
         self.settings = {
             "polarity": (polarity_p, {}),
@@ -489,7 +299,7 @@ class CLMRViews(ViewPipeline):
     def bind(self, info) -> None:
         if self.sample_rate is None:
             if not info.sample_rate:
-                raise ValueError(
+                raise ConfigError(
                     f"{type(self).__name__}: data {info.name!r} has no sample_rate; set augment's sample_rate"
                 )
             self._build(info.sample_rate)

@@ -1,10 +1,17 @@
 """The view-pipeline contract: one raw batch in, V normalised views out, on the batch's device.
 
 A modality's pipeline subclasses `ViewPipeline`. It owns everything between the raw samples a DataModule
-yields and the tensors an encoder reads, normalisation included: per-channel statistics (along dim 1, at
-any rank: images, series, volumes), per-series z-scores, dB spectrograms and CT windows are all
-normalisations of some pipeline. The method never normalises; it calls the pipeline and encodes what
-comes out.
+yields and the tensors an encoder reads. The method never normalises; it calls the pipeline and encodes
+what comes out.
+
+Normalisation has one rule: what comes before the views is the data's, what comes after is the pipeline's.
+- The DataModule puts raw values on the scale its samples are defined in, once, when it reads them, so that
+  every random view acts on that scale and none undoes it: a CT window (Hounsfield units to [0, 1]), MR
+  foreground z-scores or a study's min-max (datamodules/medical.py), series z-scores, per series or by the
+  train split's statistics (datamodules/series.py: a z-score after a scaling view would undo the scaling).
+  `DataInfo.extra` records which (`intensity`, `normalize`), and `DataInfo.mean`/`std` describe the result.
+- The pipeline normalises its views for the network: per-channel statistics (`ChannelNormalize`, along dim 1
+  at any rank, from `DataInfo.mean`/`std` or the config), dB spectrograms, a sequence's per-view z-score.
 
 A DataModule proposes its data's default pipeline (`DataInfo.views`, built by `default_views`); a config
 may replace it (`model.init_args.augment`). Either way the module calls `bind(info)` once, so a pipeline

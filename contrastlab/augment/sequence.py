@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from contrastlab.augment.base import ChannelNormalize, ViewPipeline
+from contrastlab.augment.ops import check_views, gain, random_crop, uniform
 from contrastlab.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -47,8 +48,7 @@ class SequenceViews(ViewPipeline):
         normalize: str = "instance",
     ):
         super().__init__()
-        if num_views < 1:
-            raise ConfigError(f"model.augment.num_views must be >= 1, got {num_views}")
+        check_views(num_views)
         if crop is not None and crop < 1:
             raise ConfigError(f"model.augment.crop must be a positive length or null, got {crop}")
         if len(gain_db) != 2 or gain_db[0] > gain_db[1]:
@@ -91,23 +91,15 @@ class SequenceViews(ViewPipeline):
             return (x - x.mean(dim=-1, keepdim=True)) / x.std(dim=-1, keepdim=True).clamp(min=1e-5)
         return self.channel_norm(x)
 
-    def _random_crop(self, x: Tensor) -> Tensor:
-        if self.crop is None or self.crop >= x.shape[-1]:
-            return x
-        start = torch.randint(0, x.shape[-1] - self.crop + 1, (x.shape[0], 1, 1), device=x.device)
-        index = start + torch.arange(self.crop, device=x.device)
-        return x.gather(-1, index.expand(-1, x.shape[1], -1))
-
     @torch.no_grad()
     def forward(self, x: Tensor) -> list[Tensor]:
         x = x.float()
         views = []
         for _ in range(self.num_views):
-            view = self._random_crop(x)
+            view = x if self.crop is None else random_crop(x, self.crop)
             low, high = self.gain_db
             if high > low or low != 0:
-                db = torch.empty(x.shape[0], 1, 1, device=x.device).uniform_(low, high)
-                view = view * 10 ** (db / 20)
+                view = gain(view, uniform(x, low, high))
             view = self._normalise(view)
             if self.noise_std:
                 view = view + self.noise_std * torch.randn_like(view)

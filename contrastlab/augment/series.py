@@ -11,12 +11,12 @@ keeps it NaN and never reads it, and the series backbones pool over `~x.isnan().
 permutation move steps within each series' own length, never into its padding.
 
 The series are normalised by their DataModule (a per-series z-score after a scaling view would undo it), so
-these views do not normalise again.
+these views do not normalise again: the contract's rule (augment/base.py) puts what comes before the views
+in the data.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -24,23 +24,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from contrastlab.augment.base import ViewPipeline
+from contrastlab.augment.ops import PerView, chosen, per_view
 from contrastlab.errors import ConfigError
-
-PerView = float | Sequence[float]
-
-
-def per_view(value: PerView, num_views: int, name: str) -> list[float]:
-    if isinstance(value, int | float):
-        return [float(value)] * num_views
-    values = [float(v) for v in value]
-    if len(values) != num_views:
-        raise ConfigError(f"model.augment.{name}: {len(values)} per-view values given for {num_views} views")
-    return values
-
-
-def chosen(x: Tensor, p: float) -> Tensor:
-    """(B, 1, 1) booleans: which samples an op with probability p applies to."""
-    return (torch.rand(x.shape[0], 1, 1, device=x.device) < p) if p < 1 else torch.ones_like(x[:, :1, :1], dtype=bool)
 
 
 def series_lengths(x: Tensor) -> Tensor:
@@ -84,7 +69,7 @@ class Jitter(nn.Module):
         if self.sigma <= 0 or self.p <= 0:
             return x
         s = self.sigma * (1 - torch.rand(x.shape[0], 1, 1, device=x.device))
-        return torch.where(chosen(x, self.p), x + s * torch.randn_like(x), x)
+        return torch.where(chosen(x, self.p, keepdim=True, draw_when_certain=False), x + s * torch.randn_like(x), x)
 
 
 class Scaling(nn.Module):
@@ -98,7 +83,7 @@ class Scaling(nn.Module):
         if self.sigma <= 0 or self.p <= 0:
             return x
         a = 1 + self.sigma * torch.randn(x.shape[0], x.shape[1], 1, device=x.device, dtype=x.dtype)
-        return torch.where(chosen(x, self.p), x * a, x)
+        return torch.where(chosen(x, self.p, keepdim=True, draw_when_certain=False), x * a, x)
 
 
 class MagnitudeWarp(nn.Module):
@@ -112,7 +97,7 @@ class MagnitudeWarp(nn.Module):
         if self.sigma <= 0 or self.p <= 0:
             return x
         curve = smooth_curves(x.shape[0], x.shape[1], x.shape[-1], self.knots, self.sigma, x.device).to(x.dtype)
-        return torch.where(chosen(x, self.p), x * curve, x)
+        return torch.where(chosen(x, self.p, keepdim=True, draw_when_certain=False), x * curve, x)
 
 
 class TimeWarp(nn.Module):
@@ -138,7 +123,7 @@ class TimeWarp(nn.Module):
         source = warp * (lengths[:, None] - 1)
         warped = interpolate_at(x, source)
         warped = torch.where(t[None, None, :] < lengths[:, None, None], warped, x)  # padding stays padding
-        return torch.where(chosen(x, self.p), warped, x)
+        return torch.where(chosen(x, self.p, keepdim=True, draw_when_certain=False), warped, x)
 
 
 class SegmentPermutation(nn.Module):
@@ -168,7 +153,7 @@ class SegmentPermutation(nn.Module):
         key = torch.where(t < lengths[:, None], key, self.max_segments * length + t)  # padding last, in order
         order = key.argsort(dim=1)
         permuted = x.gather(2, order.unsqueeze(1).expand(-1, x.shape[1], -1))
-        return torch.where(chosen(x, self.p), permuted, x)
+        return torch.where(chosen(x, self.p, keepdim=True, draw_when_certain=False), permuted, x)
 
 
 class TimestampMask(nn.Module):
@@ -185,7 +170,7 @@ class TimestampMask(nn.Module):
         if self.ratio <= 0 or self.p <= 0:
             return x
         drop = torch.rand(x.shape[0], 1, x.shape[-1], device=x.device) < self.ratio
-        drop = drop & chosen(x, self.p)
+        drop = drop & chosen(x, self.p, keepdim=True, draw_when_certain=False)
         return torch.where(drop & ~x.isnan(), torch.zeros_like(x), x)
 
 

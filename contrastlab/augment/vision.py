@@ -20,17 +20,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from contrastlab.augment.base import ChannelNormalize, ViewPipeline
-
-PerView = float | Sequence[float]
-
-
-def _per_view(value: PerView, num_views: int, name: str) -> list[float]:
-    if isinstance(value, int | float):
-        return [float(value)] * num_views
-    values = [float(v) for v in value]
-    if len(values) != num_views:
-        raise ValueError(f"{name}: {len(values)} per-view values given for {num_views} views")
-    return values
+from contrastlab.augment.ops import PerView, check_views, chosen, per_view
+from contrastlab.errors import ConfigError
 
 
 def _odd_kernel(size: int, fraction: float = 0.1) -> int:
@@ -75,7 +66,7 @@ class RandomGeometry(nn.Module):
         super().__init__()
         self.subpixel = subpixel
         if not 0 < scale[0] <= scale[1] <= 1:
-            raise ValueError(f"crop_scale must satisfy 0 < low <= high <= 1, got {scale}")
+            raise ConfigError(f"crop_scale must satisfy 0 < low <= high <= 1, got {scale}")
         self.size, self.scale, self.ratio, self.hflip_p = size, scale, ratio, hflip_p
         self.affine_degrees, self.affine_translate, self.affine_p = affine_degrees, affine_translate, affine_p
 
@@ -152,7 +143,7 @@ class ColourJitter(nn.Module):
     def __init__(self, brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1, p: float = 0.8):
         super().__init__()
         if not 0 <= hue <= 0.5:
-            raise ValueError(f"hue must be in [0, 0.5], got {hue}")
+            raise ConfigError(f"hue must be in [0, 0.5], got {hue}")
         self.brightness, self.contrast, self.saturation, self.hue, self.p = brightness, contrast, saturation, hue, p
 
     def _factors(self, strength: float, apply: Tensor) -> Tensor | None:
@@ -213,7 +204,7 @@ class RandomGrey(nn.Module):
         self.p = p
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.where(chosen(x, self.p, per_pixel=True), _grey(x).expand_as(x), x)
+        return torch.where(chosen(x, self.p, keepdim=True), _grey(x).expand_as(x), x)
 
 
 class RandomSolarize(nn.Module):
@@ -224,7 +215,7 @@ class RandomSolarize(nn.Module):
         self.p, self.threshold = p, threshold
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.where(chosen(x, self.p, per_pixel=True) & (x >= self.threshold), 1 - x, x)
+        return torch.where(chosen(x, self.p, keepdim=True) & (x >= self.threshold), 1 - x, x)
 
 
 class RandomNoise(nn.Module):
@@ -235,13 +226,7 @@ class RandomNoise(nn.Module):
         self.std, self.p = std, p
 
     def forward(self, x: Tensor) -> Tensor:
-        return x + torch.randn_like(x) * self.std * chosen(x, self.p, per_pixel=True)
-
-
-def chosen(x: Tensor, p: float, per_pixel: bool = False) -> Tensor:
-    """Which samples of the batch an op with probability p applies to: (B,) bool, or (B, 1, 1, 1)."""
-    mask = torch.rand(x.shape[0], device=x.device) < p
-    return mask.view(-1, *([1] * (x.ndim - 1))) if per_pixel else mask
+        return x + torch.randn_like(x) * self.std * chosen(x, self.p, keepdim=True)
 
 
 def _grey(x: Tensor) -> Tensor:
@@ -296,12 +281,11 @@ class ImageViews(ViewPipeline):
         crop_subpixel: bool = False,
     ):
         super().__init__()
-        if num_views < 1:
-            raise ValueError(f"num_views must be >= 1, got {num_views}")
+        check_views(num_views)
         self.size = size
         self.num_views = num_views
-        blur = _per_view(blur_p, num_views, "blur_p")
-        solarize = _per_view(solarize_p, num_views, "solarize_p")
+        blur = per_view(blur_p, num_views, "blur_p")
+        solarize = per_view(solarize_p, num_views, "solarize_p")
         brightness, contrast, saturation, hue = jitter
         # One pipeline per view so that asymmetric recipes are just per-view probabilities.
         self.geometric = nn.ModuleList()
@@ -334,7 +318,7 @@ class ImageViews(ViewPipeline):
 
     def _normalize_by(self, mean: Sequence[float] | None, std: Sequence[float] | None) -> None:
         if mean is None or std is None:
-            raise ValueError("ImageViews: give both mean and std, or neither (the data's are used)")
+            raise ConfigError("ImageViews: give both mean and std, or neither (the data's are used)")
         self.normalize = ChannelNormalize(mean, std)
 
     def bind(self, info) -> None:

@@ -26,16 +26,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from contrastlab.augment.base import ChannelNormalize, ViewPipeline
-from contrastlab.augment.vision import ImageViews, chosen
+from contrastlab.augment.ops import check_views, chosen, on_chosen, per_sample, triple
+from contrastlab.augment.vision import ImageViews
+from contrastlab.errors import ConfigError
 
 Triple = tuple[float, float, float]
-
-
-def _triple(value, name: str) -> tuple:
-    values = tuple(value) if isinstance(value, Sequence) else (value,) * 3
-    if len(values) != 3:
-        raise ValueError(f"{name}: give one value or three (D, H, W), got {value}")
-    return values
 
 
 def rotation_matrices(angles: Tensor) -> Tensor:
@@ -85,10 +80,10 @@ class RandomVolumeGeometry(nn.Module):
     ):
         super().__init__()
         if not 0 < crop_scale[0] <= crop_scale[1] <= 1:
-            raise ValueError(f"crop_scale must satisfy 0 < low <= high <= 1, got {crop_scale}")
+            raise ConfigError(f"crop_scale must satisfy 0 < low <= high <= 1, got {crop_scale}")
         self.crop_scale, self.crop_ratio = crop_scale, crop_ratio
-        self.flip_p = _triple(flip_p, "flip_p")
-        self.rotate_degrees = _triple(rotate_degrees, "rotate_degrees")
+        self.flip_p = triple(flip_p, "flip_p")
+        self.rotate_degrees = triple(rotate_degrees, "rotate_degrees")
         self.translate, self.affine_p = translate, affine_p
 
     def theta(self, n: int, device: torch.device) -> Tensor:
@@ -113,10 +108,6 @@ def resample(x: Tensor, theta: Tensor, size: Sequence[int]) -> Tensor:
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-def per_sample(values: Tensor, x: Tensor) -> Tensor:
-    return values.view(-1, *([1] * (x.ndim - 1))).to(x.dtype)
-
-
 class RandomContrast(nn.Module):
     """x -> mean + c (x - mean) + b per sample (c in 1 +- contrast, b in +-brightness), with probability p."""
 
@@ -131,14 +122,6 @@ class RandomContrast(nn.Module):
         b = (2 * torch.rand(n, device=x.device) - 1) * self.brightness * apply
         mean = x.mean(dim=tuple(range(1, x.ndim)), keepdim=True)
         return mean + per_sample(c, x) * (x - mean) + per_sample(b, x)
-
-
-def on_chosen(x: Tensor, p: float, op) -> Tensor:
-    """`op` applied to the samples chosen with probability p only (the others are not computed at all)."""
-    picked = chosen(x, p).nonzero().flatten()
-    if len(picked) == 0:
-        return x
-    return x.index_copy(0, picked, op(x.index_select(0, picked)))
 
 
 class RandomGamma(nn.Module):
@@ -252,9 +235,8 @@ class VolumeViews(ViewPipeline):
         std: Sequence[float] | None = None,
     ):
         super().__init__()
-        if num_views < 1:
-            raise ValueError(f"num_views must be >= 1, got {num_views}")
-        self.size = None if size is None else tuple(int(s) for s in _triple(size, "size"))
+        check_views(num_views)
+        self.size = None if size is None else tuple(int(s) for s in triple(size, "size"))
         self.num_views = num_views
         self.geometry = RandomVolumeGeometry(crop_scale, crop_ratio, flip_p, rotate_degrees, translate, affine_p)
         ops: list[nn.Module] = []
@@ -280,7 +262,7 @@ class VolumeViews(ViewPipeline):
 
     def _prepare(self, x: Tensor) -> tuple[Tensor, tuple[float, float] | None]:
         if x.ndim != 5:
-            raise ValueError(f"VolumeViews takes (B, C, D, H, W) batches, got {tuple(x.shape)}")
+            raise ConfigError(f"VolumeViews takes (B, C, D, H, W) batches, got {tuple(x.shape)}")
         if self.size is None:
             self.size = tuple(x.shape[2:])
         if x.dtype == torch.uint8:
@@ -334,7 +316,7 @@ class MedicalImageViews(ImageViews):
         **kwargs,
     ):
         if any(jitter[2:]):
-            raise ValueError("MedicalImageViews: grey images have no saturation or hue; give jitter [b, c, 0, 0]")
+            raise ConfigError("MedicalImageViews: grey images have no saturation or hue; give jitter [b, c, 0, 0]")
         super().__init__(
             size=size,
             num_views=num_views,

@@ -17,33 +17,31 @@ Each file is decoded (WAV, FLAC, OGG: whatever libsndfile reads), mixed down to 
 `channels` channels, resampled to `sample_rate` (scipy's polyphase filter), then cut to `duration`
 seconds: a random crop (or random placement of a shorter clip) for training, the centre for evaluation.
 An unreadable or corrupt file is found when its split is listed (its header) or when it is decoded;
-`on_bad_file: skip` drops it and counts it (`skipped_files`, logged), `stop` ends the run naming it.
+`on_bad_file: skip` drops it and counts it (`skipped_files`, logged), `stop` ends the run naming it
+(datamodules/badfiles.py). Seeded splits follow datamodules/splits.py, the manifest datamodules/manifest.py.
 """
 
 from __future__ import annotations
 
-import csv
 import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-from torch import Tensor
-from torch.utils.data import Dataset, default_collate
+from torch.utils.data import Dataset
 
-from contrastlab.datamodules.base import SPLITS, ContrastiveDataModule, DataInfo
+from contrastlab.datamodules.audio_files import AUDIO_EXTENSIONS, Decoding
+from contrastlab.datamodules.badfiles import BadFiles, check_policy, list_readable, skip_collate
+from contrastlab.datamodules.base import ContrastiveDataModule, DataInfo
+from contrastlab.datamodules.manifest import read_manifest
+from contrastlab.datamodules.splits import SPLITS, hold_out, seeded_split
 from contrastlab.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
-AUDIO_EXTENSIONS = {".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".au", ".mp3"}
 DEFAULT_VIEWS = "contrastlab.augment.audio.CLMRViews"
-BAD_FILE_CHOICES = ("skip", "stop")
 
 
 @dataclass(frozen=True)
@@ -56,98 +54,34 @@ class Clip:
     split: str | None = None
 
 
-@dataclass(frozen=True)
-class Decoding:
-    """How every file becomes a fixed-size (C, T) float32 tensor."""
-
-    sample_rate: int
-    length: int
-    channels: int
-
-    def read(self, path: Path) -> np.ndarray:
-        """(channels, samples) float32 at `sample_rate`, before cropping."""
-        import soundfile as sf
-
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)  # (frames, file channels)
-        wave = data.T
-        if self.channels == 1:
-            wave = wave.mean(axis=0, keepdims=True)
-        elif wave.shape[0] == 1:
-            wave = np.repeat(wave, self.channels, axis=0)
-        elif wave.shape[0] != self.channels:
-            raise ValueError(f"{wave.shape[0]} channels, data.channels is {self.channels}")
-        if wave.shape[1] == 0:
-            raise ValueError("no audio frames")
-        if rate != self.sample_rate:
-            wave = resample(wave, rate, self.sample_rate)
-        if not np.isfinite(wave).all():
-            raise ValueError("non-finite samples")
-        return np.ascontiguousarray(wave, dtype=np.float32)
-
-    def fit_length(self, wave: np.ndarray, random: bool) -> Tensor:
-        """Cut or zero-pad to `length`: at a random offset when `random` (training), else centred.
-
-        The offset comes from torch's generator: the global one (saved in checkpoints) without loader workers,
-        each worker's own (seeded by the DataLoader) with them."""
-        n, length = wave.shape[1], self.length
-        out = np.zeros((wave.shape[0], length), dtype=np.float32)
-        span = abs(n - length)
-        start = int(torch.randint(0, span + 1, ())) if random else span // 2
-        if n >= length:
-            out[:] = wave[:, start : start + length]
-        else:
-            out[:, start : start + n] = wave
-        return torch.from_numpy(out)
-
-
-def resample(wave: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
-    """(C, T) resampled from `rate_in` to `rate_out` Hz by scipy's polyphase FIR filter (anti-aliased)."""
-    from scipy.signal import resample_poly
-
-    ratio = Fraction(int(rate_out), int(rate_in)).limit_denominator(1000)
-    return resample_poly(wave, ratio.numerator, ratio.denominator, axis=-1).astype(np.float32)
-
-
-def bad_file(path: Path, err: Exception) -> DataError:
-    return DataError(f"{path}: unreadable audio ({err}); fix or remove it, or set data.on_bad_file: skip")
-
-
 class AudioClips(Dataset):
     """Decodes one clip per item. Training items are random crops; `bad` says what to do with a bad file."""
 
-    def __init__(self, clips: Sequence[Clip], groups: Sequence[str], decoding: Decoding, train: bool, bad: str):
+    def __init__(self, clips: Sequence[Clip], groups: Sequence[str], decoding: Decoding, train: bool, bad: BadFiles):
         self.clips = list(clips)
         self.labels = [c.label for c in self.clips]
         group_ids = {g: i for i, g in enumerate(groups)}
         self.groups = [group_ids.get(c.group, -1) if c.group is not None else -1 for c in self.clips]
-        self.decoding, self.train, self.bad = decoding, train, bad
-        self.skipped = 0  # files found bad while decoding, in this process
+        self.decoding, self.train, self.bad_files = decoding, train, bad
+
+    @property
+    def skipped(self) -> int:
+        """Files found bad while decoding, in any loader process."""
+        return self.bad_files.decoded_count()
 
     def __len__(self) -> int:
         return len(self.clips)
 
     def __getitem__(self, i: int) -> dict[str, Any] | None:
         clip = self.clips[i]
-        try:
-            wave = self.decoding.read(clip.path)
-        except Exception as err:  # libsndfile's, numpy's, scipy's: any of them means this file is bad
-            if self.bad == "stop":
-                raise DataError(
-                    f"{clip.path}: unreadable audio ({err}); fix or remove it, or set data.on_bad_file: skip"
-                ) from err
-            self.skipped += 1
-            log.warning("skipping unreadable audio file %s (%s)", clip.path, err)
+        wave = self.bad_files.read(i, clip.path, self.decoding.read)
+        if wave is None:
             return None
         x = self.decoding.fit_length(wave, random=self.train)
         return {"x": x, "y": clip.label, "idx": i, "group": self.groups[i]}
 
 
-def audio_collate(samples: list[dict[str, Any] | None]) -> dict[str, Any]:
-    """Batch the samples that decoded; a file found bad in a worker (None) is left out of its batch."""
-    kept = [s for s in samples if s is not None]
-    if not kept:
-        raise DataError("every file of a batch was unreadable (see the warnings above); check data.root")
-    return default_collate(kept)
+audio_collate = skip_collate  # a file found bad in a worker (None) is left out of its batch
 
 
 class AudioDataModule(ContrastiveDataModule):
@@ -184,8 +118,7 @@ class AudioDataModule(ContrastiveDataModule):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if on_bad_file not in BAD_FILE_CHOICES:
-            raise ConfigError(f"data.on_bad_file must be one of {', '.join(BAD_FILE_CHOICES)}, got {on_bad_file!r}")
+        check_policy(on_bad_file)
         if sample_rate <= 0 or duration <= 0:
             raise ConfigError(f"data.sample_rate and data.duration must be > 0, got {sample_rate} and {duration}")
         if channels < 1:
@@ -254,8 +187,7 @@ class AudioDataModule(ContrastiveDataModule):
         )
 
     def assign_splits(self, clips: list[Clip]) -> dict[str, list[Clip]]:
-        """Clips of each split: held-out groups, else the official split, else seeded shares."""
-        rng = np.random.default_rng(self.seed)
+        """Clips of each split: held-out groups, else the official split, else seeded shares (splits.py)."""
         if self.test_groups or self.val_groups:
             out: dict[str, list[Clip]] = {s: [] for s in SPLITS}
             for c in clips:
@@ -263,49 +195,33 @@ class AudioDataModule(ContrastiveDataModule):
                     c
                 )
             if not self.val_groups:  # test by group, val a seeded share of the training groups
-                out["train"], out["val"] = self._hold_out(out["train"], self.val_fraction, rng)
+                out["train"], out["val"] = self._hold_out(out["train"], self.val_fraction)
             return out
         if any(c.split is not None for c in clips):
             out = {s: [c for c in clips if c.split == s] for s in SPLITS}
             if not out["val"]:
-                out["train"], out["val"] = self._hold_out(out["train"], self.val_fraction, rng)
+                out["train"], out["val"] = self._hold_out(out["train"], self.val_fraction)
             return out
-        rest, test = self._hold_out(clips, self.test_fraction, rng)
-        train, val = self._hold_out(rest, self.val_fraction / max(1e-9, 1 - self.test_fraction), rng)
-        return {"train": train, "val": val, "test": test}
+        chosen = seeded_split(len(clips), self.val_fraction, self.test_fraction, self.seed, self._groups_of(clips))
+        return {s: [clips[i] for i in chosen[s]] for s in SPLITS}
 
-    def _hold_out(self, clips: list[Clip], fraction: float, rng: np.random.Generator) -> tuple[list[Clip], list[Clip]]:
+    def _groups_of(self, clips: list[Clip]) -> list[str | None] | None:
+        return [c.group for c in clips] if self.split_by_group and any(c.group is not None for c in clips) else None
+
+    def _hold_out(self, clips: list[Clip], fraction: float) -> tuple[list[Clip], list[Clip]]:
         """(kept, held out): a seeded share of the clips, or of their groups when `split_by_group`."""
-        if fraction <= 0 or not clips:
-            return clips, []
-        if self.split_by_group and any(c.group is not None for c in clips):
-            names = sorted({str(c.group) for c in clips})
-            chosen = set(rng.permutation(names)[: max(1, int(round(len(names) * fraction)))].tolist())
-            return [c for c in clips if str(c.group) not in chosen], [c for c in clips if str(c.group) in chosen]
-        order = rng.permutation(len(clips))
-        n = max(1, int(round(len(clips) * fraction)))
-        held = set(order[:n].tolist())
-        return [c for i, c in enumerate(clips) if i not in held], [c for i, c in enumerate(clips) if i in held]
+        kept, held = hold_out(len(clips), fraction, self.seed, self._groups_of(clips))
+        return [clips[i] for i in kept], [clips[i] for i in held]
 
     def _readable(self, clips: list[Clip], split: str) -> list[Clip]:
         """The clips whose header libsndfile reads; the others stop the run or are skipped and counted."""
         import soundfile as sf
 
-        good, bad = [], []
-        for c in clips:
-            try:
-                sf.info(str(c.path))
-                good.append(c)
-            except Exception as err:  # libsndfile raises its own error types, and OSError for a missing file
-                if self.on_bad_file == "stop":
-                    raise DataError(
-                        f"{c.path}: unreadable audio ({err}); fix or remove it, or set data.on_bad_file: skip"
-                    ) from err
-                bad.append(str(c.path))
+        good, bad = list_readable([c.path for c in clips], self.on_bad_file, "audio", lambda p: sf.info(str(p)))
         if bad:
             self.skipped_files[split] = bad
             log.warning("%s %s: skipped %d unreadable audio files, e.g. %s", self.info.name, split, len(bad), bad[0])
-        return good
+        return [clips[i] for i in good]
 
     def load_split(self, split: str) -> AudioClips:
         clips = self._readable(self.assign_splits(self.clips())[split], split)
@@ -313,15 +229,11 @@ class AudioDataModule(ContrastiveDataModule):
             raise DataError(
                 f"{self.info.name}: the {split} split has no readable audio files; check data.root and the split keys"
             )
-        return AudioClips(clips, self.groups, self.decoding, train=split == "train", bad=self.on_bad_file)
+        bad = BadFiles(self.on_bad_file, "audio", len(clips), self.skipped_files.get(split))
+        return AudioClips(clips, self.groups, self.decoding, train=split == "train", bad=bad)
 
     def collate(self, samples: list[dict[str, Any] | None]) -> dict[str, Any]:
         return audio_collate(samples)
-
-    def skipped_count(self) -> int:
-        """Bad files skipped so far: found when listing a split, or decoding in this process."""
-        listed = sum(len(v) for v in self.skipped_files.values())
-        return listed + sum(getattr(d, "skipped", 0) for d in self._splits.values())
 
 
 def _audio_files(folder: Path) -> list[Path]:
@@ -438,9 +350,10 @@ class FSDD(AudioDataModule):
 
 
 class AudioManifest(AudioDataModule):
-    """A CSV manifest: one row per file with its path (relative to the CSV's folder, or absolute) and label,
-    optionally its split (`train`, `val`/`validation`, `test`) and its group (any column: speaker, session,
-    track). Labels are sorted (numerically when every label is an integer); an empty label is unlabelled.
+    """A CSV manifest (datamodules/manifest.py): one row per file with its path (relative to the CSV's folder, or
+    absolute) and label, optionally its split (`train`, `val`/`validation`, `test`) and its group (any column:
+    speaker, session, track). Classes follow the manifest's order (numbers by value, then text); an empty label
+    is unlabelled.
 
     Args:
         manifest: the CSV file (with a header row).
@@ -448,8 +361,6 @@ class AudioManifest(AudioDataModule):
             column means the data has none (label_column: null for unlabelled data).
         name: the dataset's name (default: the CSV's stem).
     """
-
-    SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 
     def __init__(
         self,
@@ -462,49 +373,12 @@ class AudioManifest(AudioDataModule):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.manifest = Path(manifest).expanduser()
-        if not self.manifest.is_file():
-            raise DataError(
-                f"data.manifest: {self.manifest} not found; give a CSV with columns path,label[,split,group]"
-            )
-        self.dataset_name = name or self.manifest.stem
-        with self.manifest.open(newline="") as f:
-            reader = csv.DictReader(f)
-            self.rows = list(reader)
-            header = reader.fieldnames or []
-        if path_column not in header:
-            raise ConfigError(
-                f"data.path_column: {self.manifest} has no column {path_column!r} (its columns: {', '.join(header)})"
-            )
-        if label_column and label_column not in header:
-            raise ConfigError(
-                f"data.label_column: {self.manifest} has no column {label_column!r} (its columns: {', '.join(header)})"
-            )
-        self.path_column = path_column
-        self.label_column = label_column
-        self.split_column = split_column if split_column in header else None
-        self.group_column = group_column if group_column in header else None
-        labels = {r[label_column].strip() for r in self.rows if label_column and r[label_column].strip()}
-        numeric = all(re.fullmatch(r"-?\d+", label) for label in labels)
-        self._classes = sorted(labels, key=int) if labels and numeric else sorted(labels)
+        self.manifest = read_manifest(manifest, None, path_column, label_column, split_column, group_column)
+        self.dataset_name = name or self.manifest.path.stem
 
     @property
     def classes(self) -> list[str]:
-        return self._classes
+        return self.manifest.classes
 
     def catalogue(self) -> list[Clip]:
-        index = {name: i for i, name in enumerate(self._classes)}
-        clips = []
-        for line, row in enumerate(self.rows, start=2):
-            path = Path(row[self.path_column].strip())
-            path = path if path.is_absolute() else self.manifest.parent / path
-            label = row[self.label_column].strip() if self.label_column else ""
-            split = None
-            if self.split_column:
-                raw = row[self.split_column].strip().lower()
-                split = self.SPLIT_NAMES.get(raw)
-                if split is None:
-                    raise DataError(f"{self.manifest} line {line}: split {raw!r}; use train, val or test")
-            group = row[self.group_column].strip() if self.group_column else None
-            clips.append(Clip(path, index[label] if label else -1, group or None, split))
-        return clips
+        return [Clip(r.path, self.manifest.label(r), r.group, r.split) for r in self.manifest.rows]

@@ -182,6 +182,15 @@ class ContrastiveDataModule(L.LightningDataModule):
         """Samples in each split read so far (a run's dataset record; reading a split just to count it may be slow)."""
         return {name: len(dataset) for name, dataset in self._splits.items()}
 
+    def skipped_count(self) -> int:
+        """Unreadable files skipped so far (`on_bad_file: skip`, datamodules/badfiles.py) in the splits read:
+        left out when a split was listed, or found bad while decoding, in this process or a loader worker."""
+        total = 0
+        for dataset in self._splits.values():
+            bad = getattr(getattr(dataset, "dataset", dataset), "bad_files", None)  # through a one-class Subset
+            total += bad.count() if bad is not None else 0
+        return total
+
     def check_normal_class(self, num_classes: int, multilabel: bool = False) -> None:
         """Refuse a `normal_class` that the data's classes do not hold."""
         if self.normal_class is None:

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from contrastlab.datamodules.splits import stratified_counts
+
 NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 PHRASINGS = (
     "a {weight} handwritten {name}{slant}",
@@ -73,15 +75,13 @@ def write_digits_captions(out: Path, seed: int = 0, test_size: int = 360, val_si
     """Write the PNGs and `captions.csv` into `out`; returns the CSV's path."""
     from PIL import Image
     from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
 
     digits = load_digits()
     images, labels = digits.images, digits.target
     idx = np.arange(len(labels))
-    rest, test = train_test_split(idx, test_size=test_size, stratify=labels, random_state=seed)
-    train, val = train_test_split(rest, test_size=val_size, stratify=labels[rest], random_state=seed)
     split = np.empty(len(labels), dtype=object)
-    split[train], split[val], split[test] = "train", "val", "test"
+    for name, chosen in stratified_counts(labels, val_size, test_size, seed).items():  # the Digits DataModule's
+        split[chosen] = name
     captions = describe(images, labels, seed)
     (out / "images").mkdir(parents=True, exist_ok=True)
     pixels = np.round(images * (255.0 / 16.0)).astype(np.uint8)

@@ -8,33 +8,30 @@
   CSV with a path column, an optional label column, an optional group column (patient, subject) exposed as
   the integer sample key `group` (-1 where unknown), and an optional split column.
 
-Reading a study (`read_dicom_series`, `read_nifti`) uses the libraries for what they are for: pydicom decodes
-slices and we sort them by their position along the slice normal and apply each slice's rescale slope and
-intercept; nibabel reorients a NIfTI image to its closest canonical (RAS+) axes and resamples it to a target
-spacing (`nibabel.processing`, scipy underneath). Intensities are then put on a common scale (a CT window
-preset, MR z-scores over the foreground, or min-max) and the volume is centre-cropped or padded to a fixed
-shape, which is all the decoding a worker does: views are made later, on the device (`augment/volume.py`).
-Any file pydicom or nibabel cannot use is reported by its path as one error line.
+A study is read by datamodules/studies.py (`StudyReader`: pydicom or nibabel, resampled, intensities on a
+common scale, centre-cropped or padded to a fixed shape), which is all the decoding a worker does: views are
+made later, on the device (`augment/volume.py`). The intensity scale is the data's by the contract's rule
+(augment/base.py: what comes before the views is the data's; the views' per-channel normalisation is the
+pipeline's). A study that cannot be read stops the run naming it, or is skipped (`on_bad_file`).
 """
 
 from __future__ import annotations
 
-import csv
 import io
 import zipfile
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import Tensor
 from torch.utils.data import Dataset
 
+from contrastlab.datamodules.badfiles import BadFiles, check_policy, skip_collate
 from contrastlab.datamodules.base import ContrastiveDataModule, DataInfo, TensorSamples
-from contrastlab.errors import ConfigError, DataError
+from contrastlab.datamodules.manifest import need_columns, read_manifest
+from contrastlab.datamodules.studies import StudyReader, normalise_intensity
+from contrastlab.errors import DataError
 
 VOLUME_VIEWS = "contrastlab.augment.volume.VolumeViews"
 GREY_VIEWS = "contrastlab.augment.volume.MedicalImageViews"
@@ -203,232 +200,32 @@ class MedMNIST(ContrastiveDataModule):
         return TensorSamples(x.contiguous(), y)
 
 
-# -- reading studies ---------------------------------------------------------------------------------
-
-# CT windows (level, width) in Hounsfield units, the usual radiology presets.
-CT_WINDOWS: dict[str, tuple[float, float]] = {
-    "brain": (40.0, 80.0),
-    "subdural": (75.0, 215.0),
-    "stroke": (40.0, 40.0),
-    "lung": (-600.0, 1500.0),
-    "mediastinum": (50.0, 350.0),
-    "soft_tissue": (50.0, 400.0),
-    "abdomen": (40.0, 400.0),
-    "liver": (60.0, 160.0),
-    "bone": (400.0, 1800.0),
-}
-
-
-def ct_window(hu: Tensor, preset: str | tuple[float, float]) -> Tensor:
-    """Hounsfield units -> [0, 1] through a window (level, width): level - width/2 -> 0, level + width/2 -> 1."""
-    if isinstance(preset, str):
-        if preset not in CT_WINDOWS:
-            raise ConfigError(f"CT window {preset!r} is not a preset; choose from {', '.join(CT_WINDOWS)}")
-        preset = CT_WINDOWS[preset]
-    level, width = preset
-    return ((hu - (level - width / 2)) / width).clamp(0, 1)
-
-
-def mr_zscore(x: Tensor, foreground: float = 0.0) -> Tensor:
-    """MR intensities as z-scores over the foreground voxels (> `foreground`), the background set to 0 after."""
-    mask = x > foreground
-    values = x[mask] if mask.any() else x.flatten()
-    z = (x - values.mean()) / values.std().clamp(min=1e-6)
-    return torch.where(mask, z, torch.zeros_like(z)) if mask.any() else z
-
-
-def normalise_intensity(x: Tensor, mode: str) -> Tensor:
-    """`none`, `minmax` (to [0, 1]), `mr` (foreground z-scores) or `ct:<preset>` (a CT window)."""
-    if mode == "none":
-        return x
-    if mode == "minmax":
-        low, high = x.min(), x.max()
-        return (x - low) / (high - low).clamp(min=1e-6)
-    if mode == "mr":
-        return mr_zscore(x)
-    if mode.startswith("ct:"):
-        return ct_window(x, mode[3:])
-    raise ConfigError(f"data.intensity={mode!r}: use none, minmax, mr or ct:<preset> ({', '.join(CT_WINDOWS)})")
-
-
-@dataclass
-class Volume:
-    """A decoded study: voxels (D, H, W) float32 and their spacing (d, h, w) in millimetres."""
-
-    voxels: Tensor
-    spacing: tuple[float, float, float]
-    modality: str = ""
-
-
-def _dicom_error(path: Path, what: str) -> DataError:
-    return DataError(f"DICOM {path}: {what}")
-
-
-def read_dicom_slice(path: Path):
-    """One DICOM file with its pixels decoded; every failure is a DataError naming the file."""
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-
-    try:
-        ds = pydicom.dcmread(path)
-    except InvalidDicomError:
-        raise _dicom_error(path, "not a DICOM file (no DICM preamble); remove it from the series") from None
-    except Exception as err:  # truncated or malformed files fail in many ways inside pydicom
-        raise _dicom_error(path, f"unreadable ({type(err).__name__}: {err}); remove or replace the file") from err
-    if "PixelData" not in ds:
-        kind = ds.get("Modality", "?")
-        raise _dicom_error(path, f"holds no image (no PixelData; modality {kind}); remove it from the series")
-    try:
-        pixels = ds.pixel_array
-    except Exception as err:
-        raise _dicom_error(path, f"its pixels cannot be decoded ({type(err).__name__}: {err})") from err
-    if pixels.ndim != 2:
-        raise _dicom_error(path, f"is not a single grey slice (pixel array {pixels.shape}); give one slice per file")
-    slope = float(ds.get("RescaleSlope", 1) or 1)
-    intercept = float(ds.get("RescaleIntercept", 0) or 0)
-    return ds, pixels.astype(np.float32) * slope + intercept
-
-
-def read_dicom_series(files: list[Path] | Path) -> Volume:
-    """A DICOM series (a folder or a list of files, one slice each) as a volume (D, H, W).
-
-    Slices are sorted by their position along the slice normal (ImagePositionPatient projected on the
-    cross product of ImageOrientationPatient's row and column directions), else by InstanceNumber; each
-    slice's RescaleSlope/RescaleIntercept is applied (CT in Hounsfield units). Files of another series or
-    another slice size, and files that are not DICOM images, are refused by path.
-    """
-    if isinstance(files, Path):
-        if not files.is_dir():
-            raise DataError(f"DICOM series {files} not found: give a folder of .dcm files")
-        files = sorted(p for p in files.iterdir() if p.is_file() and not p.name.startswith("."))
-    if not files:
-        raise DataError("DICOM series: no files given")
-    slices = [(path, *read_dicom_slice(path)) for path in files]
-    # The files that disagree with most of the folder are the intruders, whatever their names sort as.
-    series = Counter(str(ds.get("SeriesInstanceUID", "")) for _, ds, _ in slices).most_common(1)[0][0]
-    size = Counter(pixels.shape for _, _, pixels in slices).most_common(1)[0][0]
-    for path, ds, pixels in slices:
-        if str(ds.get("SeriesInstanceUID", "")) != series:
-            raise _dicom_error(
-                path, "belongs to another series than most files of its folder; keep one series per folder"
-            )
-        if pixels.shape != size:
-            raise _dicom_error(
-                path, f"a slice of {pixels.shape} pixels in a series of {size}; keep one series per folder"
-            )
-    first = slices[0][1]
-
-    def position(ds) -> float:
-        orientation, origin = ds.get("ImageOrientationPatient"), ds.get("ImagePositionPatient")
-        if orientation is not None and origin is not None:
-            normal = np.cross(np.asarray(orientation[:3], float), np.asarray(orientation[3:], float))
-            return float(np.dot(normal, np.asarray(origin, float)))
-        return float(ds.get("InstanceNumber", 0) or 0)
-
-    slices.sort(key=lambda item: position(item[1]))
-    positions = [position(ds) for _, ds, _ in slices]
-    gaps = np.diff(positions)
-    thickness = float(first.get("SliceThickness", 1) or 1)
-    depth = float(np.median(np.abs(gaps))) if len(gaps) and np.median(np.abs(gaps)) > 0 else thickness
-    row, col = (float(s) for s in first.get("PixelSpacing", (1, 1)))
-    voxels = torch.from_numpy(np.stack([pixels for _, _, pixels in slices]))
-    return Volume(voxels, (depth, row, col), str(first.get("Modality", "")))
-
-
-def read_nifti(path: Path, spacing: tuple[float, float, float] | None = None, frame: int = 0) -> Volume:
-    """A NIfTI volume reoriented to its closest canonical orientation (RAS+, `nibabel.as_closest_canonical`),
-    resampled to `spacing` (mm, in (D, H, W) order) by `nibabel.processing.resample_to_output` when given,
-    and returned as (D, H, W) = (superior, anterior, right) voxels; a 4-D image gives its `frame`-th volume."""
-    import nibabel as nib
-
-    try:
-        image = nib.load(str(path))
-        if len(image.shape) == 4:
-            image = image.slicer[..., frame]
-        if len(image.shape) != 3:
-            raise DataError(f"NIfTI {path}: a {len(image.shape)}-D image; give a 3-D (or 4-D) volume")
-        image = nib.as_closest_canonical(image)
-        if spacing is not None:
-            from nibabel.processing import resample_to_output
-
-            # nibabel's axes are (R, A, S); ours are (D, H, W) = (S, A, R).
-            image = resample_to_output(image, voxel_sizes=tuple(spacing[::-1]), order=1)
-        data = np.asarray(image.dataobj, dtype=np.float32)
-    except DataError:
-        raise
-    except FileNotFoundError:
-        raise DataError(f"NIfTI {path} not found: check the path column of the labels CSV") from None
-    except Exception as err:  # nibabel's ImageFileError, a truncated gzip, ...
-        raise DataError(f"NIfTI {path}: unreadable ({type(err).__name__}: {err})") from err
-    zooms = tuple(float(z) for z in image.header.get_zooms()[:3])
-    voxels = torch.from_numpy(np.ascontiguousarray(data.transpose(2, 1, 0)))
-    return Volume(voxels, (zooms[2], zooms[1], zooms[0]))
-
-
-def read_study(path: Path, spacing: tuple[float, float, float] | None = None) -> Volume:
-    """A study by its path: a folder is a DICOM series, `.nii`/`.nii.gz` NIfTI, `.dcm` a single DICOM slice."""
-    name = path.name.lower()
-    if path.is_dir():
-        volume = read_dicom_series(path)
-    elif name.endswith((".nii", ".nii.gz")):
-        return read_nifti(path, spacing)
-    elif name.endswith(".dcm"):
-        volume = read_dicom_series([path])
-    elif not path.exists():
-        raise DataError(f"study {path} not found: check the path column of the labels CSV")
-    else:
-        raise DataError(f"study {path}: not a NIfTI file (.nii, .nii.gz), a DICOM file (.dcm) nor a DICOM folder")
-    if spacing is not None:
-        volume = resample(volume, spacing)
-    return volume
-
-
-def resample(volume: Volume, spacing: tuple[float, float, float]) -> Volume:
-    """A DICOM volume at a new spacing (trilinear): DICOM sorts slices but carries no nibabel image."""
-    size = [max(1, round(n * s / t)) for n, s, t in zip(volume.voxels.shape, volume.spacing, spacing)]
-    voxels = F.interpolate(volume.voxels[None, None], size=size, mode="trilinear", align_corners=False)[0, 0]
-    return Volume(voxels, tuple(spacing), volume.modality)
-
-
-def crop_or_pad(x: Tensor, shape: tuple[int, ...], fill: float = 0.0) -> Tensor:
-    """x centre-cropped and/or padded (with `fill`) to `shape` on its last len(shape) dimensions."""
-    for axis, target in zip(range(x.ndim - len(shape), x.ndim), shape):
-        size = x.shape[axis]
-        if size > target:
-            x = x.narrow(axis, (size - target) // 2, target)
-        elif size < target:
-            before = (target - size) // 2
-            pad = [0, 0] * (x.ndim - 1 - axis) + [before, target - size - before]
-            x = F.pad(x, pad, value=fill)
-    return x
-
-
 class StudySamples(Dataset):
-    """Studies read on demand: `{"x": (1, D, H, W) float, "y", "idx", "group"}`."""
+    """Studies read on demand: `{"x": (1, D, H, W) float, "y", "idx", "group"}`; `bad` is the bad-file policy."""
 
-    def __init__(self, paths, labels, groups, shape, spacing, intensity):
+    def __init__(self, paths, labels, groups, shape, spacing, intensity, bad: BadFiles | None = None):
         self.paths, self.labels, self.groups = paths, labels, groups
         self.shape, self.spacing, self.intensity = shape, spacing, intensity
+        self.read = StudyReader(shape, spacing, intensity)
+        self.bad_files = bad or BadFiles("stop", "study", len(paths))
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        volume = read_study(self.paths[i], self.spacing)
-        voxels = normalise_intensity(volume.voxels.float(), self.intensity)
-        fill = 0.0 if self.intensity in ("mr", "none") else float(voxels.min())
-        x = crop_or_pad(voxels, self.shape, fill).unsqueeze(0).contiguous()
-        return {"x": x, "y": int(self.labels[i]), "idx": i, "group": int(self.groups[i])}
+    def __getitem__(self, i: int) -> dict[str, Any] | None:
+        x = self.bad_files.read(i, self.paths[i], self.read)
+        return None if x is None else {"x": x, "y": int(self.labels[i]), "idx": i, "group": int(self.groups[i])}
 
 
 class MedicalStudies(ContrastiveDataModule):
     """A folder of studies (NIfTI files or DICOM series folders) listed in a CSV.
 
-    The CSV (default `<root>/labels.csv`) has a column of study paths (relative to `root`), and optionally a
-    label, a group and a split column. Labels may be any strings or numbers (classes are their sorted set);
-    a group (patient, subject) becomes the integer sample key `group`, which `positives_key: group` makes
-    the positives of a multi-positive loss; without a split column the split is drawn by group (seeded), so
-    one patient's studies never straddle train and test.
+    The CSV (default `<root>/labels.csv`, read by datamodules/manifest.py) has a column of study paths (relative
+    to `root`), and optionally a label, a group and a split column. Labels may be any strings or numbers
+    (classes in the manifest's order: numbers by value, then text); a group (patient, subject) becomes the
+    integer sample key `group`, which `positives_key: group` makes the positives of a multi-positive loss;
+    without a split column the split is drawn by group (seeded, datamodules/splits.py), so one patient's
+    studies never straddle train and test; with one but no val rows, val is a seeded share of train's groups.
 
     Args:
         root: the folder of studies.
@@ -440,6 +237,8 @@ class MedicalStudies(ContrastiveDataModule):
         intensity: `ct:<preset>` (a CT window: lung, mediastinum, abdomen, brain, bone, ...), `mr`
             (foreground z-scores), `minmax` or `none`.
         val_fraction, test_fraction: of the groups, when the CSV has no split column.
+        on_bad_file: `stop` (the default: end the run naming the study) or `skip` (drop it from its batch, count
+            it), for a study that cannot be read.
     """
 
     def __init__(
@@ -456,9 +255,11 @@ class MedicalStudies(ContrastiveDataModule):
         val_fraction: float = 0.15,
         test_fraction: float = 0.15,
         name: str = "studies",
+        on_bad_file: str = "stop",
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
+        self.on_bad_file = check_policy(on_bad_file)
         normalise_intensity(torch.zeros(2), intensity)  # refuse a bad mode before any file is read
         self.root = Path(root)
         self.csv_path = Path(labels_csv) if labels_csv else self.root / "labels.csv"
@@ -474,50 +275,23 @@ class MedicalStudies(ContrastiveDataModule):
         """The CSV as columns: paths, label indices (-1 unlabelled), group ids (-1 unknown), splits; and classes."""
         if self._table is not None:
             return self._table
-        if not self.csv_path.is_file():
-            raise DataError(
-                f"labels CSV {self.csv_path} not found: write one with a {self.columns[0]!r} column (and optional "
-                "label, group, split columns), or set data.init_args.labels_csv"
-            )
-        with open(self.csv_path, newline="") as handle:
-            rows = list(csv.DictReader(handle))
         path_col, label_col, group_col, split_col = self.columns
-        header = set(rows[0]) if rows else set()
-        if path_col not in header:
-            raise DataError(
-                f"{self.csv_path}: no {path_col!r} column (found {sorted(header)}); set data.init_args.path_column"
-            )
-        if group_col is not None and group_col not in header:
-            raise DataError(
-                f"{self.csv_path}: no {group_col!r} column (found {sorted(header)}); fix data.init_args.group_column"
-            )
-        has_labels = label_col is not None and label_col in header
-        raw_labels = [r[label_col].strip() if has_labels else "" for r in rows]
-        classes = sorted(
-            {v for v in raw_labels if v}, key=lambda v: (not _is_number(v), float(v) if _is_number(v) else 0, v)
+        manifest = read_manifest(
+            self.csv_path, self.root, path_col, label_col, split_col, group_col, "data.labels_csv", optional_label=True
         )
-        raw_groups = [r[group_col].strip() if group_col else "" for r in rows]
-        group_names = sorted({g for g in raw_groups if g})
-        splits = [r[split_col].strip() for r in rows] if split_col in header else self._split_by_group(raw_groups)
+        need_columns(manifest.columns, [("group_column", group_col)], self.csv_path)
+        split_of = {}
+        for name, chosen in manifest.splits(self.seed, *self.fractions).items():
+            split_of.update({id(r): name for r in chosen})
         self._table = {
-            "paths": [self.root / r[path_col] for r in rows],
-            "labels": [classes.index(v) if v else -1 for v in raw_labels],
-            "groups": [group_names.index(g) if g else -1 for g in raw_groups],
-            "splits": splits,
-            "classes": classes,
-            "group_names": group_names,
+            "paths": [r.path for r in manifest.rows],
+            "labels": [manifest.label(r) for r in manifest.rows],
+            "groups": [manifest.group(r) for r in manifest.rows],
+            "splits": [split_of[id(r)] for r in manifest.rows],
+            "classes": manifest.classes,
+            "group_names": manifest.groups,
         }
         return self._table
-
-    def _split_by_group(self, groups: list[str]) -> list[str]:
-        keys = [g or f"#{i}" for i, g in enumerate(groups)]  # an ungrouped study is a group of its own
-        unique = sorted(set(keys))
-        order = np.random.default_rng(self.seed).permutation(len(unique))
-        n_val, n_test = (max(1, round(f * len(unique))) for f in self.fractions)
-        split_of = {}
-        for rank, index in enumerate(order):
-            split_of[unique[index]] = "test" if rank < n_test else "val" if rank < n_test + n_val else "train"
-        return [split_of[k] for k in keys]
 
     @property
     def info(self) -> DataInfo:
@@ -540,19 +314,15 @@ class MedicalStudies(ContrastiveDataModule):
             self.shape,
             self.spacing,
             self.intensity,
+            BadFiles(self.on_bad_file, "study", len(chosen)),
         )
+
+    def collate(self, samples: list[dict[str, Any] | None]) -> dict[str, Any]:
+        return skip_collate(samples)
 
     def group_names(self) -> list[str]:
         """The group (patient, subject) of each group id."""
         return self._rows()["group_names"]
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def save_medmnist(path: Path, splits: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:

@@ -1,7 +1,8 @@
 """Paired data: a sample (an image, an audio clip, any array) and its text, listed in a CSV.
 
 `PairedCSV` reads one CSV whose rows name a file and its text (a report, a caption), with optional labels and
-an optional split column; `MIMICCXR` and `CheXpert` read those datasets' own files and column names. Samples
+an optional split column; `MIMICCXR` and `CheXpert` (datamodules/radiology.py) read those datasets' own files
+and column names. Samples
 are raw: `{"x": uint8 image | float waveform | array, "text": str, "y": label, "idx": i}`; the collate
 tokenises the texts into `input_ids` and `attention_mask` (datamodules/text.py), in the loader's workers.
 
@@ -13,7 +14,6 @@ mentioned: blank is read as 0, and `uncertain` maps -1 to 0 (`zeros`, U-Zeros), 
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Any
 
@@ -22,38 +22,23 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, default_collate
 
+from contrastlab.datamodules.audio_files import AudioReader
+from contrastlab.datamodules.badfiles import BadFiles, check_policy, drop_bad
 from contrastlab.datamodules.base import ContrastiveDataModule, DataInfo
+from contrastlab.datamodules.images import ImageDecoder
+from contrastlab.datamodules.manifest import class_order, need_columns, read_csv, split_name
+from contrastlab.datamodules.splits import SPLITS, hold_out, seeded_split
+from contrastlab.datamodules.studies import StudyReader
 from contrastlab.datamodules.text import TextTokenizer
 from contrastlab.errors import ConfigError, DataError
 
 KINDS = ("image", "audio", "volume", "array")
 UNCERTAIN = {"zeros": 0, "ones": 1, "ignore": -1}
-SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validate": "val", "validation": "val", "test": "test"}
 DEFAULT_VIEWS = {
     "image": "contrastlab.augment.vision.ImageViews",
     "audio": "contrastlab.augment.audio.CLMRViews",
     "volume": "contrastlab.augment.volume.VolumeViews",
 }
-CHEXPERT_LABELS = (
-    "No Finding", "Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Opacity", "Lung Lesion", "Edema",
-    "Consolidation", "Pneumonia", "Atelectasis", "Pneumothorax", "Pleural Effusion", "Pleural Other", "Fracture",
-    "Support Devices",
-)  # fmt: skip
-
-
-def read_csv(path: Path, key: str = "data.csv") -> tuple[list[str], list[dict[str, str]]]:
-    if not path.is_file():
-        raise DataError(f"{key}: {path} not found; give the CSV that lists each file and its text")
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        return list(reader.fieldnames or []), list(reader)
-
-
-def need_columns(columns: list[str], wanted: list[tuple[str, str | None]], path: Path) -> None:
-    """Refuse, naming the key, a column the CSV does not have; `wanted` holds (config key, column) pairs."""
-    for key, column in wanted:
-        if column is not None and column not in columns:
-            raise ConfigError(f"data.{key}: {column!r} is not a column of {path} (its columns: {', '.join(columns)})")
 
 
 def label_value(raw: str, uncertain: int) -> int:
@@ -73,31 +58,6 @@ def split_sentences(text: str) -> list[str]:
     return parts or [text]
 
 
-def read_image(path: Path, size: int, channels: int) -> Tensor:
-    from PIL import Image, ImageOps
-
-    try:
-        with Image.open(path) as img:
-            img = ImageOps.fit(img.convert("L" if channels == 1 else "RGB"), (size, size))
-    except OSError as err:
-        raise DataError(f"{path} cannot be decoded as an image ({err}); remove or replace it") from err
-    x = torch.from_numpy(np.array(img, dtype=np.uint8))
-    return x.unsqueeze(0) if x.ndim == 2 else x.permute(2, 0, 1)
-
-
-def read_audio(path: Path, sample_rate: int, num_samples: int) -> Tensor:
-    """A mono float waveform (1, num_samples) at `sample_rate`, as the audio DataModules decode it (resampled by
-    scipy's polyphase filter, centred and cut or zero-padded)."""
-    from contrastlab.datamodules.audio import Decoding
-
-    decoding = Decoding(sample_rate, num_samples, channels=1)
-    try:
-        wave = decoding.read(path)
-    except Exception as err:  # libsndfile's, numpy's, scipy's: any of them means this file is bad
-        raise DataError(f"{path}: unreadable audio ({err}); fix or remove it") from err
-    return decoding.fit_length(wave, random=False)
-
-
 def read_array(path: Path) -> Tensor:
     try:
         if path.suffix == ".npy":
@@ -110,15 +70,15 @@ def read_array(path: Path) -> Tensor:
 class PairedSamples(Dataset):
     """Rows of (file, text, label) read on access: the sample decoded, the text as written."""
 
-    def __init__(self, files: list[Path], texts: list[str], labels: list[Any], read):
-        self.files, self.texts, self.labels, self.read = files, texts, labels, read
+    def __init__(self, files: list[Path], texts: list[str], labels: list[Any], read, bad: BadFiles):
+        self.files, self.texts, self.labels, self.read, self.bad_files = files, texts, labels, read, bad
 
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        y = self.labels[i]
-        return {"x": self.read(self.files[i]), "text": self.texts[i], "y": y, "idx": i}
+    def __getitem__(self, i: int) -> dict[str, Any] | None:
+        x = self.bad_files.read(i, self.files[i], self.read)
+        return None if x is None else {"x": x, "text": self.texts[i], "y": self.labels[i], "idx": i}
 
 
 class PairedCSV(ContrastiveDataModule):
@@ -132,11 +92,15 @@ class PairedCSV(ContrastiveDataModule):
             `intensity`, centre-cropped or padded to `volume_shape`) or `array` (.npy or torch-saved tensors).
         path_column, text_column: the columns naming the file and holding its text; `text_columns` joins several
             (e.g. a report's findings and impression sections), skipping empty cells.
-        label_column: one class per row (names or indices); `class_names` fixes their order (default: sorted).
+        label_column: one class per row (names or indices); `class_names` fixes their order (default: the
+            manifest's class order, datamodules/manifest.py: numbers by value, then text).
         label_columns: multi-label 0/1 columns instead (radiology convention, see the module docstring).
         uncertain: how a -1 label cell is read: zeros, ones or ignore.
         split_column: a column holding train/val/test (also valid, validate); without it a seeded split holds
-            out `val_fraction` and `test_fraction` of the rows (with it but no val rows, `val_fraction` of train).
+            out `val_fraction` and `test_fraction` of the rows (with it but no val rows, `val_fraction` of train),
+            by the rule of datamodules/splits.py.
+        on_bad_file: `stop` (the default: end the run naming the file) or `skip` (drop it from its batch, count
+            it), for a file that cannot be decoded.
         tokenizer: `wordpiece` or `bpe` (trained on the training split's texts and cached, see
             datamodules/text.py), or a local Hugging Face model folder whose tokenizer to use.
         vocab_size, max_tokens: the trained vocabulary's size; texts are cut at `max_tokens` tokens.
@@ -180,9 +144,11 @@ class PairedCSV(ContrastiveDataModule):
         modality: str | None = None,
         views: str | None = None,
         name: str | None = None,
+        on_bad_file: str = "stop",
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.on_bad_file = check_policy(on_bad_file)
         if kind not in KINDS:
             raise ConfigError(f"data.kind must be one of {', '.join(KINDS)}, got {kind!r}")
         if uncertain not in UNCERTAIN:
@@ -218,7 +184,7 @@ class PairedCSV(ContrastiveDataModule):
 
     def read_table(self) -> list[dict[str, Any]]:
         """Rows `{"path": Path, "text": str, "y": label, "split": name or None}`; layouts override it."""
-        columns, rows = read_csv(self.csv)
+        columns, rows = read_csv(self.csv, "data.csv")
         text_key = "text_column" if len(self.text_columns) == 1 else "text_columns"
         wanted = [("path_column", self.path_column), ("label_column", self.label_column)]
         wanted += [(text_key, c) for c in self.text_columns] + [("label_columns", c) for c in self.label_columns]
@@ -257,30 +223,16 @@ class PairedCSV(ContrastiveDataModule):
             raise DataError(f"data.csv: {self.csv} lists no samples")
         if self.label_column:
             self._encode_classes(rows)
-        splits: dict[str, list] = {"train": [], "val": [], "test": []}
+        splits: dict[str, list] = {name: [] for name in SPLITS}
         if all(r["split"] is not None for r in rows):
-            for r in rows:
-                name = SPLIT_NAMES.get(r["split"].strip().lower())
-                if name is None:
-                    raise DataError(f"data.split_column: {r['split']!r} in {self.csv} is not train, val or test")
-                splits[name].append(r)
-            if not splits["val"] and self.val_fraction > 0:  # a split with no validation rows: hold some out of train
-                held = set(
-                    np.random.default_rng(self.seed).permutation(len(splits["train"]))[
-                        : int(len(splits["train"]) * self.val_fraction)
-                    ]
-                )
-                splits["val"] = [r for i, r in enumerate(splits["train"]) if i in held]
-                splits["train"] = [r for i, r in enumerate(splits["train"]) if i not in held]
+            for line, r in enumerate(rows, start=2):
+                splits[split_name(r["split"], f"data.split_column: {self.csv} line {line}")].append(r)
+            if not splits["val"]:  # a split with no validation rows: hold some out of train
+                keep, held = hold_out(len(splits["train"]), self.val_fraction, self.seed)
+                splits["train"], splits["val"] = [splits["train"][i] for i in keep], [splits["train"][i] for i in held]
         else:
-            order = np.random.default_rng(self.seed).permutation(len(rows))
-            n_val, n_test = int(len(rows) * self.val_fraction), int(len(rows) * self.test_fraction)
-            for name, picked in (
-                ("val", order[:n_val]),
-                ("test", order[n_val : n_val + n_test]),
-                ("train", order[n_val + n_test :]),
-            ):
-                splits[name] = [rows[i] for i in np.sort(picked)]
+            chosen = seeded_split(len(rows), self.val_fraction, self.test_fraction, self.seed)
+            splits = {name: [rows[i] for i in chosen[name]] for name in SPLITS}
         exists = Path.exists if self.kind == "volume" else Path.is_file  # a DICOM series is a folder
         missing = [r["path"] for r in rows if not exists(r["path"])]
         if missing:
@@ -292,7 +244,7 @@ class PairedCSV(ContrastiveDataModule):
         return self._rows
 
     def _encode_classes(self, rows: list[dict[str, Any]]) -> None:
-        names = self.class_names or sorted({r["y"] for r in rows if r["y"] != ""})
+        names = self.class_names or class_order(r["y"] for r in rows)
         index = {n: i for i, n in enumerate(names)}
         for r in rows:
             if r["y"] == "":
@@ -348,19 +300,21 @@ class PairedCSV(ContrastiveDataModule):
 
     def reader(self):
         if self.kind == "image":
-            return _ImageReader(self.size, self.channels)
+            return ImageDecoder(self.size, self.channels)
         if self.kind == "audio":
-            return _AudioReader(self.sample_rate, self.num_samples)
+            return AudioReader(self.sample_rate, self.num_samples)
         if self.kind == "volume":
-            return _VolumeReader(self.volume_shape, self.spacing, self.intensity)
+            return StudyReader(self.volume_shape, self.spacing, self.intensity)
         return read_array
 
     def load_split(self, split: str) -> Dataset:
         rows = self._table()[split]
         labels = [torch.tensor(y) if isinstance(y, list) else y for _, _, y in rows]
-        return PairedSamples([p for p, _, _ in rows], [t for _, t, _ in rows], labels, self.reader())
+        bad = BadFiles(self.on_bad_file, self.kind, len(rows))
+        return PairedSamples([p for p, _, _ in rows], [t for _, t, _ in rows], labels, self.reader(), bad)
 
-    def collate(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
+    def collate(self, samples: list[dict[str, Any] | None]) -> dict[str, Any]:
+        samples = drop_bad(samples)
         batch = default_collate([{k: v for k, v in s.items() if k != "text"} for s in samples])
         texts = [s["text"] for s in samples]
         batch.update(self.tokenizer(texts))
@@ -376,135 +330,3 @@ class PairedCSV(ContrastiveDataModule):
                 sentence_ids=tokens["input_ids"], sentence_mask=tokens["attention_mask"], sentence_of=sentence_of
             )
         return batch
-
-
-class _ImageReader:
-    def __init__(self, size: int, channels: int):
-        self.size, self.channels = size, channels
-
-    def __call__(self, path: Path) -> Tensor:
-        return read_image(path, self.size, self.channels)
-
-
-class _AudioReader:
-    def __init__(self, sample_rate: int, num_samples: int):
-        self.sample_rate, self.num_samples = sample_rate, num_samples
-
-    def __call__(self, path: Path) -> Tensor:
-        return read_audio(path, self.sample_rate, self.num_samples)
-
-
-class _VolumeReader:
-    def __init__(self, shape: tuple[int, ...], spacing: tuple[float, float, float] | None, intensity: str):
-        self.shape, self.spacing, self.intensity = shape, spacing, intensity
-
-    def __call__(self, path: Path) -> Tensor:
-        from contrastlab.datamodules.medical import crop_or_pad, normalise_intensity, read_study
-
-        voxels = normalise_intensity(read_study(path, self.spacing).voxels.float(), self.intensity)
-        fill = 0.0 if self.intensity in ("mr", "none") else float(voxels.min())
-        return crop_or_pad(voxels, self.shape, fill).unsqueeze(0).contiguous()
-
-
-class CheXpert(PairedCSV):
-    """CheXpert (Irvin et al. 2019) with reports: CheXpert Plus's CSV (`path_to_image`, `section_findings`,
-    `section_impression`), or any CSV in CheXpert's layout (`Path`, the 14 observation columns) with a report
-    column. Paths such as `CheXpert-v1.0-small/train/patient00001/...` are read from `root`, or from its parent
-    when they start with root's own folder name. The 14 observations are the multi-label targets.
-
-    Args:
-        csv: the CSV (e.g. `df_chexpert_plus_240401.csv`, or CheXpert's `train.csv` joined with reports).
-        path_column: `Path` (CheXpert) or `path_to_image` (CheXpert Plus); the default finds either.
-        text_columns: the report's sections, joined (default findings then impression).
-        label_columns: default the 14 CheXpert observations (present in the CSV).
-    """
-
-    def __init__(
-        self,
-        csv: str,
-        path_column: str | None = None,
-        text_columns: list[str] | None = None,
-        label_columns: list[str] | None = None,
-        **kwargs,
-    ):
-        columns, _ = read_csv(Path(csv).expanduser())
-        path_column = path_column or ("Path" if "Path" in columns else "path_to_image")
-        text_columns = text_columns or ["section_findings", "section_impression"]
-        if label_columns is None:
-            label_columns = [c for c in CHEXPERT_LABELS if c in columns]
-        kwargs.setdefault("name", "chexpert")
-        kwargs.setdefault("split_column", "split")
-        super().__init__(csv, path_column=path_column, text_columns=text_columns, label_columns=label_columns, **kwargs)
-
-    def resolve(self, name: str) -> Path:
-        path = super().resolve(name)
-        first = Path(name.strip()).parts[0] if name.strip() else ""
-        if not path.is_file() and first == self.root.name:
-            return self.root.parent / name.strip()
-        return path
-
-
-class MIMICCXR(PairedCSV):
-    """MIMIC-CXR-JPG (Johnson et al. 2019) with its free-text reports, read from the dataset's own files:
-
-    - `root/mimic-cxr-2.0.0-split.csv` (dicom_id, study_id, subject_id, split: train/validate/test),
-    - `root/mimic-cxr-2.0.0-chexpert.csv` (subject_id, study_id, the 14 CheXpert observations; optional),
-    - images `root/files/p10/p10000032/s50414267/<dicom_id>.jpg`,
-    - reports `reports_root/files/p10/p10000032/s50414267.txt` (mimic-cxr-reports.zip, unzipped; default root).
-
-    The text is the report's FINDINGS and IMPRESSION sections (ConVIRT's choice), the whole report when it has
-    neither. `views` of MIMIC's metadata CSV is not read: every image of a study pairs with its report.
-    """
-
-    def __init__(self, root: str, reports_root: str | None = None, max_studies: int | None = None, **kwargs):
-        folder = Path(root).expanduser()
-        kwargs.setdefault("name", "mimic_cxr")
-        super().__init__(str(folder / "mimic-cxr-2.0.0-split.csv"), root=str(folder), **kwargs)
-        self.reports_root = Path(reports_root).expanduser() if reports_root else folder
-        self.max_studies = max_studies
-        self.label_columns = self.label_columns or (
-            list(CHEXPERT_LABELS) if (folder / "mimic-cxr-2.0.0-chexpert.csv").is_file() else []
-        )
-
-    def read_table(self) -> list[dict[str, Any]]:
-        columns, rows = read_csv(self.csv, "data.root")
-        need_columns(columns, [("root", c) for c in ("dicom_id", "study_id", "subject_id", "split")], self.csv)
-        labels: dict[str, list[int]] = {}
-        if self.label_columns:
-            label_csv = self.root / "mimic-cxr-2.0.0-chexpert.csv"
-            label_cols, label_rows = read_csv(label_csv, "data.root")
-            need_columns(label_cols, [("label_columns", c) for c in self.label_columns], label_csv)
-            labels = {
-                r["study_id"]: [label_value(r[c] or "", self.uncertain) for c in self.label_columns] for r in label_rows
-            }
-        table, studies = [], set()
-        for row in rows:
-            subject, study = row["subject_id"], row["study_id"]
-            if self.max_studies is not None and study not in studies and len(studies) >= self.max_studies:
-                continue
-            studies.add(study)
-            study_dir = Path("files") / f"p{subject[:2]}" / f"p{subject}" / f"s{study}"
-            report = self.reports_root / study_dir.with_suffix(".txt")
-            if not report.is_file():
-                raise DataError(f"data.reports_root: report {report} not found; unzip mimic-cxr-reports.zip there")
-            table.append(
-                {
-                    "path": self.root / study_dir / f"{row['dicom_id']}.jpg",
-                    "text": report_sections(report.read_text(encoding="utf-8", errors="replace")),
-                    "y": labels.get(study, [0] * len(self.label_columns)) if self.label_columns else -1,
-                    "split": row["split"],
-                }
-            )
-        return table
-
-
-def report_sections(report: str, sections: tuple[str, ...] = ("FINDINGS", "IMPRESSION")) -> str:
-    """The named sections of a radiology report ("FINDINGS: ..."), joined; the whole text when none is found."""
-    import re
-
-    found = []
-    for name in sections:
-        match = re.search(rf"{name}\s*:(.*?)(?=\n\s*[A-Z][A-Z /]+:|\Z)", report, flags=re.S)
-        if match and match.group(1).strip():
-            found.append(" ".join(match.group(1).split()))
-    return " ".join(found) if found else " ".join(report.split())

@@ -10,17 +10,18 @@ from __future__ import annotations
 import gzip
 import struct
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from contrastlab.datamodules.badfiles import BadFiles, check_policy, skip_collate
 from contrastlab.datamodules.base import ContrastiveDataModule, DataInfo, TensorSamples
+from contrastlab.datamodules.images import IMAGE_EXTENSIONS, ImageDecoder
+from contrastlab.datamodules.splits import hold_out, seeded_split, stratified_counts
 from contrastlab.errors import ConfigError, DataError
-
-IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
-
 
 IMAGE_VIEWS = "contrastlab.augment.vision.ImageViews"
 
@@ -29,12 +30,6 @@ def image_info(name: str, channels: int, size: int, num_classes: int, mean, std)
     """The DataInfo of square images, proposing SimCLR's image recipe as the default views."""
     shape = (channels, size, size)
     return DataInfo(name, "image", shape, num_classes, mean=tuple(mean), std=tuple(std), views=IMAGE_VIEWS)
-
-
-def _holdout(n: int, holdout: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (kept, held out) of a seeded random split of n items."""
-    order = np.random.default_rng(seed).permutation(n)
-    return np.sort(order[holdout:]), np.sort(order[:holdout])
 
 
 class InMemoryVision(ContrastiveDataModule):
@@ -76,7 +71,7 @@ class InMemoryVision(ContrastiveDataModule):
         x, y = self._train_arrays
         if not 0 < self.val_size < len(x):
             raise ConfigError(f"data.val_size={self.val_size} must be between 1 and the {len(x)} training samples")
-        keep, held = _holdout(len(x), self.val_size, self.seed)
+        keep, held = hold_out(len(x), self.val_size, self.seed)
         if split == "val":
             return TensorSamples(x[held], y[held])
         if self.max_train_samples is not None and self.max_train_samples < len(keep):
@@ -102,17 +97,14 @@ class Digits(InMemoryVision):
 
     def load_split(self, split: str) -> Dataset:
         from sklearn.datasets import load_digits
-        from sklearn.model_selection import train_test_split
 
         digits = load_digits()
         x = torch.from_numpy(np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)).unsqueeze(1)
         y = torch.from_numpy(digits.target).long()
-        idx = np.arange(len(x))
-        rest, test = train_test_split(idx, test_size=self.test_size, stratify=y, random_state=self.seed)
-        train, val = train_test_split(rest, test_size=self.val_size, stratify=y[rest], random_state=self.seed)
-        if split == "train" and self.max_train_samples is not None:
-            train = train[: self.max_train_samples]
-        chosen = {"train": train, "val": val, "test": test}[split]
+        splits = stratified_counts(y.numpy(), self.val_size, self.test_size, self.seed)
+        if self.max_train_samples is not None:
+            splits["train"] = splits["train"][: self.max_train_samples]
+        chosen = splits[split]
         return TensorSamples(x[np.sort(chosen)], y[np.sort(chosen)])
 
 
@@ -279,25 +271,20 @@ class STL10(TorchvisionImages):
 
 
 class ImageFiles(Dataset):
-    """Image files decoded and resized on access (in loader workers): shorter side to `size`, centre crop."""
+    """Image files decoded and resized on access (in loader workers): shorter side to `size`, centre crop
+    (datamodules/images.py); a file that cannot be decoded stops the run or is skipped (`bad`)."""
 
-    def __init__(self, files: list[Path], labels: list[int], size: int, channels: int):
+    def __init__(self, files: list[Path], labels: list[int], size: int, channels: int, bad: BadFiles | None = None):
         self.files, self.labels, self.size, self.channels = files, labels, size, channels
+        self.decode = ImageDecoder(size, channels)
+        self.bad_files = bad or BadFiles("stop", "image", len(files))
 
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, i: int) -> dict[str, Tensor | int]:
-        from PIL import Image, ImageOps
-
-        try:
-            with Image.open(self.files[i]) as img:
-                img = ImageOps.fit(img.convert("L" if self.channels == 1 else "RGB"), (self.size, self.size))
-        except OSError as err:
-            raise DataError(f"{self.files[i]} cannot be decoded as an image ({err}); remove or replace it") from err
-        x = torch.from_numpy(np.array(img, dtype=np.uint8))
-        x = x.unsqueeze(0) if x.ndim == 2 else x.permute(2, 0, 1)
-        return {"x": x, "y": self.labels[i], "idx": i}
+    def __getitem__(self, i: int) -> dict[str, Tensor | int] | None:
+        x = self.bad_files.read(i, self.files[i], self.decode)
+        return None if x is None else {"x": x, "y": self.labels[i], "idx": i}
 
 
 class ImageFolder(ContrastiveDataModule):
@@ -305,13 +292,15 @@ class ImageFolder(ContrastiveDataModule):
 
     Layouts: `root/<class>/<image>` (labelled, classes sorted by name), or images directly in `root`
     (unlabelled, y = -1), or either of these under `root/train`, `root/val`, `root/test`. Without split
-    folders a seeded split holds out `val_fraction` and `test_fraction` of the images.
+    folders a seeded split holds out `val_fraction` and `test_fraction` of the images (datamodules/splits.py).
 
     Args:
         root: the folder.
         size: images are resized (shorter side) and centre-cropped to size x size.
         channels: 3 for RGB, 1 for grey.
         mean, std: per-channel normalisation (ImageNet's by default).
+        on_bad_file: `stop` (the default: end the run naming the file) or `skip` (drop it from its batch, count
+            it), for an image that cannot be decoded.
     """
 
     def __init__(
@@ -323,9 +312,11 @@ class ImageFolder(ContrastiveDataModule):
         test_fraction: float = 0.1,
         mean: tuple[float, ...] | None = None,
         std: tuple[float, ...] | None = None,
+        on_bad_file: str = "stop",
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.on_bad_file = check_policy(on_bad_file)
         self.root = Path(root).expanduser()
         if not self.root.is_dir():
             raise DataError(f"data.root: folder {self.root} not found; point it at a folder of images")
@@ -367,10 +358,9 @@ class ImageFolder(ContrastiveDataModule):
             files, labels = self._scan(folder)
         else:
             files, labels = self._scan(self.root)
-            n = len(files)
-            order = np.random.default_rng(self.seed).permutation(n)
-            n_val, n_test = int(n * self.val_fraction), int(n * self.test_fraction)
-            chosen = {"val": order[:n_val], "test": order[n_val : n_val + n_test], "train": order[n_val + n_test :]}
-            picked = np.sort(chosen[split])
+            picked = seeded_split(len(files), self.val_fraction, self.test_fraction, self.seed)[split]
             files, labels = [files[i] for i in picked], [labels[i] for i in picked]
-        return ImageFiles(files, labels, self.size, self.channels)
+        return ImageFiles(files, labels, self.size, self.channels, BadFiles(self.on_bad_file, "image", len(files)))
+
+    def collate(self, samples: list[dict[str, Any] | None]) -> dict[str, Any]:
+        return skip_collate(samples)

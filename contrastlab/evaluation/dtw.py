@@ -1,7 +1,7 @@
 """Dynamic time warping distances with aeon, in a child process.
 
 aeon's pairwise DTW is a parallel numba function; once its thread pool has started in a process, PyTorch's
-work in that process ran about 40x slower on a 2-core CPU (SoftCLT's training steps; an evaluation that
+work in that process ran many times slower (SoftCLT's training steps; an evaluation that
 encodes the next run after a DTW baseline). `pairwise_dtw` therefore runs aeon in `dtw_worker.py`, a script
 of its own, and reads the matrix back.
 """

@@ -2,8 +2,8 @@
 so it imports numpy and aeon, not the package).
 
 aeon's pairwise DTW is a parallel numba function; once its thread pool has started in a process, PyTorch's
-training steps in that process ran about 40x slower on a 2-core CPU (measured: 20 SoftCLT steps on GunPoint
-10 s with the matrix read from the cache, 416 s right after computing it in-process). Computing it here
+training steps in that process ran many times slower (SoftCLT on GunPoint: right after computing the matrix
+in-process, against reading it from the cache). Computing it here
 leaves the training process untouched.
 
 IN.npz holds `n` and series `x0 .. x{n-1}` ((C, T_i) float64), optionally `m` and `y0 .. y{m-1}`, and

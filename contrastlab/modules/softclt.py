@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from contrastlab.errors import ConfigError
-from contrastlab.modules import checks, dtw, series_losses
+from contrastlab.modules import checks, dtw, losses
 from contrastlab.modules.base import Batch
 from contrastlab.modules.ts2vec import TS2Vec
 
@@ -63,8 +63,8 @@ class SoftCLT(TS2Vec):
         if strategy.global_rank == 0:
             strategy.barrier()
             log.info("SoftCLT: DTW matrix of %d series %s %s", len(ids), "read from" if cached else "cached in", path)
-        distances = series_losses.normalise_distances(torch.from_numpy(matrix))
-        targets = series_losses.soft_instance_targets(distances, self.hparams.tau_inst, self.hparams.alpha)
+        distances = losses.normalise_distances(torch.from_numpy(matrix))
+        targets = losses.soft_instance_targets(distances, self.hparams.tau_inst, self.hparams.alpha)
         self.instance_targets = targets.float().to(self.device)
         row_of_idx = torch.full((int(ids.max()) + 1,), -1, dtype=torch.long)
         row_of_idx[ids] = torch.arange(len(ids))
@@ -77,6 +77,6 @@ class SoftCLT(TS2Vec):
         if hp.tau_inst > 0:
             rows = self.row_of_idx[batch["idx"]]
             targets = self.instance_targets[rows][:, rows]
-        return series_losses.hierarchical_contrastive(
+        return losses.hierarchical_contrastive(
             z1, z2, hp.instance_weight, hp.temporal_unit, instance_targets=targets, tau_temp=hp.tau_temp
         )

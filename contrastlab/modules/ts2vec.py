@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from contrastlab.errors import ConfigError
-from contrastlab.modules import checks, series_losses
+from contrastlab.modules import checks, losses
 from contrastlab.modules.base import Batch, ContrastiveModule
 from contrastlab.modules.nets.ts2vec import masked_max_pool
 
@@ -52,7 +52,7 @@ class TS2Vec(ContrastiveModule):
     def contrastive_loss(self, feats: list[Tensor], batch: Batch) -> Tensor:
         z1, z2 = batch["overlap"]
         hp = self.hparams
-        return series_losses.hierarchical_contrastive(z1, z2, hp.instance_weight, hp.temporal_unit)
+        return losses.hierarchical_contrastive(z1, z2, hp.instance_weight, hp.temporal_unit)
 
 
 def _same_length(mask: Tensor | None, view: Tensor) -> Tensor | None:

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from contrastlab.errors import ConfigError
-from contrastlab.modules import checks, losses, series_losses
+from contrastlab.modules import checks, losses
 from contrastlab.modules.base import Batch, ContrastiveModule
 from contrastlab.modules.nets.ts2vec import masked_max_pool
 from contrastlab.modules.ts2vec import _same_length
@@ -102,4 +102,4 @@ class TSTCC(ContrastiveModule):
         context = self.context(source[:, : t + 1])
         future = target[:, t + 1 : t + 1 + k].transpose(0, 1)  # K x B x D
         predicted = torch.stack([predictor(context) for predictor in self.predictors])
-        return series_losses.temporal_contrasting(future, predicted), context
+        return losses.temporal_contrasting(future, predicted), context

@@ -105,9 +105,28 @@ def run_dir(root: Path, experiment: str, run_id: str) -> Path:
 
 def _candidates(folder: Path) -> list[Path]:
     """A run folder's checkpoints, last.ckpt first, then the others newest first."""
-    others = sorted((p for p in folder.glob("*.ckpt") if p.name != "last.ckpt"), key=lambda p: -p.stat().st_mtime)
-    last = folder / "last.ckpt"
-    return ([last] if last.is_file() else []) + others
+    return _last_then_newest(list(folder.glob("*.ckpt")))
+
+
+def _last_then_newest(paths: list[Path]) -> list[Path]:
+    """`last.ckpt` first (in the order given), then the others newest first by modification time (a path that
+    is not here, such as an artifact's, counts as oldest), a tie broken by the greater name."""
+
+    def age(path: Path) -> tuple[float, str]:
+        return (path.stat().st_mtime if path.exists() else 0, path.name)
+
+    last = [p for p in paths if p.name == "last.ckpt"]
+    return last + sorted((p for p in paths if p.name != "last.ckpt"), key=age, reverse=True)
+
+
+def best_or_last(paths: list[Path], prefer: str = "best") -> Path | None:
+    """Which checkpoint `contrastlab eval --run` evaluates: the newest `best-*.ckpt`, else `last.ckpt`;
+    `prefer` "last": `last.ckpt` where there is one, else the newest best."""
+    ordered = _last_then_newest(paths)
+    best = [p for p in ordered if p.name.startswith("best")][:1]
+    last = [p for p in ordered if p.name == "last.ckpt"][-1:]
+    choice = last + best if prefer == "last" else best + last
+    return choice[0] if choice else None
 
 
 def _first_readable(paths: list[Path], set_aside: bool = False) -> tuple[Path, dict[str, Any]]:

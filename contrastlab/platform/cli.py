@@ -32,6 +32,7 @@ from contrastlab.platform.callbacks import (
     SystemMetrics,
     mlflow_logger,
 )
+from contrastlab.platform.compose import BASE_ENTRY, expand_bases
 from contrastlab.platform.exits import user_error_exit
 from contrastlab.platform.preemption import Preempted, Preemption
 from contrastlab.platform.resume import AtomicCheckpointIO, ExactResume
@@ -51,7 +52,15 @@ TRAINER_DEFAULTS = {"log_every_n_steps": 10, "num_sanity_val_steps": 0}
 
 
 class ContrastlabArgumentParser(LightningArgumentParser):
-    """Parse errors as one line naming the key, instead of the usage text and a nested report."""
+    """Parse errors as one line naming the key, instead of the usage text and a nested report; a config file's
+    `base:` files are read before it (`expand_bases`)."""
+
+    def parse_args(self, args=None, *rest, **kwargs):
+        args = list(sys.argv[1:] if args is None else args)
+        return super().parse_args(expand_bases(args), *rest, **kwargs)
+
+    def parse_string(self, content: str, *rest, **kwargs):
+        return super().parse_string(BASE_ENTRY.sub("", content), *rest, **kwargs)
 
     def error(self, message: str, ex: Exception | None = None):
         if not self.exit_on_error:  # jsonargparse probing alternatives internally
@@ -332,7 +341,7 @@ class _NoAdverts(logging.Filter):
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     # MLflow 3 sends usage events from the client; on a machine without internet its sender stalled a
-    # training's logging (a 12 s fit took 29 s, its steps unseen until the end). Opt back in by setting it.
+    # training's logging (a short fit ran far longer, its steps unseen until the end). Opt back in by setting it.
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     if argv and argv[0] == "ui":
         from contrastlab.platform.ui import main as ui_main
@@ -344,7 +353,7 @@ def main(argv: list[str] | None = None) -> None:
         _quiet_known_warnings()
         raise SystemExit(sweep_main(argv[1:]))
     if argv and argv[0] == "eval":
-        from contrastlab.platform.evaluate import main as eval_main
+        from contrastlab.platform.eval_cli import main as eval_main
 
         _quiet_known_warnings()
         raise SystemExit(eval_main(argv[1:]))

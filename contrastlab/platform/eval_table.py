@@ -27,12 +27,12 @@ from pathlib import Path
 import torch
 
 from contrastlab.errors import ConfigError
+from contrastlab.evaluation import registry
 from contrastlab.evaluation.baselines import BASELINES, LABELS, run_baselines
 from contrastlab.platform import stores
-from contrastlab.platform.evaluate import evaluate_target, locate
+from contrastlab.platform.eval_targets import locate
+from contrastlab.platform.evaluate import evaluate_target
 
-# The metric a table shows for each protocol (kNN: its smallest k).
-HEADLINE = {"svm": "acc", "linear": "top1", "auroc": "auroc"}
 TABLE_PROTOCOLS = ["svm"]  # the papers' protocol, unless --protocols says otherwise
 
 
@@ -47,15 +47,9 @@ class Cell:
     value: float
 
 
-def headline(protocol: str, metrics: dict[str, float]) -> tuple[str, float] | None:
-    if protocol in HEADLINE and HEADLINE[protocol] in metrics:
-        return HEADLINE[protocol], metrics[HEADLINE[protocol]]
-    if protocol == "knn" and metrics:
-        name = min(metrics, key=lambda m: int(m.removeprefix("top1_k")))
-        return name, metrics[name]
-    if protocol.startswith("finetune") and "top1" in metrics:
-        return "top1", metrics["top1"]
-    return None
+def headline(protocol: str, metrics: dict[str, float], source: str | None = None) -> tuple[str, float] | None:
+    """The (metric, value) a cell shows: the registered protocol's headline (kNN: its smallest k)."""
+    return registry.headline(protocol, metrics, source)
 
 
 def parse_baselines(text: str | None) -> list[str]:
@@ -125,7 +119,7 @@ def evaluate_table(args: argparse.Namespace, uri: str, device: torch.device) -> 
         dataset = evaluated.datamodule.info.name
         method = run.data.tags.get("method") or run.info.run_name or run.info.run_id[:8]
         for protocol, metrics in evaluated.results.items():
-            shown = headline(protocol, metrics)
+            shown = headline(protocol, metrics, evaluated.sources.get(protocol))
             if shown is not None:
                 column, key = f"{method} {protocol}", slug(f"{method}_{protocol}")
                 cells.append(Cell(dataset, column, key, run.info.run_id, protocol, *shown))

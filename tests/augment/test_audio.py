@@ -130,7 +130,7 @@ def test_logmel_matches_librosa():
     front = A.LogMel(16000, n_fft=512, hop_length=128, n_mels=40)
     ours = front(wave)
     assert ours.shape == (2, 1, 40, front.frames(8000))
-    # librosa's own STFT compiles with numba for a minute: the reference power spectrum is numpy's, framed
+    # librosa's own STFT compiles with numba first, which is slow: the reference power spectrum is numpy's, framed
     # as librosa.stft frames it (centred, zero-padded, periodic Hann), through librosa's filterbank and dB
     filters = librosa.filters.mel(sr=16000, n_fft=512, n_mels=40)
     window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(512) / 512)

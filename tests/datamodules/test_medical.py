@@ -7,18 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from contrastlab.datamodules.medical import (
-    GREY_VIEWS,
-    VOLUME_VIEWS,
-    MedicalStudies,
-    MedMNIST,
-    ct_window,
-    mr_zscore,
-    read_dicom_series,
-    read_nifti,
-    save_medmnist,
-)
-from contrastlab.errors import DataError
+from contrastlab.datamodules.medical import GREY_VIEWS, VOLUME_VIEWS, MedicalStudies, MedMNIST, save_medmnist
+from contrastlab.datamodules.studies import ct_window, mr_zscore, read_dicom_series, read_nifti
+from contrastlab.errors import ConfigError, DataError
 from tests.conftest import SHARED_DATA
 from tests.medical import SPLITS, copy_file, nibabel_file, pydicom_file, write_ct_series, write_medmnist
 
@@ -216,7 +207,7 @@ def test_a_study_that_cannot_be_read_is_named(tmp_path):
     data = MedicalStudies(str(tmp_path), shape=(4, 4, 4))
     with pytest.raises(DataError, match="broken.nii.gz"):
         data.split("train")[0]
-    with pytest.raises(DataError, match="no 'subject' column"):
+    with pytest.raises(ConfigError, match="data.group_column: 'subject' is not a column of"):
         _ = MedicalStudies(str(tmp_path), group_column="subject").info
 
 

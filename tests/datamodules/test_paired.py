@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from contrastlab.datamodules import text as text_module
-from contrastlab.datamodules.paired import MIMICCXR, CheXpert, PairedCSV, report_sections
+from contrastlab.datamodules.paired import PairedCSV
+from contrastlab.datamodules.radiology import MIMICCXR, CheXpert, report_sections
 from contrastlab.errors import ConfigError, DataError
 
 WORDS = ("cat", "dog", "bird")

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from contrastlab.datamodules.series import UCR, SeriesFiles, read_series_file, series_collate
+from contrastlab.datamodules.series import UCR, SeriesFiles, series_collate
+from contrastlab.datamodules.series_files import read_series_file
 from contrastlab.errors import DataError
 from tests.conftest import in_process_store, the_error_line
 

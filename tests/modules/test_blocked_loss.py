@@ -1,4 +1,4 @@
-"""The row-blocked InfoNCE (modules/blocked.py) equals the dense loss in value and gradient, for view, class and
+"""The row-blocked InfoNCE (modules/losses/blocked.py) equals the dense loss in value and gradient, for view, class and
 group positives, with a margin, unlabelled samples and blocks that do not divide the batch; so does the blocked
 log-sum-exp over negatives that DCL/DCLW use."""
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from contrastlab.modules import losses
-from contrastlab.modules.blocked import blocked_info_nce, blocked_negative_logsumexp
+from contrastlab.modules.losses.blocked import blocked_info_nce, blocked_negative_logsumexp
 
 
 def dense_reference(z, keys, temperature, margin):

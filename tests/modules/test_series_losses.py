@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from contrastlab.modules import series_losses as sl
+from contrastlab.modules import losses as sl
 
 
 def weighted_contrast_reference(groups, weight):

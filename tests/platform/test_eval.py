@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from contrastlab.evaluation.registry import Context, Needs, Protocol, register, unregister
 from tests.conftest import DIGITS_CONFIG, QUICK, in_process_store, run_cli, store_client, the_error_line
 
 FAST = ["--finetune-epochs", "1", "--finetune-fractions", "0.1,1.0", "--k", "1,20", "--tsne-points", "150"]
@@ -223,3 +224,53 @@ def test_the_eval_verb_in_its_own_process(tmp_path):
     assert the_error_line(proc.returncode, proc.stderr).startswith(
         "contrastlab: error: --ckpt: checkpoint missing.ckpt"
     )
+
+
+# -- a protocol is one file: one registered here, and nowhere else, is a `--protocols` choice and a table column
+
+
+class NearestCentroid(Protocol):
+    """Test accuracy of the nearest class mean of the train features (cosine)."""
+
+    name = "toy"
+    needs = Needs(single_label="a centroid classifies one class per sample")
+    headline = "centroid_top1"
+
+    def run(self, ctx: Context) -> dict[str, float]:
+        train, test = ctx.feats["train"], ctx.feats["test"]
+        x = torch.nn.functional.normalize(train["features"], dim=1)
+        centroids = torch.stack([x[train["y"] == c].mean(0) for c in range(ctx.num_classes)])
+        predicted = (torch.nn.functional.normalize(test["features"], dim=1) @ centroids.T).argmax(1)
+        return {"centroid_top1": (predicted == test["y"]).float().mean().item(), "classes": float(ctx.num_classes)}
+
+
+@pytest.fixture
+def toy():
+    register(NearestCentroid)
+    yield
+    unregister(NearestCentroid.name)
+
+
+def test_a_protocol_registered_in_this_file_is_evaluated_and_tabulated(trained, toy, cli_here):
+    cwd, run_id, _ = trained
+    args = ("--checkpoint", "last", "--tsne-points", "0")
+    code, err = cli_here("eval", "--run", run_id, "--protocols", "toy", *args, cwd=cwd)
+    assert code == 0, err[-3000:]
+    client = store_client(cwd)
+    metrics = client.get_run(run_id).data.metrics
+    assert 0.5 < metrics["eval/toy/centroid_top1"] <= 1 and metrics["eval/toy/classes"] == 10
+
+    code, err = cli_here("eval", "--runs", run_id, "--protocols", "toy,knn", "--k", "5", "--baselines", "none", *args,
+                         cwd=cwd)  # fmt: skip
+    assert code == 0, err[-3000:]
+    (table,) = client.search_runs([client.get_experiment_by_name("eval-tables").experiment_id])
+    cells = {key: value for key, value in table.data.metrics.items() if key.startswith("digits/")}
+    assert cells.keys() == {"digits/simclr_toy/centroid_top1", "digits/simclr_knn/top1_k5"}, cells
+    assert cells["digits/simclr_toy/centroid_top1"] == metrics["eval/toy/centroid_top1"]
+    folder = Path(client.download_artifacts(table.info.run_id, "", str(cwd / "table")))
+    assert "| dataset | simclr knn | simclr toy |" in (folder / "table.md").read_text().splitlines()
+
+
+def test_an_unregistered_protocol_is_unknown(tmp_path, cli_here):
+    line = the_error_line(*cli_here("eval", "--run", "x", "--protocols", "toy", cwd=tmp_path))
+    assert "--protocols: unknown protocol 'toy'; choose from knn,linear,svm,finetune,auroc" in line

@@ -49,8 +49,8 @@ def test_the_demo_sweep_config_loads():
     assert sweep.metric == "val/knn_top1" and sweep.n_trials
 
 
-def test_the_readme_sweep_example_is_a_valid_sweep(tmp_path):
-    readme = (REPO / "README.md").read_text()
+def test_the_docs_sweep_example_is_a_valid_sweep(tmp_path):
+    readme = (REPO / "docs" / "sweeps.md").read_text()
     block = readme.split("# every key of a sweep config")[1].split("```")[0]
     path = tmp_path / "example.yaml"
     path.write_text(block.split("\n", 1)[1])

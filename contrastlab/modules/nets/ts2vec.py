@@ -43,7 +43,7 @@ class SamePadConv(nn.Module):
         center = conv.kernel_size[0] // 2
         if not self.trim and conv.dilation[0] >= x.shape[-1]:
             # every tap but the centre falls in the zero padding: the same sum, as a 1x1 conv (PyTorch's
-            # dilated conv on CPU is ~10x slower than this at TS2Vec's last dilations of 512 and 1024)
+            # dilated conv on CPU is much slower than this at TS2Vec's last dilations of 512 and 1024)
             return F.conv1d(x, conv.weight[:, :, center : center + 1], conv.bias)
         out = conv(x)
         return out[:, :, : out.shape[-1] - self.trim]

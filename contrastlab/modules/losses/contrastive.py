@@ -1,50 +1,20 @@
-"""Contrastive losses as pure functions of tensors.
+"""Contrastive losses of the InfoNCE family, as pure functions of tensors.
 
-Each takes embeddings already gathered across ranks when the method wants global negatives, and
-returns a scalar to minimise. Formulas and papers are in the docstrings; tests compare each with a
-plain loop written from the formula.
+Multi-positive InfoNCE and its special cases (NT-Xent, SupCon, keyed positives, additive margins, NCL,
+mean-shifted), DCL/DCLW, and InfoNCE with one positive key per query (MoCo v3, NNCLR, the MoCo queue, the
+bidirectional loss of paired ConVIRT/CLIP data). Each takes embeddings already gathered across ranks when the
+method wants global negatives, and returns a scalar to minimise. Formulas and papers are in the docstrings;
+tests compare each with a plain loop written from the formula.
 """
 
 from __future__ import annotations
-
-import functools
-from collections.abc import Callable
-from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from contrastlab.modules.blocked import blocked_info_nce, blocked_negative_logsumexp
-
-LossFn = TypeVar("LossFn", bound=Callable[..., Tensor])
-
-
-def _float32(value):
-    if isinstance(value, Tensor) and value.is_floating_point():
-        return value.float()
-    if isinstance(value, list | tuple) and value and all(isinstance(v, Tensor) for v in value):
-        return type(value)(_float32(v) for v in value)
-    return value
-
-
-def in_float32(loss: LossFn) -> LossFn:
-    """Run a loss in float32 with autocast off, whatever the trainer's precision.
-
-    Under `trainer.precision bf16-mixed` (or 16-mixed) autocast would run the similarity matmul in bf16,
-    whose 8-bit mantissa leaves cosines near 1 only about 1e-2 apart; divided by a temperature of 0.1 and
-    exponentiated, that is a visible error in the logits. The embeddings are small (N x D), so computing
-    every loss in float32 costs nothing measurable next to the backbone, which keeps autocast.
-    """
-
-    @functools.wraps(loss)
-    def wrapper(*args, **kwargs):
-        if not (torch.is_autocast_enabled("cpu") or torch.is_autocast_enabled("cuda")):
-            return loss(*args, **kwargs)
-        with torch.autocast("cpu", enabled=False), torch.autocast("cuda", enabled=False):
-            return loss(*(_float32(a) for a in args), **{k: _float32(v) for k, v in kwargs.items()})
-
-    return wrapper  # type: ignore[return-value]
+from contrastlab.modules.losses.blocked import blocked_info_nce, blocked_negative_logsumexp
+from contrastlab.modules.losses.precision import in_float32
 
 
 @in_float32
@@ -108,7 +78,7 @@ def nt_xent(
         temperature: T > 0.
         margin: additive margin on the positive pair's cosine (see `multi_positive_info_nce`).
         block_rows: compute by blocks of this many anchors, never holding the (2N, 2N) matrix
-            (`modules/blocked.py`; what GradCache's large batches need); None: in one piece.
+            (`losses/blocked.py`; what GradCache's large batches need); None: in one piece.
     """
     if z1.shape != z2.shape:
         raise ValueError(f"the two views' embeddings differ in shape: {tuple(z1.shape)} vs {tuple(z2.shape)}")
@@ -129,7 +99,7 @@ def keyed_info_nce(
     return multi_positive_info_nce(z, positives, temperature, margin)
 
 
-# -- momentum, predictor and memory methods (MoCo v2/v3, BYOL, SimSiam, NNCLR) -------------------------
+# -- One positive key per query: momentum and memory methods (MoCo v2/v3, NNCLR) ----------------------------
 
 
 @in_float32
@@ -175,25 +145,7 @@ def queue_info_nce(query: Tensor, keys: Tensor, queue: Tensor, temperature: floa
     return F.cross_entropy(logits, torch.zeros(q.shape[0], dtype=torch.long, device=q.device))
 
 
-@in_float32
-def normalized_mse(prediction: Tensor, target: Tensor) -> Tensor:
-    """BYOL's loss (Grill et al. 2020, eq. 2): ||p/||p|| - z/||z|| ||^2 = 2 - 2 cos(p, z), mean over the batch.
-
-    The target gets no special treatment here: the method passes it from the EMA network or detached.
-    """
-    return (2 - 2 * F.cosine_similarity(prediction, target, dim=1)).mean()
-
-
-@in_float32
-def negative_cosine(prediction: Tensor, target: Tensor) -> Tensor:
-    """SimSiam's D(p, z) = -p/||p|| . z/||z|| (Chen & He 2021, eq. 1), mean over the batch.
-
-    The stop-gradient of SimSiam's loss belongs to the method, which passes `z.detach()`.
-    """
-    return -F.cosine_similarity(prediction, target, dim=1).mean()
-
-
-# -- Loss-defined methods: SupCon, Barlow Twins, VICReg, DCL/DCLW, NCL, mean-shifted contrastive ---------------
+# -- Loss-defined methods: SupCon, DCL/DCLW, NCL, mean-shifted contrastive ------------------------------------
 
 
 def label_positives(labels: Tensor) -> Tensor:
@@ -225,73 +177,6 @@ def supcon(
     return keyed_info_nce(torch.cat(views), [sample, labels.repeat(v)], temperature, margin, block_rows)
 
 
-def _standardise(z: Tensor, eps: float) -> Tensor:
-    """Each dimension to zero mean and unit (biased) variance over the batch, as an affine-free BatchNorm."""
-    return (z - z.mean(dim=0)) / torch.sqrt(z.var(dim=0, unbiased=False) + eps)
-
-
-@in_float32
-def barlow_twins(z1: Tensor, z2: Tensor, lambd: float = 5e-3, eps: float = 1e-5) -> Tensor:
-    """Barlow Twins (Zbontar et al. 2021, eq. 1-2): decorrelate the cross-correlation matrix towards identity.
-
-    With each dimension of z1 and z2 standardised over the N samples of the batch,
-    C_ij = 1/N sum_b z1_bi z2_bj and
-
-        loss = sum_i (1 - C_ii)^2 + lambda * sum_{i != j} C_ij^2.
-
-    Args:
-        z1, z2: (N, D) embeddings of two views, N >= 2 (the global batch: C is a batch statistic).
-        lambd: weight of the off-diagonal (redundancy reduction) term; the paper uses 5.1e-3 for D = 8192.
-    """
-    if z1.shape != z2.shape or z1.shape[0] < 2:
-        raise ValueError(f"Barlow Twins needs two (N >= 2, D) embeddings of one shape, got {z1.shape} and {z2.shape}")
-    c = _standardise(z1, eps).T @ _standardise(z2, eps) / z1.shape[0]
-    on_diagonal = (torch.diagonal(c) - 1).pow(2).sum()
-    off_diagonal = c.pow(2).sum() - torch.diagonal(c).pow(2).sum()
-    return on_diagonal + lambd * off_diagonal
-
-
-@in_float32
-def vicreg_terms(z1: Tensor, z2: Tensor, gamma: float = 1.0, eps: float = 1e-4) -> tuple[Tensor, Tensor, Tensor]:
-    """The three VICReg terms (Bardes et al. 2022, eq. 1-5), unweighted: (invariance, variance, covariance).
-
-    s(Z, Z') = 1/N sum_b ||z_b - z'_b||^2 / D                (the mean squared error)
-    v(Z)     = 1/D sum_j max(0, gamma - sqrt(Var(z^j) + eps))   (unbiased variance over the batch)
-    c(Z)     = 1/D sum_{i != j} Cov(Z)_ij^2
-    variance = v(Z) + v(Z'),  covariance = c(Z) + c(Z')
-    """
-    if z1.shape != z2.shape or z1.shape[0] < 2:
-        raise ValueError(f"VICReg needs two (N >= 2, D) embeddings of one shape, got {z1.shape} and {z2.shape}")
-    invariance = F.mse_loss(z1, z2)
-    variance = z1.new_zeros(())
-    covariance = z1.new_zeros(())
-    for z in (z1, z2):
-        n, d = z.shape
-        variance = variance + F.relu(gamma - torch.sqrt(z.var(dim=0) + eps)).mean()
-        centred = z - z.mean(dim=0)
-        cov = centred.T @ centred / (n - 1)
-        covariance = covariance + (cov.pow(2).sum() - torch.diagonal(cov).pow(2).sum()) / d
-    return invariance, variance, covariance
-
-
-@in_float32
-def vicreg(
-    z1: Tensor,
-    z2: Tensor,
-    sim_weight: float = 25.0,
-    var_weight: float = 25.0,
-    cov_weight: float = 1.0,
-    gamma: float = 1.0,
-    eps: float = 1e-4,
-) -> Tensor:
-    """VICReg (Bardes et al. 2022, eq. 6): lambda s(Z, Z') + mu [v(Z) + v(Z')] + nu [c(Z) + c(Z')].
-
-    The paper's weights are lambda = mu = 25, nu = 1; see `vicreg_terms` for the terms.
-    """
-    invariance, variance, covariance = vicreg_terms(z1, z2, gamma, eps)
-    return sim_weight * invariance + var_weight * variance + cov_weight * covariance
-
-
 @in_float32
 def dcl(
     z1: Tensor, z2: Tensor, temperature: float = 0.1, sigma: float | None = None, block_rows: int | None = None
@@ -315,7 +200,7 @@ def dcl(
     Args:
         z1, z2: (N, D), N >= 2, rows k of each a positive pair.
         temperature: T > 0. sigma: the DCLW kernel width (the paper uses 0.5), None for DCL.
-        block_rows: the negatives' log-sum-exp by blocks of this many anchors (`modules/blocked.py`), as
+        block_rows: the negatives' log-sum-exp by blocks of this many anchors (`losses/blocked.py`), as
             `nt_xent`'s; the weight and the positive term need only the 2N positive similarities.
     """
     if temperature <= 0 or (sigma is not None and sigma <= 0):
@@ -369,89 +254,6 @@ def mean_shifted_contrastive(
     contrastive = nt_xent(phi1 - c, phi2 - c, temperature)  # nt_xent normalises the shifted rows
     angular = -torch.cat([phi1, phi2]) @ c
     return contrastive + angular_weight * angular.mean()
-
-
-# -- Contrastive predictive coding ------------------------------------------------------------------------
-
-CPC_NEGATIVES = ("batch", "sequence", "both")
-
-
-@in_float32
-def cpc_terms(
-    predictions: Tensor, targets: Tensor, mask: Tensor | None = None, negatives: str = "both"
-) -> tuple[Tensor, Tensor, Tensor]:
-    """CPC's InfoNCE for each prediction step k (van den Oord et al. 2018, eq. 4), and its accuracy.
-
-    predictions[b, k-1, t] = W_k c_t predicts the latent z_{t+k} of sequence b; with the log-bilinear score
-    f_k(z, c_t) = exp(z^T W_k c_t) (no normalisation, no temperature: W_k learns the scale),
-
-        loss_k = -mean_{(b, t)} log( exp(z_{b,t+k} . p_{b,k,t}) / sum_{z' in X(b, t+k)} exp(z' . p_{b,k,t}) )
-
-    over the anchors (b, t) whose steps t and t+k are both real. The candidates X(b, s) hold the positive
-    z_{b,s} and the negatives:
-        "batch":    z_{b',s}, the same step of the other sequences (the paper's "mixed speaker" negatives);
-        "sequence": z_{b,s'}, the other steps of the same sequence ("same speaker");
-        "both":     z_{b',s'}, every step of every sequence of the batch.
-    Padded steps (mask False) are never candidates. The scores use every candidate (no sampling).
-
-    Args:
-        predictions: (B, K, S, D). targets: (B, S, D). mask: (B, S) bool, True on real steps; None = all real.
-        negatives: "batch", "sequence" or "both".
-
-    Returns:
-        (loss_k, accuracy_k, anchors_k), each (K,): the mean loss and top-1 accuracy of each k (0 where k
-        has no anchor) and how many anchors each k has.
-    """
-    if negatives not in CPC_NEGATIVES:
-        raise ValueError(f"negatives must be one of {', '.join(CPC_NEGATIVES)}, got {negatives!r}")
-    b, k_max, s, d = predictions.shape
-    if targets.shape != (b, s, d):
-        raise ValueError(f"predictions {tuple(predictions.shape)} and targets {tuple(targets.shape)} disagree")
-    if mask is None:
-        mask = torch.ones(b, s, dtype=torch.bool, device=targets.device)
-    losses, accuracies, counts = [], [], []
-    for k in range(1, k_max + 1):
-        if k >= s:  # no step has a step k ahead
-            losses.append(predictions.sum() * 0)  # zero, in the graph
-            accuracies.append(predictions.new_zeros(()))
-            counts.append(torch.zeros((), dtype=torch.long, device=predictions.device))
-            continue
-        p = predictions[:, k - 1, : s - k]  # (B, S-k, D): predictions made at t for t+k
-        anchors = mask[:, : s - k] & mask[:, k:]  # (B, S-k)
-        if negatives == "batch":  # logits[b, t, b'] = z_{b', t+k} . p_{b,t}
-            logits = torch.einsum("btd,ctd->btc", p, targets[:, k:])
-            candidates = mask[:, k:].T[None].expand(b, -1, -1)
-            positive = torch.arange(b, device=p.device)[:, None].expand(-1, s - k)
-        elif negatives == "sequence":  # logits[b, t, s'] = z_{b, s'} . p_{b,t}
-            logits = torch.einsum("btd,bsd->bts", p, targets)
-            candidates = mask[:, None, :].expand(-1, s - k, -1)
-            positive = torch.arange(k, s, device=p.device)[None].expand(b, -1)
-        else:  # logits[b, t, (b', s')] = z_{b', s'} . p_{b,t}
-            logits = torch.einsum("btd,nd->btn", p, targets.reshape(b * s, d))
-            candidates = mask.reshape(1, 1, b * s).expand(b, s - k, -1)
-            positive = torch.arange(b, device=p.device)[:, None] * s + torch.arange(k, s, device=p.device)[None]
-        # rows of non-anchors keep finite logits, so a row with no candidate gives no NaN to mask away
-        logits = logits.masked_fill(~candidates & anchors[..., None], float("-inf"))
-        log_prob = logits.log_softmax(dim=-1).gather(-1, positive[..., None]).squeeze(-1)
-        correct = logits.argmax(dim=-1) == positive
-        n = anchors.sum()
-        losses.append(-log_prob.masked_fill(~anchors, 0.0).sum() / n.clamp(min=1))
-        accuracies.append((correct & anchors).sum() / n.clamp(min=1))
-        counts.append(n)
-    return torch.stack(losses), torch.stack(accuracies).float(), torch.stack(counts)
-
-
-@in_float32
-def cpc_info_nce(predictions: Tensor, targets: Tensor, mask: Tensor | None = None, negatives: str = "both") -> Tensor:
-    """CPC's loss: the mean over the prediction steps k = 1..K of `cpc_terms`' loss_k (steps with no anchor
-    left out). See `cpc_terms` for the formula, the shapes and the choice of negatives."""
-    loss_k, _, anchors_k = cpc_terms(predictions, targets, mask, negatives)
-    if not (anchors_k > 0).any():
-        raise ValueError(
-            f"no step t has a real step t+1 to predict: {predictions.shape[2]} steps per sequence; "
-            "use longer inputs or smaller encoder strides"
-        )
-    return loss_k[anchors_k > 0].mean()
 
 
 # -- Paired (two-tower) losses: ConVIRT, CLIP, CLAP -----------------------------------------------------------

@@ -1,10 +1,11 @@
-"""Losses of the time-series methods, as pure functions of tensors (TS2Vec, SoftCLT, TS-TCC).
+"""Timestamp-level contrastive losses of the time-series methods, as pure functions of tensors (TS2Vec, SoftCLT).
 
 Representations are timestamp-level, (B, T, D). TS2Vec contrasts them by raw dot products (no
 normalisation, no temperature), between the same timestamp of two views of one series (instance-wise)
 and between the same series at two timestamps (temporal), at every scale of a max-pooling pyramid.
 SoftCLT replaces the one-hot targets of both by soft ones: from the DTW distance of two series, and from
-the time lag of two timestamps. Tests compare each with a loop written from the formula.
+the time lag of two timestamps. TS-TCC's temporal contrasting is in `predictive.py`, with CPC's. Tests compare each
+with a loop written from the formula.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from contrastlab.modules.losses import in_float32
+from contrastlab.modules.losses.precision import in_float32
 
 
 def pair_weights(targets: Tensor) -> Tensor:
@@ -144,19 +145,3 @@ def soft_temporal_targets(steps: int, tau: float, device: torch.device | None = 
     t = torch.arange(steps, device=device, dtype=torch.float32)
     weights = 2 * torch.sigmoid(-tau * (t[:, None] - t[None, :]).abs())
     return weights.masked_fill(weights < 1e-6, 0.0)
-
-
-@in_float32
-def temporal_contrasting(future: Tensor, predicted: Tensor) -> Tensor:
-    """TS-TCC's temporal contrasting (Eldele et al. 2021, eq. 3): the context of one view predicts the next
-    K steps of the other; each prediction must pick its own series' true step among the batch's:
-
-        L_TC = -1/(K B) sum_k sum_i log( exp(f_k,i . p_k,i) / sum_j exp(f_k,i . p_k,j) )
-
-    Args:
-        future: (K, B, D) the other view's representations at t+1 .. t+K.
-        predicted: (K, B, D) W_k c_t, the predictions of them from the context c_t.
-    """
-    logits = future @ predicted.transpose(1, 2)  # K x B x B: future i against prediction j
-    log_prob = F.log_softmax(logits, dim=-1)
-    return -log_prob.diagonal(dim1=1, dim2=2).mean()
