@@ -11,8 +11,9 @@ import warnings
 from pathlib import Path
 
 
-def check_run_config(config: str | Path, args: list[str] = ()) -> None:
-    """Parse `-c config args...` with the run CLI's parser; a refusal raises ConfigError naming the key."""
+def check_run_config(config: str | Path, args: list[str] = ()) -> str:
+    """Parse `-c config args...` with the run CLI's parser; a refusal raises ConfigError naming the key.
+    Returns the resolved config as `--print_config` writes it."""
     from contrastlab.platform.cli import ContrastlabCLI
 
     class ParseOnly(ContrastlabCLI):
@@ -24,4 +25,5 @@ def check_run_config(config: str | Path, args: list[str] = ()) -> None:
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python.*")
-        ParseOnly(run=False, args=["-c", str(config), *args])
+        cli = ParseOnly(run=False, args=["-c", str(config), *args])
+    return cli.parser.dump(cli.config, skip_none=False, skip_validation=True)

@@ -86,19 +86,9 @@ def flat(node, prefix="") -> dict:
 
 def resolved(config: Path) -> dict:
     """`config` as `contrastlab fit -c config --print_config` resolves it, flattened (the config paths left out)."""
-    from contrastlab.platform.cli import ContrastlabCLI
+    from contrastlab.platform.config_check import check_run_config
 
-    class ParseOnly(ContrastlabCLI):
-        def _set_seed(self) -> None:
-            pass
-
-        def instantiate_classes(self) -> None:
-            pass
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        cli = ParseOnly(run=False, args=["-c", str(config)])
-    dumped = yaml.safe_load(cli.parser.dump(cli.config, skip_none=False, skip_validation=True))
+    dumped = yaml.safe_load(check_run_config(config))
     dumped.pop("config", None)
     return flat(dumped)
 
