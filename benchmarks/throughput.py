@@ -308,7 +308,7 @@ def peer_section(args, out: list[str], record: dict) -> None:
         out.append("**peer**: lightly is not installed; `pip install -e .[bench]` (or `pip install lightly`).\n")
         return
     out.append(f"### Against lightly {lightly.__version__} on identical work\n")
-    from contrastlab.datamodules.base import DataInfo
+    from contrastlab.contract import DataInfo
     from contrastlab.modules.backbones import create_backbone
 
     grey = DataInfo("digits", "image", (1, SIZE, SIZE))

@@ -20,8 +20,9 @@ import torch
 import yaml
 from torch import Tensor, nn
 
-from contrastlab.augment.base import ChannelNormalize, ViewPipeline
-from contrastlab.datamodules.base import ContrastiveDataModule, DataInfo, TensorSamples
+from contrastlab.augment.ops import ChannelNormalize
+from contrastlab.contract import DataInfo, ViewPipeline
+from contrastlab.datamodules.base import ContrastiveDataModule, TensorSamples
 from contrastlab.modules.backbones import register_backbone
 from tests.conftest import REPO, store_client
 from tests.learning import untrained_loss

@@ -15,9 +15,10 @@ How the hard ones are batched:
   convolved by one batched FFT of length T + L, mixed with the dry signal at a per-sample wet ratio.
 
 `CLMRViews` is CLMR's chain (Spijkervet & Burgoyne 2021) with its probabilities; `strength` scales them all
-(for a sweep) and each op's probability and range is its own argument. `LogMelViews` adds augment/spectrogram.py
-(our log-mel front end, SpecAugment's masks, a log-mel mixup within the batch); its views are (C, n_mels, frames)
-images, so any 2-D backbone (timm's with in_chans=1) takes audio (`view_info` tells the module their shape).
+(for a sweep) and each op's probability and range is its own argument. `LogMelViews` adds the spectrogram ops of
+augment/ops.py (our log-mel front end, SpecAugment's masks, a log-mel mixup within the batch); its views are
+(C, n_mels, frames) images, so any 2-D backbone (timm's with in_chans=1) takes audio (`view_info` tells the
+module their shape).
 """
 
 from __future__ import annotations
@@ -28,20 +29,23 @@ from dataclasses import replace
 import torch
 from torch import Tensor, nn
 
-from contrastlab.augment.base import ViewPipeline
-from contrastlab.augment.ops import (  # noqa: F401  (centre_crop, gain: this module's ops too)
+from contrastlab.augment.ops import (  # noqa: F401  (centre_crop, gain: this module's ops too)  # noqa: F401
+    LogMel,
+    LogMixup,
     Range,
+    SpecAugment,
     centre_crop,
     check_probability,
     check_views,
     chosen,
     gain,
+    mel_filterbank,
     on_chosen,
     per_sample,
     random_crop,
     uniform,
 )
-from contrastlab.augment.spectrogram import LogMel, LogMixup, SpecAugment, mel_filterbank  # noqa: F401
+from contrastlab.contract import ViewPipeline
 from contrastlab.errors import ConfigError
 
 

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
-from contrastlab.augment.base import ChannelNormalize, ViewPipeline
-from contrastlab.augment.ops import check_views, gain, random_crop, uniform
+from contrastlab.augment.ops import ChannelNormalize, check_views, gain, random_crop, uniform
+from contrastlab.contract import ViewPipeline
 from contrastlab.errors import ConfigError
 
 if TYPE_CHECKING:
-    from contrastlab.datamodules.base import DataInfo
+    from contrastlab.contract import DataInfo
 
 NORMALIZE = ("instance", "channel", "none")
 

@@ -11,7 +11,7 @@ keeps it NaN and never reads it, and the series backbones pool over `~x.isnan().
 permutation move steps within each series' own length, never into its padding.
 
 The series are normalised by their DataModule (a per-series z-score after a scaling view would undo it), so
-these views do not normalise again: the contract's rule (augment/base.py) puts what comes before the views
+these views do not normalise again: the contract's rule (contrastlab/contract.py) puts what comes before the views
 in the data.
 """
 
@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from contrastlab.augment.base import ViewPipeline
 from contrastlab.augment.ops import PerView, chosen, per_view
+from contrastlab.contract import ViewPipeline
 from contrastlab.errors import ConfigError
 
 

@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from contrastlab.augment.base import ChannelNormalize, ViewPipeline
-from contrastlab.augment.ops import PerView, check_views, chosen, per_view
+from contrastlab.augment.ops import ChannelNormalize, PerView, check_views, chosen, per_view
+from contrastlab.contract import ViewPipeline
 from contrastlab.errors import ConfigError
 
 

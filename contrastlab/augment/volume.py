@@ -25,9 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from contrastlab.augment.base import ChannelNormalize, ViewPipeline
-from contrastlab.augment.ops import check_views, chosen, on_chosen, per_sample, triple
+from contrastlab.augment.ops import ChannelNormalize, check_views, chosen, on_chosen, per_sample, triple
 from contrastlab.augment.vision import ImageViews
+from contrastlab.contract import ViewPipeline
 from contrastlab.errors import ConfigError
 
 Triple = tuple[float, float, float]

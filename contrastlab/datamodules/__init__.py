@@ -1,5 +1,5 @@
 """DataModules: raw samples out (`x`, `y`, `idx`), no augmentation; workers only decode and crop."""
 
-from contrastlab.datamodules.base import ContrastiveDataModule, DataInfo
+from contrastlab.datamodules.base import ContrastiveDataModule
 
-__all__ = ["ContrastiveDataModule", "DataInfo"]
+__all__ = ["ContrastiveDataModule"]

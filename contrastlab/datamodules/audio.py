@@ -32,9 +32,10 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
+from contrastlab.contract import DataInfo
 from contrastlab.datamodules.audio_files import AUDIO_EXTENSIONS, Decoding
 from contrastlab.datamodules.badfiles import BadFiles, check_policy, list_readable, skip_collate
-from contrastlab.datamodules.base import ContrastiveDataModule, DataInfo
+from contrastlab.datamodules.base import ContrastiveDataModule
 from contrastlab.datamodules.manifest import read_manifest
 from contrastlab.datamodules.splits import SPLITS, hold_out, seeded_split
 from contrastlab.errors import ConfigError, DataError

@@ -1,7 +1,8 @@
 """The DataModule contract every modality follows.
 
-A dataset yields dicts `{"x": raw sample, "y": label or -1, "idx": index}` (multi-label data: a multi-hot
-`y`, all -1 when unlabelled). The DataModule says what one sample is (`info`, a `DataInfo`), proposes the
+A dataset yields dicts `{SAMPLE: raw sample, LABEL: label or -1, INDEX: index}` (the batch keys of
+contrastlab/contract.py, "x", "y" and "idx"; multi-label data: a multi-hot label, all -1 when unlabelled). The
+DataModule says what one sample is (`info`, a `DataInfo`), proposes the
 data's default view pipeline (`default_views`) and batches samples with its `collate` hook (`pad_collate`
 pads variable-length samples and adds `mask` and `lengths`). The train loader follows a resumable
 permutation and drops the last partial batch; validation and test return named loaders, `bank` (the
@@ -13,7 +14,6 @@ bank keep only that class.
 from __future__ import annotations
 
 import os
-from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 import lightning as L
@@ -22,65 +22,22 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset, default_collate
 
 from contrastlab import compat
+from contrastlab.contract import (
+    BANK_LOADER,
+    INDEX,
+    LABEL,
+    LENGTHS,
+    MASK,
+    QUERY_LOADER,
+    SAMPLE,
+    DataInfo,
+    ViewPipeline,
+    default_views,
+)
 from contrastlab.datamodules.sampling import ResumableSampler
 from contrastlab.errors import ConfigError
 
 SPLITS = ("train", "val", "test")
-
-
-@dataclass(frozen=True)
-class DataInfo:
-    """What a method needs to know about its data, known before any file is read.
-
-    Args:
-        name: the dataset's name (the default MLflow experiment).
-        modality: "image", "audio", "series", "volume", ... (a run tag; backbones check the sample rank).
-        shape: one sample: (C, H, W), (C, T), (C, D, H, W), ...; a size that varies between samples (padded by
-            the DataModule's collate) may be given as 0. A view pipeline whose views have another shape (a crop, a
-            spectrogram) says which in its `view_info(info)`, and the backbone is built for that.
-        num_classes: 0 for unlabelled data.
-        multilabel: labels are multi-hot vectors (B, num_classes) rather than class indices.
-        mean, std: per-channel statistics, for pipelines that normalise by them (empty when unused).
-        sample_rate: samples per second of audio or series data.
-        views: class path of the `ViewPipeline` the data proposes by default (its `for_data(info)` builds it).
-        extra: anything else a modality's pipelines or backbones need (plain values: it is saved in checkpoints).
-    """
-
-    name: str
-    modality: str
-    shape: tuple[int, ...]
-    num_classes: int = 0
-    multilabel: bool = False
-    mean: tuple[float, ...] = ()
-    std: tuple[float, ...] = ()
-    sample_rate: float | None = None
-    views: str = ""
-    extra: dict[str, Any] = field(default_factory=dict, hash=False)
-
-    @property
-    def channels(self) -> int:
-        return self.shape[0]
-
-    @property
-    def sample_dims(self) -> int:
-        """Dimensions of one channel of a sample: 1 for (C, T), 2 for (C, H, W), 3 for (C, D, H, W)."""
-        return len(self.shape) - 1
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        # Checkpoints written before `shape` existed hold (channels, size) of square images.
-        if "shape" not in state and "channels" in state:
-            state = dict(state)
-            channels, size = state.pop("channels"), state.pop("size")
-            state["shape"] = (channels, size, size)
-            state.setdefault("views", "contrastlab.augment.vision.ImageViews")
-        defaults = {f.name: f.default for f in fields(self) if f.default is not MISSING}
-        defaults["extra"] = {}
-        for key, value in {**defaults, **state}.items():
-            object.__setattr__(self, key, value)
-
-
-# Checkpoints keep it in their hyper-parameters; Lightning loads checkpoints with weights_only=True.
-torch.serialization.add_safe_globals([DataInfo])
 
 
 class TensorSamples(Dataset):
@@ -97,10 +54,10 @@ class TensorSamples(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, Tensor | int]:
         y = self.y[i]
-        return {"x": self.x[i], "y": int(y) if y.ndim == 0 else y, "idx": i}
+        return {SAMPLE: self.x[i], LABEL: int(y) if y.ndim == 0 else y, INDEX: i}
 
 
-def pad_collate(samples: list[dict[str, Any]], key: str = "x", pad_value: float = 0.0) -> dict[str, Any]:
+def pad_collate(samples: list[dict[str, Any]], key: str = SAMPLE, pad_value: float = 0.0) -> dict[str, Any]:
     """Batch samples whose `key` differs in its last dimension (time): pad to the longest, and add
     `mask` (B, T) True on real steps and `lengths` (B,). Every other key is batched as usual."""
     lengths = torch.tensor([sample[key].shape[-1] for sample in samples])
@@ -113,8 +70,8 @@ def pad_collate(samples: list[dict[str, Any]], key: str = "x", pad_value: float 
     )
     batch = default_collate([{k: v for k, v in sample.items() if k != key} for sample in samples])
     batch[key] = padded
-    batch["lengths"] = lengths
-    batch["mask"] = torch.arange(longest)[None, :] < lengths[:, None]
+    batch[LENGTHS] = lengths
+    batch[MASK] = torch.arange(longest)[None, :] < lengths[:, None]
     return batch
 
 
@@ -156,10 +113,8 @@ class ContrastiveDataModule(L.LightningDataModule):
     def info(self) -> DataInfo:
         raise NotImplementedError
 
-    def default_views(self):
+    def default_views(self) -> ViewPipeline:
         """The view pipeline this data proposes (a config's `model.init_args.augment` replaces it)."""
-        from contrastlab.augment.base import default_views
-
         return default_views(self.info)
 
     def load_split(self, split: str) -> Dataset:
@@ -212,7 +167,7 @@ class ContrastiveDataModule(L.LightningDataModule):
             return TensorSamples(dataset.x[normal], dataset.y[normal])
         labels = getattr(dataset, "labels", None)
         if labels is None:  # a dataset that keeps no label list: read each sample once
-            labels = [dataset[i]["y"] for i in range(len(dataset))]
+            labels = [dataset[i][LABEL] for i in range(len(dataset))]
         return Subset(dataset, [i for i, y in enumerate(labels) if int(y) == self.normal_class])
 
     def setup(self, stage: str) -> None:
@@ -280,7 +235,7 @@ class ContrastiveDataModule(L.LightningDataModule):
 
     def eval_loaders(self, split: str) -> dict[str, DataLoader]:
         """The named loaders of an evaluation pass: `bank` (the kNN bank) and `query` (the split evaluated)."""
-        return {"bank": self.eval_loader(self.bank_split), "query": self.eval_loader(split)}
+        return {BANK_LOADER: self.eval_loader(self.bank_split), QUERY_LOADER: self.eval_loader(split)}
 
     def val_dataloader(self) -> dict[str, DataLoader]:
         return self.eval_loaders("val")

@@ -11,7 +11,7 @@
 A study is read by datamodules/studies.py (`StudyReader`: pydicom or nibabel, resampled, intensities on a
 common scale, centre-cropped or padded to a fixed shape), which is all the decoding a worker does: views are
 made later, on the device (`augment/volume.py`). The intensity scale is the data's by the contract's rule
-(augment/base.py: what comes before the views is the data's; the views' per-channel normalisation is the
+(contrastlab/contract.py: what comes before the views is the data's; the views' per-channel normalisation is the
 pipeline's). A study that cannot be read stops the run naming it, or is skipped (`on_bad_file`).
 """
 
@@ -27,8 +27,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from contrastlab.contract import DataInfo
 from contrastlab.datamodules.badfiles import BadFiles, check_policy, skip_collate
-from contrastlab.datamodules.base import ContrastiveDataModule, DataInfo, TensorSamples
+from contrastlab.datamodules.base import ContrastiveDataModule, TensorSamples
 from contrastlab.datamodules.manifest import need_columns, read_manifest
 from contrastlab.datamodules.studies import StudyReader, normalise_intensity
 from contrastlab.errors import DataError

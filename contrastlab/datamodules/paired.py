@@ -22,9 +22,10 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, default_collate
 
+from contrastlab.contract import DataInfo
 from contrastlab.datamodules.audio_files import AudioReader
 from contrastlab.datamodules.badfiles import BadFiles, check_policy, drop_bad
-from contrastlab.datamodules.base import ContrastiveDataModule, DataInfo
+from contrastlab.datamodules.base import ContrastiveDataModule
 from contrastlab.datamodules.images import ImageDecoder
 from contrastlab.datamodules.manifest import class_order, need_columns, read_csv, split_name
 from contrastlab.datamodules.splits import SPLITS, hold_out, seeded_split

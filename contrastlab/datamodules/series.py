@@ -5,7 +5,7 @@ and the padding of unequal-length series are NaN in `x`, and the batch's `mask` 
 (`pad_collate` with NaN padding, then NaN steps masked too): views and the series backbones carry the
 mask inside the tensor (`~x.isnan().any(1)`), so any method's `encode` works on masked series.
 
-Normalisation is part of the data here, not of the views (the contract's rule, augment/base.py: what comes
+Normalisation is part of the data here, not of the views (the contract's rule, contrastlab/contract.py: what comes
 before the views is the data's): a per-series z-score after a scaling view would undo the scaling, so series
 are z-normalised once when read (`normalize: series`, the UCR convention),
 or by the train split's per-channel mean and std (`normalize: dataset`, TS2Vec's for UEA sets), or left as
@@ -29,7 +29,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, default_collate
 
-from contrastlab.datamodules.base import ContrastiveDataModule, DataInfo, pad_collate
+from contrastlab.contract import DataInfo
+from contrastlab.datamodules.base import ContrastiveDataModule, pad_collate
 from contrastlab.datamodules.manifest import class_order
 from contrastlab.datamodules.series_files import Arrays, read_series_file
 from contrastlab.datamodules.splits import seeded_split

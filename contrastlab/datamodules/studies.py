@@ -5,7 +5,7 @@ pydicom decodes slices and we sort them by their position along the slice normal
 rescale slope and intercept; nibabel reorients a NIfTI image to its closest canonical (RAS+) axes and
 resamples it to a target spacing (`nibabel.processing`, scipy underneath). Intensities are then put on a
 common scale (a CT window preset, MR z-scores over the foreground, or min-max): the data's by the contract's
-rule (augment/base.py), and the volume is centre-cropped or padded to a fixed shape. Any file pydicom or
+rule (contrastlab/contract.py), and the volume is centre-cropped or padded to a fixed shape. Any file pydicom or
 nibabel cannot use is reported by its path as one error line.
 """
 

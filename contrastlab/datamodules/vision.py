@@ -17,8 +17,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from contrastlab.contract import DataInfo
 from contrastlab.datamodules.badfiles import BadFiles, check_policy, skip_collate
-from contrastlab.datamodules.base import ContrastiveDataModule, DataInfo, TensorSamples
+from contrastlab.datamodules.base import ContrastiveDataModule, TensorSamples
 from contrastlab.datamodules.images import IMAGE_EXTENSIONS, ImageDecoder
 from contrastlab.datamodules.splits import hold_out, seeded_split, stratified_counts
 from contrastlab.errors import ConfigError, DataError

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics.functional.classification import binary_auroc
 
-from contrastlab.evaluation.online import BANK_LOADER, QUERY_LOADER, EmbeddingMetrics
+from contrastlab.contract import BANK_LOADER, QUERY_LOADER
+from contrastlab.evaluation.online import EmbeddingMetrics
 
 
 @torch.no_grad()

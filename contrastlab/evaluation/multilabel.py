@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics.functional.classification import multilabel_auroc, multilabel_average_precision
 
-from contrastlab.evaluation.online import BANK_LOADER, QUERY_LOADER, EmbeddingMetrics
+from contrastlab.contract import BANK_LOADER, QUERY_LOADER
+from contrastlab.evaluation.online import EmbeddingMetrics
 
 
 @torch.no_grad()

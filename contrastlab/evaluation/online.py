@@ -16,12 +16,10 @@ import lightning as L
 import torch
 from torch import Tensor
 
+from contrastlab.contract import POSITIONAL_LOADERS
 from contrastlab.evaluation.knn import knn_accuracy
 from contrastlab.evaluation.metrics import alignment, effective_rank, uniformity
 
-BANK_LOADER, QUERY_LOADER = "bank", "query"
-# A DataModule that returns its evaluation loaders as a list gives them in this order.
-POSITIONAL_LOADERS = (BANK_LOADER, QUERY_LOADER)
 # pdist over more points costs O(N^2) memory for a statistic that has long converged.
 MAX_UNIFORMITY_POINTS = 4096
 

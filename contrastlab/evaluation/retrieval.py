@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from contrastlab.evaluation.online import QUERY_LOADER, EmbeddingMetrics
+from contrastlab.contract import QUERY_LOADER
+from contrastlab.evaluation.online import EmbeddingMetrics
 
 RECALL_KS = (1, 5, 10)
 

@@ -18,8 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from contrastlab.contract import QUERY_LOADER
 from contrastlab.evaluation.multilabel import multilabel_scores
-from contrastlab.evaluation.online import QUERY_LOADER, EmbeddingMetrics, loader_name
+from contrastlab.evaluation.online import EmbeddingMetrics, loader_name
 
 DEFAULT_TEMPLATES = ("a photo of a {label}",)
 

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from contrastlab.errors import ConfigError
 
 if TYPE_CHECKING:
-    from contrastlab.datamodules.base import DataInfo
+    from contrastlab.contract import DataInfo
 
 
 @dataclass(frozen=True)

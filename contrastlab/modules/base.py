@@ -21,18 +21,36 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from contrastlab import compat
-from contrastlab.augment.base import check_pipeline, default_views
-from contrastlab.datamodules.base import DataInfo
+from contrastlab.contract import (
+    EVAL_VIEW,
+    INDEX,
+    LABEL,
+    QUERY_LOADER,
+    SAMPLE,
+    VIEWS,
+    Batch,
+    DataInfo,
+    check_pipeline,
+    default_views,
+)
 from contrastlab.errors import ConfigError
 from contrastlab.evaluation.multilabel import MultiLabelMetrics
-from contrastlab.evaluation.online import QUERY_LOADER, EmbeddingMetrics, Evaluators, loader_name
+from contrastlab.evaluation.online import EmbeddingMetrics, Evaluators, loader_name
 from contrastlab.modules import optim, speed
 from contrastlab.modules.backbones import create_backbone
 from contrastlab.modules.distributed import gather_with_grad
 
-Batch = dict[str, Any]
-# Checkpoints keep these in their hyper-parameters; Lightning loads checkpoints with weights_only=True.
-torch.serialization.add_safe_globals([DataInfo, optim.OptimizerConfig])
+# Checkpoints keep these in their hyper-parameters, pickled by class path; Lightning and contrastlab load checkpoints
+# with weights_only=True, which unpickles only the classes allowed here. Checkpoints written before the classes moved
+# name them by their old paths, allowed too so that those checkpoints still load (no module remains at those paths).
+torch.serialization.add_safe_globals(
+    [
+        DataInfo,
+        optim.OptimizerConfig,
+        (DataInfo, "contrastlab.datamodules.base.DataInfo"),
+        (optim.OptimizerConfig, "contrastlab.modules.optim.OptimizerConfig"),
+    ]
+)
 
 
 class ContrastiveModule(L.LightningModule):
@@ -133,16 +151,16 @@ class ContrastiveModule(L.LightningModule):
     # -- data on the device -------------------------------------------------------------------------
 
     def on_after_batch_transfer(self, batch: Batch, dataloader_idx: int) -> Batch:
-        x = batch["x"]
+        x = batch[SAMPLE]
         if self.trainer.training:
             # a pipeline may add more than the views (where crops overlap, ...): its `augment_batch`
             augment_batch = getattr(self.augment, "augment_batch", None)
-            batch.update(augment_batch(batch) if augment_batch is not None else {"views": self.augment(x)})
+            batch.update(augment_batch(batch) if augment_batch is not None else {VIEWS: self.augment(x)})
             return batch
-        batch["eval_view"] = self.augment.eval_view(x)
+        batch[EVAL_VIEW] = self.augment.eval_view(x)
         predicting = getattr(self.trainer, "predicting", False)
         if not predicting and self.augment.num_views >= 2 and loader_name(self.trainer, dataloader_idx) == QUERY_LOADER:
-            batch["views"] = self.augment(x)[:2]
+            batch[VIEWS] = self.augment(x)[:2]
         return batch
 
     def gather(self, x: Tensor) -> Tensor:
@@ -161,11 +179,11 @@ class ContrastiveModule(L.LightningModule):
         if self.hparams.grad_cache_chunk:
             loss, feats = speed.grad_cache_loss(self, batch)
         else:
-            feats = self.encode(batch, batch["views"])
+            feats = self.encode(batch, batch[VIEWS])
             loss = self.contrastive_loss(feats, batch)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
         if self.probe is not None:
-            probe_loss = self._probe_loss(self.probe(feats[0].detach()), batch["y"])
+            probe_loss = self._probe_loss(self.probe(feats[0].detach()), batch[LABEL])
             self.log("train/probe_loss", probe_loss, on_step=True, on_epoch=True)
             loss = loss + probe_loss
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False)
@@ -185,13 +203,13 @@ class ContrastiveModule(L.LightningModule):
         return (per_sample * labelled).sum() / labelled.sum().clamp(min=1)
 
     def _eval_step(self, batch: Batch, dataloader_idx: int) -> dict[str, Tensor]:
-        feats = self.encode(batch, [batch["eval_view"]])[0]
-        out = {"features": feats, "y": batch["y"]}
+        feats = self.encode(batch, [batch[EVAL_VIEW]])[0]
+        out = {"features": feats, LABEL: batch[LABEL]}
         if loader_name(self.trainer, dataloader_idx) == QUERY_LOADER:
             if self.probe is not None:
                 out["probe_logits"] = self.probe(feats)
-            if "views" in batch:
-                out["view1"], out["view2"] = self.encode(batch, batch["views"])
+            if VIEWS in batch:
+                out["view1"], out["view2"] = self.encode(batch, batch[VIEWS])
         return out
 
     def forward(self, view: Tensor, batch: Batch | None = None) -> Tensor:
@@ -201,11 +219,11 @@ class ContrastiveModule(L.LightningModule):
     def embed(self, batch: Batch) -> Tensor:
         """Features (B, feature_dim) of a raw batch already on the model's device: its deterministic eval
         view (normalised by the pipeline) through `encode`. Call `model.eval()` first for inference."""
-        return self.encode(batch, [self.augment.eval_view(batch["x"])])[0]
+        return self.encode(batch, [self.augment.eval_view(batch[SAMPLE])])[0]
 
     def predict_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Tensor]:
-        features = self.encode(batch, [batch["eval_view"]])[0]
-        return {"features": features, "y": batch["y"], "idx": batch["idx"]}
+        features = self.encode(batch, [batch[EVAL_VIEW]])[0]
+        return {"features": features, LABEL: batch[LABEL], INDEX: batch[INDEX]}
 
     def validation_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Tensor]:
         return self._eval_step(batch, dataloader_idx)

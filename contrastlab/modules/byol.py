@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from contrastlab.contract import Batch
 from contrastlab.modules import heads, losses
-from contrastlab.modules.base import Batch
 from contrastlab.modules.momentum import MomentumModule
 
 

@@ -8,8 +8,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from contrastlab.contract import Batch
 from contrastlab.modules import checks, losses
-from contrastlab.modules.base import Batch
 from contrastlab.modules.two_tower import TwoTowerModule
 
 

@@ -7,9 +7,10 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from contrastlab.contract import Batch
 from contrastlab.errors import ConfigError
 from contrastlab.modules import losses
-from contrastlab.modules.base import Batch, ContrastiveModule
+from contrastlab.modules.base import ContrastiveModule
 from contrastlab.modules.distributed import gather_no_grad, world_size
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from contrastlab.contract import Batch
 from contrastlab.modules import checks, heads, losses
-from contrastlab.modules.base import Batch, ContrastiveModule
+from contrastlab.modules.base import ContrastiveModule
 
 
 class DCL(ContrastiveModule):

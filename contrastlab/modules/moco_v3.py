@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from contrastlab.contract import Batch
 from contrastlab.errors import ConfigError
 from contrastlab.modules import heads, losses
-from contrastlab.modules.base import Batch
 from contrastlab.modules.distributed import gather_no_grad
 from contrastlab.modules.momentum import MomentumModule
 

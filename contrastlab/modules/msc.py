@@ -8,11 +8,12 @@ import torch.nn.functional as F
 from lightning.fabric.utilities import move_data_to_device
 from torch import Tensor
 
+from contrastlab.contract import Batch
 from contrastlab.errors import ConfigError
 from contrastlab.evaluation.anomaly import AnomalyMetrics
 from contrastlab.evaluation.online import Evaluators
 from contrastlab.modules import checks, losses, transfer
-from contrastlab.modules.base import Batch, ContrastiveModule
+from contrastlab.modules.base import ContrastiveModule
 
 
 class MeanShifted(ContrastiveModule):

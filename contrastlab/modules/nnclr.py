@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from contrastlab.contract import Batch
 from contrastlab.errors import ConfigError
 from contrastlab.modules import heads, losses
-from contrastlab.modules.base import Batch, ContrastiveModule
+from contrastlab.modules.base import ContrastiveModule
 from contrastlab.modules.distributed import gather_no_grad
 from contrastlab.modules.memory import EmbeddingQueue, check_queue_fits_data
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from contrastlab.contract import Batch
 from contrastlab.errors import ConfigError
 from contrastlab.modules import checks, heads, losses
-from contrastlab.modules.base import Batch, ContrastiveModule
+from contrastlab.modules.base import ContrastiveModule
 
 
 class SimCLR(ContrastiveModule):

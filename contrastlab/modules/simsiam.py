@@ -9,8 +9,9 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from contrastlab.contract import Batch
 from contrastlab.modules import heads, losses
-from contrastlab.modules.base import Batch, ContrastiveModule
+from contrastlab.modules.base import ContrastiveModule
 from contrastlab.modules.distributed import gather_no_grad
 
 

@@ -7,9 +7,9 @@ import logging
 import torch
 from torch import Tensor
 
+from contrastlab.contract import Batch
 from contrastlab.errors import ConfigError
 from contrastlab.modules import checks, dtw, losses
-from contrastlab.modules.base import Batch
 from contrastlab.modules.ts2vec import TS2Vec
 
 log = logging.getLogger(__name__)

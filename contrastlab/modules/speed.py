@@ -14,7 +14,7 @@ from contrastlab.errors import ConfigError
 from contrastlab.modules.gradcache import grad_cache_step
 
 if TYPE_CHECKING:
-    from contrastlab.modules.base import Batch, ContrastiveModule
+    from contrastlab.contract import Batch
 
 
 def check_grad_cache(method: type, chunk: int) -> None:
@@ -58,8 +58,10 @@ def compile_once(backbone: nn.Module) -> None:
         backbone.compile()
 
 
-def grad_cache_loss(module: ContrastiveModule, batch: Batch) -> tuple[Tensor, list[Tensor]]:
-    """The method's loss with GradCache: its encoders run in chunks, its `contrastive_loss` sees the full batch.
+def grad_cache_loss(module: nn.Module, batch: Batch) -> tuple[Tensor, list[Tensor]]:
+    """A method's loss with GradCache: its encoders run in chunks, its `contrastive_loss` sees the full batch.
+
+    `module` is the ContrastiveModule whose `training_step` calls this.
 
     The encoders are the backbone, one per view, or what the method's `grad_cache_towers(batch)` names (a
     two-tower method overriding `encode`: `([backbone, text_tower], [view, tokens])`). Every trained parameter but

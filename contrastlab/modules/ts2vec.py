@@ -5,9 +5,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from contrastlab.contract import Batch
 from contrastlab.errors import ConfigError
 from contrastlab.modules import checks, losses
-from contrastlab.modules.base import Batch, ContrastiveModule
+from contrastlab.modules.base import ContrastiveModule
 from contrastlab.modules.nets.ts2vec import masked_max_pool
 
 

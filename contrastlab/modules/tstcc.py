@@ -6,9 +6,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from contrastlab.contract import Batch
 from contrastlab.errors import ConfigError
 from contrastlab.modules import checks, losses
-from contrastlab.modules.base import Batch, ContrastiveModule
+from contrastlab.modules.base import ContrastiveModule
 from contrastlab.modules.nets.ts2vec import masked_max_pool
 from contrastlab.modules.ts2vec import _same_length
 

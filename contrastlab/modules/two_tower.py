@@ -19,11 +19,12 @@ from typing import Any
 from torch import Tensor, nn
 
 from contrastlab.augment.text import random_sentence
+from contrastlab.contract import QUERY_LOADER, Batch
 from contrastlab.errors import CheckpointError
-from contrastlab.evaluation.online import QUERY_LOADER, Evaluators, loader_name
+from contrastlab.evaluation.online import Evaluators, loader_name
 from contrastlab.evaluation.retrieval import RetrievalMetrics
 from contrastlab.evaluation.zeroshot import DEFAULT_TEMPLATES, ZeroShotMetrics
-from contrastlab.modules.base import Batch, ContrastiveModule
+from contrastlab.modules.base import ContrastiveModule
 from contrastlab.modules.text import create_text_tower
 
 TEXT_KEYS = ("input_ids", "attention_mask")

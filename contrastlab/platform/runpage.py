@@ -16,7 +16,7 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import move_data_to_device
 
-from contrastlab.augment.base import preview_views
+from contrastlab.contract import preview_views
 from contrastlab.evaluation.plots import embedding_scatter
 from contrastlab.platform.callbacks import mlflow_logger
 

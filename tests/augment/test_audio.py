@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from contrastlab.augment import audio as A
-from contrastlab.datamodules.base import DataInfo
+from contrastlab.contract import DataInfo
 
 RATE = 16000
 

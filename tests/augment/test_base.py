@@ -4,9 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from contrastlab.augment.base import ChannelNormalize, ViewPipeline, default_views
+from contrastlab.augment.ops import ChannelNormalize
 from contrastlab.augment.vision import ImageViews
-from contrastlab.datamodules.base import DataInfo
+from contrastlab.contract import DataInfo, ViewPipeline, default_views
 from contrastlab.errors import ConfigError
 from contrastlab.modules import SimCLR
 
@@ -48,7 +48,7 @@ def test_image_views_normalise_by_the_data_they_are_bound_to_unless_told():
 def test_no_default_pipeline_or_a_wrong_one_is_one_clear_error():
     with pytest.raises(ConfigError, match="proposes no default view pipeline .* set model.init_args.augment"):
         default_views(DataInfo("raw", "series", (1, 16)))
-    with pytest.raises(ConfigError, match="is not a contrastlab.augment.base.ViewPipeline subclass"):
+    with pytest.raises(ConfigError, match="is not a contrastlab.contract.ViewPipeline subclass"):
         default_views(DataInfo("raw", "series", (1, 16), views="torch.nn.Identity"))
     with pytest.raises(ConfigError, match="names no importable class"):
         default_views(DataInfo("raw", "series", (1, 16), views="no.such.Views"))

@@ -5,7 +5,7 @@ from matplotlib.image import AxesImage
 from matplotlib.lines import Line2D
 from torch import Tensor
 
-from contrastlab.augment.base import ViewPipeline, preview_views
+from contrastlab.contract import ViewPipeline, preview_views
 
 
 class Jitter(ViewPipeline):

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from contrastlab.augment.sequence import SequenceViews
-from contrastlab.datamodules.base import DataInfo
+from contrastlab.contract import DataInfo
 from contrastlab.errors import ConfigError
 
 CLIPS = DataInfo("clips", "audio", (2, 100), 3, mean=(1.0, 2.0), std=(2.0, 4.0))

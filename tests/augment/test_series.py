@@ -156,7 +156,7 @@ def test_the_pipeline_hands_crop_positions_to_the_batch_and_refuses_moving_ops()
 def test_a_method_receives_the_crop_positions_in_its_batch():
     from types import SimpleNamespace
 
-    from contrastlab.datamodules.base import DataInfo
+    from contrastlab.contract import DataInfo
     from contrastlab.modules import SimCLR
 
     info = DataInfo("walks", "series", (2, 0), 2, views="contrastlab.augment.series.SeriesViews")

@@ -17,7 +17,7 @@ from contrastlab.augment.volume import (
     resample,
     volume_theta,
 )
-from contrastlab.datamodules.base import DataInfo
+from contrastlab.contract import DataInfo
 
 CUBE = torch.arange(6 * 6 * 6, dtype=torch.float32).view(1, 1, 6, 6, 6)
 ONES, ZEROS = torch.ones(1, 3), torch.zeros(1, 3)

@@ -39,7 +39,7 @@ def test_peaks_by_device_name():
 
 @pytest.mark.parametrize("net", ["small_cnn", "resnet18"])
 def test_the_two_sides_of_the_peer_benchmark_build_the_same_net(net):
-    from contrastlab.datamodules.base import DataInfo
+    from contrastlab.contract import DataInfo
     from contrastlab.modules.backbones import create_backbone
 
     grey = DataInfo("digits", "image", (1, throughput.SIZE, throughput.SIZE))

@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
-from contrastlab.datamodules.base import ContrastiveDataModule, DataInfo, pad_collate
+from contrastlab.contract import DataInfo
+from contrastlab.datamodules.base import ContrastiveDataModule, pad_collate
 from contrastlab.errors import ConfigError
 
 

@@ -13,8 +13,9 @@ import pytest
 import torch
 
 from contrastlab.augment.vision import ImageViews
+from contrastlab.contract import DataInfo
 from contrastlab.datamodules.badfiles import BadFiles, check_policy, skip_collate
-from contrastlab.datamodules.base import ContrastiveDataModule, DataInfo
+from contrastlab.datamodules.base import ContrastiveDataModule
 from contrastlab.datamodules.images import ImageDecoder
 from contrastlab.datamodules.manifest import SPLIT_NAMES, ManifestSamples, class_order, read_manifest
 from contrastlab.datamodules.splits import held_out, seeded_split

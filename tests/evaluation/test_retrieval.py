@@ -5,8 +5,8 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from contrastlab.augment.base import ViewPipeline
-from contrastlab.datamodules.base import ContrastiveDataModule, DataInfo
+from contrastlab.contract import DataInfo, ViewPipeline
+from contrastlab.datamodules.base import ContrastiveDataModule
 from contrastlab.evaluation.online import Evaluators
 from contrastlab.evaluation.retrieval import RetrievalMetrics, recall_at_k
 from contrastlab.modules import losses

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from contrastlab.datamodules.base import DataInfo
+from contrastlab.contract import DataInfo
 from contrastlab.errors import ConfigError
 from contrastlab.modules.backbones import BACKBONES, available_backbones, create_backbone, register_backbone
 

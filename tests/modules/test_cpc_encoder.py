@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from contrastlab.datamodules.base import DataInfo
+from contrastlab.contract import DataInfo
 from contrastlab.errors import ConfigError
 from contrastlab.modules.backbones import create_backbone
 from contrastlab.modules.nets.cpc import CPCEncoder

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from contrastlab.augment.vision import ImageViews
-from contrastlab.datamodules.base import DataInfo
+from contrastlab.contract import DataInfo
 from contrastlab.errors import ConfigError
 from contrastlab.modules import BYOL, DCL, NCL, SimCLR, SupCon, gradcache
 from tests.conftest import DIGITS_CONFIG, QUICK, in_process_store, store_client

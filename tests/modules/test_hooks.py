@@ -4,9 +4,9 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
-from contrastlab.augment.base import ViewPipeline
 from contrastlab.augment.vision import ImageViews
-from contrastlab.datamodules.base import ContrastiveDataModule, DataInfo, TensorSamples, pad_collate
+from contrastlab.contract import DataInfo, ViewPipeline
+from contrastlab.datamodules.base import ContrastiveDataModule, TensorSamples, pad_collate
 from contrastlab.modules import MeanShifted, SimCLR
 from contrastlab.modules.backbones import register_backbone
 

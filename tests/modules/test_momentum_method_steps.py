@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from contrastlab.augment.vision import ImageViews
-from contrastlab.datamodules.base import DataInfo
+from contrastlab.contract import DataInfo
 from contrastlab.errors import ConfigError
 from contrastlab.modules import BYOL, NNCLR, MoCoV2, MoCoV3, SimSiam, heads
 from contrastlab.modules.optim import OptimizerConfig

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from contrastlab.augment.vision import ImageViews
-from contrastlab.datamodules.base import DataInfo
+from contrastlab.contract import DataInfo
 from contrastlab.modules import CLIP, ConVIRT
 from tests.modules.test_gradcache import Attached, NoBatchStats, gradients, relative_error
 

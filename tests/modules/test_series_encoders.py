@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from contrastlab.datamodules.base import DataInfo
+from contrastlab.contract import DataInfo
 from contrastlab.modules import dtw
 from contrastlab.modules.backbones import create_backbone
 from contrastlab.modules.nets.ts2vec import SamePadConv

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from contrastlab.augment.vision import ImageViews
-from contrastlab.datamodules.base import DataInfo
+from contrastlab.contract import DataInfo
 from contrastlab.errors import ConfigError
 from contrastlab.modules import SimCLR
 

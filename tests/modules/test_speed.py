@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from contrastlab.augment.vision import ImageViews
-from contrastlab.datamodules.base import DataInfo
+from contrastlab.contract import DataInfo
 from contrastlab.modules import (
     BYOL,
     DCL,

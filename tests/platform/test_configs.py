@@ -22,7 +22,7 @@ import lightning as L
 import pytest
 import yaml
 
-from contrastlab.augment.base import ViewPipeline
+from contrastlab.contract import ViewPipeline
 from contrastlab.modules.base import ContrastiveModule
 from tests.conftest import REPO
 
