@@ -1,8 +1,7 @@
 """Audio views on the device: CLMR's chain on waveforms, batched, and log-mel spectrogram views.
 
-Every op takes a float batch (B, C, T) on any device, draws its own parameters for each sample (one set per
-sample, shared by its channels; augment/ops.py) and applies them to the whole batch at once, with no Python loop
-over samples. Each op is also a plain function of its parameters (`gain(x, db)`, `pitch_shift(x, cents, ...)`).
+Every op takes a float batch (B, C, T) on any device, draws its parameters per sample (augment/ops.py) and applies
+them to the whole batch at once, with no Python loop; each is also a plain function (`gain(x, db)`, `pitch_shift`).
 
 How the hard ones are batched:
 - high-/low-pass: a Butterworth magnitude response (order 4, zero phase) multiplied into the rFFT of every
@@ -14,11 +13,10 @@ How the hard ones are batched:
 - reverb: synthetic room impulse responses (exponentially decaying Gaussian noise, RT60 drawn per sample),
   convolved by one batched FFT of length T + L, mixed with the dry signal at a per-sample wet ratio.
 
-`CLMRViews` is CLMR's chain (Spijkervet & Burgoyne 2021) with its probabilities; `strength` scales them all
-(for a sweep) and each op's probability and range is its own argument. `LogMelViews` adds the spectrogram ops of
-augment/ops.py (our log-mel front end, SpecAugment's masks, a log-mel mixup within the batch); its views are
-(C, n_mels, frames) images, so any 2-D backbone (timm's with in_chans=1) takes audio (`view_info` tells the
-module their shape).
+`CLMRViews` is CLMR's chain (Spijkervet & Burgoyne 2021) with its probabilities; `strength` scales them all (for
+a sweep) and each op's probability and range is its own argument. `LogMelViews` adds ops.py's spectrogram ops (our
+log-mel front end, SpecAugment's masks, a log-mel mixup within the batch); its (C, n_mels, frames) views are images
+to any 2-D backbone (timm's with in_chans=1; `view_info` tells the module their shape).
 """
 
 from __future__ import annotations
@@ -29,7 +27,7 @@ from dataclasses import replace
 import torch
 from torch import Tensor, nn
 
-from contrastlab.augment.ops import (  # noqa: F401  (centre_crop, gain: this module's ops too)  # noqa: F401
+from contrastlab.augment.ops import (  # noqa: F401  (centre_crop, gain, the spectrogram ops: this module's ops too)
     LogMel,
     LogMixup,
     Range,

@@ -1,4 +1,4 @@
-"""Views of medical images on the batch's device: 3-D volumes (CT, MR, MedMNIST 3-D) and grey 2-D images.
+"""Views of 3-D volumes on the batch's device: CT, MR, MedMNIST 3-D (grey 2-D medical images: augment/medical.py).
 
 `VolumeViews` makes V views of a (B, C, D, H, W) batch. The geometry of every view of every sample (a random
 crop with its own size along each axis, flips along each axis, a small rotation about each axis and a
@@ -6,10 +6,6 @@ shift) is one 3x4 matrix per sample; the V views of the batch are resampled toge
 `affine_grid` + `grid_sample`, instead of one pass per op and per sample (MONAI) or per op (Kornia's 3-D
 augmentations): see benchmarks/medical.py. Intensity ops for CT and MR follow per sample: contrast and
 brightness, gamma, Gaussian noise and a separable Gaussian blur with a per-sample sigma.
-
-`MedicalImageViews` is the grey 2-D recipe for MedMNIST-like images: `ImageViews` without colour (grey
-images have no hue or saturation): crops of 50-100%, flips, a small affine, brightness and contrast, light
-blur and noise.
 
 Angles and shifts act in the volume's normalised coordinates ([-1, 1] along each axis), which is physical
 space for cubic volumes of isotropic voxels such as MedMNIST 3-D's; resample to isotropic spacing first
@@ -26,7 +22,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from contrastlab.augment.ops import ChannelNormalize, check_views, chosen, on_chosen, per_sample, triple
-from contrastlab.augment.vision import ImageViews
 from contrastlab.contract import ViewPipeline
 from contrastlab.errors import ConfigError
 
@@ -289,49 +284,3 @@ class VolumeViews(ViewPipeline):
         if tuple(x.shape[2:]) != self.size:
             x = F.interpolate(x, size=self.size, mode="trilinear", align_corners=False)
         return self.normalize(x)
-
-
-class MedicalImageViews(ImageViews):
-    """The grey 2-D medical recipe (MedMNIST 2-D, X-ray, ultrasound): `ImageViews` without colour.
-
-    Crops of 50-100% with real-valued boxes (small images), horizontal flips, a small rotation and shift,
-    brightness and contrast only (no saturation, hue or grey conversion), light blur and noise.
-    """
-
-    def __init__(
-        self,
-        size: int = 28,
-        num_views: int = 2,
-        crop_scale: tuple[float, float] = (0.5, 1.0),
-        hflip_p: float = 0.5,
-        affine_degrees: float = 10.0,
-        affine_translate: float = 0.05,
-        affine_p: float = 0.5,
-        jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.0, 0.0),
-        jitter_p: float = 0.8,
-        blur_p: float = 0.2,
-        noise_std: float = 0.03,
-        noise_p: float = 0.5,
-        crop_subpixel: bool = True,
-        **kwargs,
-    ):
-        if any(jitter[2:]):
-            raise ConfigError("MedicalImageViews: grey images have no saturation or hue; give jitter [b, c, 0, 0]")
-        super().__init__(
-            size=size,
-            num_views=num_views,
-            crop_scale=crop_scale,
-            hflip_p=hflip_p,
-            affine_degrees=affine_degrees,
-            affine_translate=affine_translate,
-            affine_p=affine_p,
-            jitter=jitter,
-            jitter_p=jitter_p,
-            grayscale_p=0.0,
-            blur_p=blur_p,
-            blur_sigma=(0.1, 1.0),
-            noise_std=noise_std,
-            noise_p=noise_p,
-            crop_subpixel=crop_subpixel,
-            **kwargs,
-        )

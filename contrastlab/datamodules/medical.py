@@ -10,9 +10,10 @@
 
 A study is read by datamodules/studies.py (`StudyReader`: pydicom or nibabel, resampled, intensities on a
 common scale, centre-cropped or padded to a fixed shape), which is all the decoding a worker does: views are
-made later, on the device (`augment/volume.py`). The intensity scale is the data's by the contract's rule
-(contrastlab/contract.py: what comes before the views is the data's; the views' per-channel normalisation is the
-pipeline's). A study that cannot be read stops the run naming it, or is skipped (`on_bad_file`).
+made later, on the device (`augment/volume.py`; grey 2-D images: `augment/medical.py`). The intensity scale is the
+data's by the contract's rule (contrastlab/contract.py: what comes before the views is the data's; the views'
+per-channel normalisation is the pipeline's). A study that cannot be read stops the run naming it, or is skipped
+(`on_bad_file`).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from contrastlab.datamodules.studies import StudyReader, normalise_intensity
 from contrastlab.errors import DataError
 
 VOLUME_VIEWS = "contrastlab.augment.volume.VolumeViews"
-GREY_VIEWS = "contrastlab.augment.volume.MedicalImageViews"
+GREY_VIEWS = "contrastlab.augment.medical.MedicalImageViews"
 COLOUR_VIEWS = "contrastlab.augment.vision.ImageViews"
 MEDMNIST_URL = "https://zenodo.org/records/10519652"
 

@@ -8,15 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from contrastlab.augment.volume import (
-    MedicalImageViews,
-    RandomContrast,
-    RandomGamma,
-    VolumeViews,
-    gaussian_blur3d,
-    resample,
-    volume_theta,
-)
+from contrastlab.augment.medical import MedicalImageViews
+from contrastlab.augment.volume import RandomContrast, RandomGamma, VolumeViews, gaussian_blur3d, resample, volume_theta
 from contrastlab.contract import DataInfo
 
 CUBE = torch.arange(6 * 6 * 6, dtype=torch.float32).view(1, 1, 6, 6, 6)
