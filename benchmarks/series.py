@@ -109,12 +109,12 @@ def run_method(
 
 def nearest_neighbour(dataset: str, normalize: str) -> dict[str, tuple[float, float]]:
     """1-NN test accuracy and seconds with the Euclidean distance and with DTW, on the DataModule's series.
-    DTW runs in a child process (`contrastlab.evaluation.dtw.pairwise_dtw`): aeon's numba pool would slow the
+    DTW runs in a child process (`contrastlab.metrics.dtw.pairwise_dtw`): aeon's numba pool would slow the
     next fits of this process."""
     import numpy as np
 
     from contrastlab.datamodules.series import UCR
-    from contrastlab.evaluation.dtw import pairwise_dtw
+    from contrastlab.metrics.dtw import pairwise_dtw
 
     data = UCR(name=dataset, normalize=normalize)
     train, test = data.split("train"), data.split("test")

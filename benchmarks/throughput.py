@@ -196,7 +196,7 @@ def run_lightly(net: str, batch: int, epochs: int, steps: int | None, device: st
 
     from contrastlab.augment.vision import ImageViews
     from contrastlab.datamodules.vision import Digits
-    from contrastlab.evaluation.knn import knn_accuracy
+    from contrastlab.metrics.knn import knn_accuracy
     from contrastlab.modules.optim import warmup_cosine
 
     torch.manual_seed(0)

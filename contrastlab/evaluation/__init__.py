@@ -1,1 +1,3 @@
-"""Representation quality: kNN, probes and embedding statistics. Returns numbers; callers log them."""
+"""Offline evaluation of a trained encoder: protocols (kNN grid, linear probe, SVM, fine-tuning, AUROC) registered
+by name, feature extraction and its cache, raw-data baselines and pictures. The metrics are in contrastlab.metrics;
+results are numbers, and callers log them."""

@@ -72,7 +72,7 @@ def nn_dtw(
     _check("nn_dtw", train_y, test_y)
     if train[0].ndim != 2:
         raise UnsupportedProtocol("nn_dtw", f"DTW needs samples with one time axis (C, T); these are {train[0].shape}")
-    from contrastlab.evaluation.dtw import pairwise_dtw
+    from contrastlab.metrics.dtw import pairwise_dtw
 
     train, train_y, test, test_y = _labelled(train, train_y, test, test_y)
     as_float = lambda samples: [x.astype(np.float64) for x in samples]  # noqa: E731

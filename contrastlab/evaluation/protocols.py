@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from contrastlab.errors import ContrastlabError
-from contrastlab.evaluation.knn import knn_accuracy
+from contrastlab.metrics.knn import knn_accuracy
 
 KNN_KS = (1, 5, 20, 200)
 # Penalties on the mean loss, from strong to weak: each fit starts from the previous one's solution.

@@ -34,8 +34,8 @@ from contrastlab.contract import (
     default_views,
 )
 from contrastlab.errors import ConfigError
-from contrastlab.evaluation.multilabel import MultiLabelMetrics
-from contrastlab.evaluation.online import EmbeddingMetrics, Evaluators, loader_name
+from contrastlab.metrics.multilabel import MultiLabelMetrics
+from contrastlab.metrics.online import EmbeddingMetrics, Evaluators, loader_name
 from contrastlab.modules import optim, speed
 from contrastlab.modules.backbones import create_backbone
 from contrastlab.modules.distributed import gather_with_grad

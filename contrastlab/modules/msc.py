@@ -10,8 +10,8 @@ from torch import Tensor
 
 from contrastlab.contract import Batch
 from contrastlab.errors import ConfigError
-from contrastlab.evaluation.anomaly import AnomalyMetrics
-from contrastlab.evaluation.online import Evaluators
+from contrastlab.metrics.anomaly import AnomalyMetrics
+from contrastlab.metrics.online import Evaluators
 from contrastlab.modules import checks, losses, transfer
 from contrastlab.modules.base import ContrastiveModule
 

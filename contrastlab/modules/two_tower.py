@@ -21,9 +21,9 @@ from torch import Tensor, nn
 from contrastlab.augment.text import random_sentence
 from contrastlab.contract import QUERY_LOADER, Batch
 from contrastlab.errors import CheckpointError
-from contrastlab.evaluation.online import Evaluators, loader_name
-from contrastlab.evaluation.retrieval import RetrievalMetrics
-from contrastlab.evaluation.zeroshot import DEFAULT_TEMPLATES, ZeroShotMetrics
+from contrastlab.metrics.online import Evaluators, loader_name
+from contrastlab.metrics.retrieval import RetrievalMetrics
+from contrastlab.metrics.zeroshot import DEFAULT_TEMPLATES, ZeroShotMetrics
 from contrastlab.modules.base import ContrastiveModule
 from contrastlab.modules.text import create_text_tower
 

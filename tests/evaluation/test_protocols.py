@@ -11,7 +11,7 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.svm import SVC
 
 from contrastlab.evaluation import protocols as P
-from contrastlab.evaluation.knn import knn_accuracy
+from contrastlab.metrics.knn import knn_accuracy
 
 
 def blobs(n_per_class: int, num_classes: int, dim: int = 8, spread: float = 0.1, seed: int = 0):

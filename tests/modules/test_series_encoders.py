@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from contrastlab.contract import DataInfo
-from contrastlab.modules import dtw
+from contrastlab.metrics import dtw
 from contrastlab.modules.backbones import create_backbone
 from contrastlab.modules.nets.ts2vec import SamePadConv
 

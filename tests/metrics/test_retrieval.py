@@ -7,8 +7,8 @@ from torch import Tensor, nn
 
 from contrastlab.contract import DataInfo, ViewPipeline
 from contrastlab.datamodules.base import ContrastiveDataModule
-from contrastlab.evaluation.online import Evaluators
-from contrastlab.evaluation.retrieval import RetrievalMetrics, recall_at_k
+from contrastlab.metrics.online import Evaluators
+from contrastlab.metrics.retrieval import RetrievalMetrics, recall_at_k
 from contrastlab.modules import losses
 from contrastlab.modules.backbones import register_backbone
 from contrastlab.modules.base import ContrastiveModule
@@ -67,7 +67,7 @@ class Pairs(ContrastiveDataModule):
 
     @property
     def info(self):
-        return DataInfo("pairs", "series", (1, 32), 0, views="tests.evaluation.test_retrieval.Jitter")
+        return DataInfo("pairs", "series", (1, 32), 0, views="tests.metrics.test_retrieval.Jitter")
 
     def load_split(self, split):
         g = torch.Generator().manual_seed({"train": 0, "val": 1, "test": 2}[split])

@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from contrastlab.evaluation.multilabel import knn_multilabel_scores, multilabel_scores
+from contrastlab.metrics.multilabel import knn_multilabel_scores, multilabel_scores
 
 
 def test_knn_label_scores_match_a_slow_reference():

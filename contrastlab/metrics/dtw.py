@@ -1,16 +1,24 @@
-"""A training set's pairwise DTW distances, computed once with aeon and cached on disk by content.
+"""Dynamic time warping distances with aeon, in a child process, and a training set's DTW matrix cached on disk.
 
-SoftCLT's soft instance targets come from these distances. The full matrix of a UCR training set takes
-seconds with aeon's numba DTW (a Python loop over tslearn's `dtw`, as the reference code does, ~10x
-longer), so it is computed once per dataset and kept in `<cache_dir>/dtw-<digest>.npy`, the digest being
-a hash of the series themselves (and of how they are prepared): another dataset, a changed file, another
-crop or subset gets its own matrix, and a rerun or a resumed run reads it back.
+aeon's pairwise DTW is a parallel numba function; once its thread pool has started in a process, PyTorch's
+work in that process ran many times slower (SoftCLT's training steps; an evaluation that
+encodes the next run after a DTW baseline). `pairwise_dtw` therefore runs aeon in `dtw_worker.py`, a script
+of its own, and reads the matrix back.
+
+SoftCLT's soft instance targets come from a training set's DTW distances (`cached_dtw`). The full matrix of a UCR
+training set takes seconds with aeon's numba DTW (a Python loop over tslearn's `dtw`, as the reference code does,
+~10x longer), so it is computed once per dataset and kept in `<cache_dir>/dtw-<digest>.npy`, the digest being a
+hash of the series themselves (and of how they are prepared): another dataset, a changed file, another crop or
+subset gets its own matrix, and a rerun or a resumed run reads it back.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +26,33 @@ import torch
 from torch.utils.data import Dataset
 
 from contrastlab.errors import ConfigError
-from contrastlab.evaluation.dtw import pairwise_dtw
 
 PREPARATION = "minmax-per-series-channel/v1"  # part of the cache key: change it when `prepare` changes
+
+
+def pairwise_dtw(
+    series: list[np.ndarray], others: list[np.ndarray] | None = None, window: float | None = None
+) -> np.ndarray:
+    """(N, N) DTW distances of `series` (aeon's: dependent multivariate DTW, full window, the sum of squared
+    step distances), or (N, M) from each series to each of `others`; unequal lengths as they are. `window`:
+    a Sakoe-Chiba band as a fraction of the length (None: no band).
+
+    Computed in a child process (`dtw_worker.py`): aeon's parallel numba pool, once started in a process,
+    slows PyTorch's training there about 40x on a small CPU.
+    """
+    with tempfile.TemporaryDirectory() as folder:
+        source, target = Path(folder) / "series.npz", Path(folder) / "dtw.npy"
+        arrays = {f"x{i}": x for i, x in enumerate(series)} | {"n": np.array(len(series))}
+        if others is not None:
+            arrays |= {f"y{i}": y for i, y in enumerate(others)} | {"m": np.array(len(others))}
+        if window is not None:
+            arrays["window"] = np.array(window)
+        np.savez(source, **arrays)
+        worker = Path(__file__).with_name("dtw_worker.py")
+        proc = subprocess.run([sys.executable, str(worker), str(source), str(target)], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"the DTW worker failed ({proc.returncode}): {proc.stderr[-2000:]}")
+        return np.load(target, allow_pickle=False)
 
 
 def default_cache_dir() -> Path:

@@ -2,7 +2,7 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from contrastlab.evaluation.anomaly import anomaly_auroc, knn_anomaly_scores
+from contrastlab.metrics.anomaly import anomaly_auroc, knn_anomaly_scores
 
 
 def test_knn_anomaly_scores_are_mean_cosine_distance_to_the_nearest_normals():

@@ -12,7 +12,7 @@ from torch import Tensor
 from torchmetrics.functional.classification import binary_auroc
 
 from contrastlab.contract import BANK_LOADER, QUERY_LOADER
-from contrastlab.evaluation.online import EmbeddingMetrics
+from contrastlab.metrics.online import EmbeddingMetrics
 
 
 @torch.no_grad()

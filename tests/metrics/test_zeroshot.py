@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from contrastlab.evaluation.zeroshot import class_embeddings, class_prompts, zero_shot_metrics, zero_shot_scores
+from contrastlab.metrics.zeroshot import class_embeddings, class_prompts, zero_shot_metrics, zero_shot_scores
 
 
 def test_prompts_are_class_major_and_need_a_label_slot():

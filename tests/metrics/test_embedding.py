@@ -4,8 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from contrastlab.evaluation.knn import knn_accuracy, weighted_knn_predict
-from contrastlab.evaluation.metrics import alignment, effective_rank, uniformity
+from contrastlab.metrics.embedding import alignment, effective_rank, uniformity
+from contrastlab.metrics.knn import knn_accuracy, weighted_knn_predict
 
 
 def knn_reference(bank, bank_labels, queries, num_classes, k, temperature):

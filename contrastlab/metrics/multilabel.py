@@ -13,7 +13,7 @@ from torch import Tensor
 from torchmetrics.functional.classification import multilabel_auroc, multilabel_average_precision
 
 from contrastlab.contract import BANK_LOADER, QUERY_LOADER
-from contrastlab.evaluation.online import EmbeddingMetrics
+from contrastlab.metrics.online import EmbeddingMetrics
 
 
 @torch.no_grad()

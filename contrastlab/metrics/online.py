@@ -17,8 +17,8 @@ import torch
 from torch import Tensor
 
 from contrastlab.contract import POSITIONAL_LOADERS
-from contrastlab.evaluation.knn import knn_accuracy
-from contrastlab.evaluation.metrics import alignment, effective_rank, uniformity
+from contrastlab.metrics.embedding import alignment, effective_rank, uniformity
+from contrastlab.metrics.knn import knn_accuracy
 
 # pdist over more points costs O(N^2) memory for a statistic that has long converged.
 MAX_UNIFORMITY_POINTS = 4096

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from contrastlab.contract import QUERY_LOADER
-from contrastlab.evaluation.online import EmbeddingMetrics
+from contrastlab.metrics.online import EmbeddingMetrics
 
 RECALL_KS = (1, 5, 10)
 

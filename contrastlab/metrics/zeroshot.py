@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from contrastlab.contract import QUERY_LOADER
-from contrastlab.evaluation.multilabel import multilabel_scores
-from contrastlab.evaluation.online import EmbeddingMetrics, loader_name
+from contrastlab.metrics.multilabel import multilabel_scores
+from contrastlab.metrics.online import EmbeddingMetrics, loader_name
 
 DEFAULT_TEMPLATES = ("a photo of a {label}",)
 
