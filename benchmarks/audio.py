@@ -184,7 +184,7 @@ def fsdd_benchmark(
 
     from contrastlab.datamodules.audio import FSDD
     from contrastlab.modules import SimCLR
-    from contrastlab.modules.optim import OptimizerConfig
+    from contrastlab.modules.core.optim import OptimizerConfig
 
     L.seed_everything(0, verbose=False)
     torch.set_num_threads(1)  # a shared machine: two threads spin-wait on each other when one is descheduled

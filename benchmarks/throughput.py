@@ -197,7 +197,7 @@ def run_lightly(net: str, batch: int, epochs: int, steps: int | None, device: st
     from contrastlab.augment.vision import ImageViews
     from contrastlab.datamodules.vision import Digits
     from contrastlab.metrics.knn import knn_accuracy
-    from contrastlab.modules.optim import warmup_cosine
+    from contrastlab.modules.core.optim import warmup_cosine
 
     torch.manual_seed(0)
     data = Digits(batch_size=batch)
@@ -309,7 +309,7 @@ def peer_section(args, out: list[str], record: dict) -> None:
         return
     out.append(f"### Against lightly {lightly.__version__} on identical work\n")
     from contrastlab.contract import DataInfo
-    from contrastlab.modules.backbones import create_backbone
+    from contrastlab.modules.core.backbones import create_backbone
 
     grey = DataInfo("digits", "image", (1, SIZE, SIZE))
     rows = []
@@ -405,7 +405,7 @@ def build_our_module(net: str, device: str, **options):
     from contrastlab.augment.vision import ImageViews
     from contrastlab.datamodules.vision import Digits
     from contrastlab.modules import SimCLR
-    from contrastlab.modules.optim import OptimizerConfig
+    from contrastlab.modules.core.optim import OptimizerConfig
 
     data = Digits(batch_size=NETS[net]["batch"])
     backbone = {"backbone": "small_cnn", "backbone_kwargs": SMALL_CNN} if net == "small_cnn" else {}

@@ -21,7 +21,7 @@ import torch
 from contrastlab.augment.vision import ImageViews
 from contrastlab.datamodules.vision import Digits
 from contrastlab.modules import SimCLR
-from contrastlab.modules.optim import OptimizerConfig
+from contrastlab.modules.core.optim import OptimizerConfig
 from contrastlab.platform import tracking
 from contrastlab.platform.callbacks import RunCheckpoint, SystemMetrics
 

@@ -2,7 +2,7 @@
 
 Synthetic 1-D signals (sines, square and saw-tooth waves of random frequency, phase and amplitude), a
 tiny 1-D conv net registered by decorator, and a jitter-and-scale view pipeline that owns its
-normalisation. Nothing in platform/, modules/base.py or evaluation/ knows about any of them: the CLI finds
+normalisation. Nothing in platform/, modules/core/base.py or evaluation/ knows about any of them: the CLI finds
 them by class path (`tests.test_toy_modality.ToySignals`; subprocesses get the repository on PYTHONPATH),
 and SimCLR trains, validates, resumes and sweeps them.
 """
@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from contrastlab.augment.ops import ChannelNormalize
 from contrastlab.contract import DataInfo, ViewPipeline
 from contrastlab.datamodules.base import ContrastiveDataModule, TensorSamples
-from contrastlab.modules.backbones import register_backbone
+from contrastlab.modules.nets.registry import register_backbone
 from tests.conftest import REPO, store_client
 from tests.learning import untrained_loss
 

@@ -1,11 +1,19 @@
-"""Methods (one LightningModule per file), their losses, heads and backbones."""
+"""Methods, one LightningModule per file (`simclr.py`, `moco.py`, ...), on what they share:
 
-from contrastlab.modules import nets  # noqa: F401  (registers the local 1-D and 3-D backbones by name)
+- `core/`: the base class (`ContrastiveModule`), heads, momentum targets, cross-rank gathering, optimisers and
+  schedules, GradCache and the other speed options, memory banks, checks of arguments, weights from another run,
+  the base of two-tower (paired) methods and the backbone factory (timm by name, else the nets' registry);
+- `losses/`: losses as pure functions of tensors, one file per family;
+- `nets/`: every local backbone, one file per kind of data, registered by name with `@register_backbone`.
+
+nets and losses import no method and nothing of core; core imports no method.
+"""
+
 from contrastlab.modules.barlow_twins import BarlowTwins
-from contrastlab.modules.base import ContrastiveModule
 from contrastlab.modules.byol import BYOL
 from contrastlab.modules.clip import CLIP
 from contrastlab.modules.convirt import ConVIRT
+from contrastlab.modules.core.base import ContrastiveModule
 from contrastlab.modules.cpc import CPC
 from contrastlab.modules.dcl import DCL
 from contrastlab.modules.moco import MoCoV2

@@ -6,8 +6,9 @@ import torch
 from torch import Tensor
 
 from contrastlab.contract import Batch
-from contrastlab.modules import heads, losses
-from contrastlab.modules.momentum import MomentumModule
+from contrastlab.modules import losses
+from contrastlab.modules.core import heads
+from contrastlab.modules.core.momentum import MomentumModule
 
 
 class BYOL(MomentumModule):

@@ -9,8 +9,9 @@ import torch
 from torch import Tensor, nn
 
 from contrastlab.contract import Batch
-from contrastlab.modules import checks, losses
-from contrastlab.modules.two_tower import TwoTowerModule
+from contrastlab.modules import losses
+from contrastlab.modules.core import checks
+from contrastlab.modules.core.two_tower import TwoTowerModule
 
 
 class CLIP(TwoTowerModule):

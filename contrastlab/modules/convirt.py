@@ -5,8 +5,9 @@ from __future__ import annotations
 from torch import Tensor
 
 from contrastlab.contract import Batch
-from contrastlab.modules import checks, heads, losses
-from contrastlab.modules.two_tower import TwoTowerModule
+from contrastlab.modules import losses
+from contrastlab.modules.core import checks, heads
+from contrastlab.modules.core.two_tower import TwoTowerModule
 
 
 class ConVIRT(TwoTowerModule):

@@ -10,8 +10,8 @@ from torch import Tensor, nn
 from contrastlab.contract import Batch
 from contrastlab.errors import ConfigError
 from contrastlab.modules import losses
-from contrastlab.modules.base import ContrastiveModule
-from contrastlab.modules.distributed import gather_no_grad, world_size
+from contrastlab.modules.core.base import ContrastiveModule
+from contrastlab.modules.core.distributed import gather_no_grad, world_size
 
 
 class CPC(ContrastiveModule):

@@ -5,8 +5,9 @@ from __future__ import annotations
 from torch import Tensor
 
 from contrastlab.contract import Batch
-from contrastlab.modules import checks, heads, losses
-from contrastlab.modules.base import ContrastiveModule
+from contrastlab.modules import losses
+from contrastlab.modules.core import checks, heads
+from contrastlab.modules.core.base import ContrastiveModule
 
 
 class DCL(ContrastiveModule):

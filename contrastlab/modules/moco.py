@@ -8,10 +8,11 @@ from torch import Tensor
 
 from contrastlab.contract import Batch
 from contrastlab.errors import ConfigError
-from contrastlab.modules import heads, losses
-from contrastlab.modules.distributed import gather_no_grad, shuffled_bn_forward
-from contrastlab.modules.memory import EmbeddingQueue, check_queue_fits_data
-from contrastlab.modules.momentum import MomentumModule
+from contrastlab.modules import losses
+from contrastlab.modules.core import heads
+from contrastlab.modules.core.distributed import gather_no_grad, shuffled_bn_forward
+from contrastlab.modules.core.memory import EmbeddingQueue, check_queue_fits_data
+from contrastlab.modules.core.momentum import MomentumModule
 
 
 class MoCoV2(MomentumModule):

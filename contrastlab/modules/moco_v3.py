@@ -7,9 +7,10 @@ from torch import Tensor
 
 from contrastlab.contract import Batch
 from contrastlab.errors import ConfigError
-from contrastlab.modules import heads, losses
-from contrastlab.modules.distributed import gather_no_grad
-from contrastlab.modules.momentum import MomentumModule
+from contrastlab.modules import losses
+from contrastlab.modules.core import heads
+from contrastlab.modules.core.distributed import gather_no_grad
+from contrastlab.modules.core.momentum import MomentumModule
 
 
 class MoCoV3(MomentumModule):

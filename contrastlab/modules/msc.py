@@ -12,8 +12,9 @@ from contrastlab.contract import Batch
 from contrastlab.errors import ConfigError
 from contrastlab.metrics.anomaly import AnomalyMetrics
 from contrastlab.metrics.online import Evaluators
-from contrastlab.modules import checks, losses, transfer
-from contrastlab.modules.base import ContrastiveModule
+from contrastlab.modules import losses
+from contrastlab.modules.core import checks, transfer
+from contrastlab.modules.core.base import ContrastiveModule
 
 
 class MeanShifted(ContrastiveModule):

@@ -7,10 +7,11 @@ from torch import Tensor
 
 from contrastlab.contract import Batch
 from contrastlab.errors import ConfigError
-from contrastlab.modules import heads, losses
-from contrastlab.modules.base import ContrastiveModule
-from contrastlab.modules.distributed import gather_no_grad
-from contrastlab.modules.memory import EmbeddingQueue, check_queue_fits_data
+from contrastlab.modules import losses
+from contrastlab.modules.core import heads
+from contrastlab.modules.core.base import ContrastiveModule
+from contrastlab.modules.core.distributed import gather_no_grad
+from contrastlab.modules.core.memory import EmbeddingQueue, check_queue_fits_data
 
 
 class NNCLR(ContrastiveModule):

@@ -10,9 +10,10 @@ import torch
 from torch import Tensor
 
 from contrastlab.contract import Batch
-from contrastlab.modules import heads, losses
-from contrastlab.modules.base import ContrastiveModule
-from contrastlab.modules.distributed import gather_no_grad
+from contrastlab.modules import losses
+from contrastlab.modules.core import heads
+from contrastlab.modules.core.base import ContrastiveModule
+from contrastlab.modules.core.distributed import gather_no_grad
 
 
 class SimSiam(ContrastiveModule):

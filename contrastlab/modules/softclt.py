@@ -10,7 +10,8 @@ from torch import Tensor
 from contrastlab.contract import Batch
 from contrastlab.errors import ConfigError
 from contrastlab.metrics import dtw
-from contrastlab.modules import checks, losses
+from contrastlab.modules import losses
+from contrastlab.modules.core import checks
 from contrastlab.modules.ts2vec import TS2Vec
 
 log = logging.getLogger(__name__)

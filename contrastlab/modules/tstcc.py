@@ -8,8 +8,9 @@ from torch import Tensor, nn
 
 from contrastlab.contract import Batch
 from contrastlab.errors import ConfigError
-from contrastlab.modules import checks, losses
-from contrastlab.modules.base import ContrastiveModule
+from contrastlab.modules import losses
+from contrastlab.modules.core import checks
+from contrastlab.modules.core.base import ContrastiveModule
 from contrastlab.modules.nets.ts2vec import masked_max_pool
 from contrastlab.modules.ts2vec import _same_length
 

@@ -6,8 +6,9 @@ from torch import Tensor
 
 from contrastlab.contract import Batch
 from contrastlab.errors import ConfigError
-from contrastlab.modules import checks, heads, losses
-from contrastlab.modules.base import ContrastiveModule
+from contrastlab.modules import losses
+from contrastlab.modules.core import checks, heads
+from contrastlab.modules.core.base import ContrastiveModule
 
 
 class VICReg(ContrastiveModule):

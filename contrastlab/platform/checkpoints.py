@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-import contrastlab.modules.base  # noqa: F401  (registers the types our checkpoints hold as safe globals)
+import contrastlab.modules.core.base  # noqa: F401  (registers the types our checkpoints hold as safe globals)
 from contrastlab.errors import CheckpointError, ConfigError
 from contrastlab.platform.tracking import safe_name
 

@@ -21,7 +21,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from contrastlab.datamodules.base import ContrastiveDataModule
 from contrastlab.errors import CheckpointError, ConfigError
-from contrastlab.modules.base import ContrastiveModule
+from contrastlab.modules.core.base import ContrastiveModule
 from contrastlab.platform import checkpoints, stores, tracking
 from contrastlab.platform.callbacks import (
     DivergenceGuard,

@@ -40,7 +40,7 @@ def test_peaks_by_device_name():
 @pytest.mark.parametrize("net", ["small_cnn", "resnet18"])
 def test_the_two_sides_of_the_peer_benchmark_build_the_same_net(net):
     from contrastlab.contract import DataInfo
-    from contrastlab.modules.backbones import create_backbone
+    from contrastlab.modules.core.backbones import create_backbone
 
     grey = DataInfo("digits", "image", (1, throughput.SIZE, throughput.SIZE))
     ours = create_backbone(net, grey, **(throughput.SMALL_CNN if net == "small_cnn" else {"cifar_stem": True}))

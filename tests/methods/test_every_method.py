@@ -19,7 +19,7 @@ import pytest
 import torch
 import yaml
 
-from contrastlab.modules.base import ContrastiveModule
+from contrastlab.modules.core.base import ContrastiveModule
 from tests.conftest import REPO
 
 STEPS = 8

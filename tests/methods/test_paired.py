@@ -183,7 +183,7 @@ def test_a_hugging_face_text_tower_from_a_local_folder(tmp_path, digits_captions
 def test_a_hugging_face_model_that_cannot_load_names_the_missing_package(tmp_path, transformers_package, monkeypatch):
     """What a transformers release that wants another package says reaches the user in one line, with the fix."""
     from contrastlab.errors import ConfigError
-    from contrastlab.modules.text import HuggingFaceText
+    from contrastlab.modules.nets.text import HuggingFaceText
 
     with pytest.raises(ConfigError, match=r"model.text_model: no Hugging Face model in .*nowhere \(no config.json"):
         HuggingFaceText(str(tmp_path / "nowhere"))

@@ -10,8 +10,8 @@ from contrastlab.datamodules.base import ContrastiveDataModule
 from contrastlab.metrics.online import Evaluators
 from contrastlab.metrics.retrieval import RetrievalMetrics, recall_at_k
 from contrastlab.modules import losses
-from contrastlab.modules.backbones import register_backbone
-from contrastlab.modules.base import ContrastiveModule
+from contrastlab.modules.core.base import ContrastiveModule
+from contrastlab.modules.nets.registry import register_backbone
 
 
 def reference_recall(a: Tensor, b: Tensor, k: int) -> float:

@@ -4,7 +4,8 @@ from torch import nn
 
 from contrastlab.contract import DataInfo
 from contrastlab.errors import ConfigError
-from contrastlab.modules.backbones import BACKBONES, available_backbones, create_backbone, register_backbone
+from contrastlab.modules.core.backbones import available_backbones, create_backbone
+from contrastlab.modules.nets.registry import BACKBONES, register_backbone
 
 GREY = DataInfo("grey", "image", (1, 8, 8))
 RGB = DataInfo("rgb", "image", (3, 32, 32))

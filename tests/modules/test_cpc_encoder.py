@@ -7,7 +7,7 @@ import torch
 
 from contrastlab.contract import DataInfo
 from contrastlab.errors import ConfigError
-from contrastlab.modules.backbones import create_backbone
+from contrastlab.modules.core.backbones import create_backbone
 from contrastlab.modules.nets.cpc import CPCEncoder
 
 AUDIO = DataInfo("speech", "audio", (1, 16000), 10, sample_rate=16000)

@@ -7,7 +7,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from contrastlab.modules.distributed import gather_with_grad
+from contrastlab.modules.core.distributed import gather_with_grad
 from contrastlab.modules.losses import nt_xent
 from tests.conftest import free_port
 

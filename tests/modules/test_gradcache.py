@@ -10,7 +10,8 @@ from torch import nn
 from contrastlab.augment.vision import ImageViews
 from contrastlab.contract import DataInfo
 from contrastlab.errors import ConfigError
-from contrastlab.modules import BYOL, DCL, NCL, SimCLR, SupCon, gradcache
+from contrastlab.modules import BYOL, DCL, NCL, SimCLR, SupCon
+from contrastlab.modules.core import gradcache
 from tests.conftest import DIGITS_CONFIG, QUICK, in_process_store, store_client
 from tests.learning import untrained_loss
 

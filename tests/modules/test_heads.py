@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from contrastlab.modules import heads
+from contrastlab.modules.core import heads
 
 
 def test_mlp_variants():

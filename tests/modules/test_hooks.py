@@ -8,7 +8,7 @@ from contrastlab.augment.vision import ImageViews
 from contrastlab.contract import DataInfo, ViewPipeline
 from contrastlab.datamodules.base import ContrastiveDataModule, TensorSamples, pad_collate
 from contrastlab.modules import MeanShifted, SimCLR
-from contrastlab.modules.backbones import register_backbone
+from contrastlab.modules.nets.registry import register_backbone
 
 GREY = DataInfo("grey", "image", (1, 8, 8), 10, mean=(0.3,), std=(0.4,), views="contrastlab.augment.vision.ImageViews")
 

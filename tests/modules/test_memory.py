@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from contrastlab.errors import ConfigError
-from contrastlab.modules.memory import EmbeddingQueue, check_queue_fits_data
+from contrastlab.modules.core.memory import EmbeddingQueue, check_queue_fits_data
 
 
 def keys(start: int, n: int, dim: int = 3) -> torch.Tensor:

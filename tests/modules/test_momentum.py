@@ -12,7 +12,7 @@ from contrastlab.augment.vision import ImageViews
 from contrastlab.datamodules.vision import Digits
 from contrastlab.errors import ConfigError
 from contrastlab.modules import BYOL, MoCoV2
-from contrastlab.modules.momentum import cosine_momentum, ema_update_
+from contrastlab.modules.core.momentum import cosine_momentum, ema_update_
 
 
 @pytest.mark.parametrize("base, final", [(0.996, 1.0), (0.99, 1.0), (0.9, 0.95), (0.999, 0.999)])

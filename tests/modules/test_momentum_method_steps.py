@@ -8,8 +8,9 @@ import torch
 from contrastlab.augment.vision import ImageViews
 from contrastlab.contract import DataInfo
 from contrastlab.errors import ConfigError
-from contrastlab.modules import BYOL, NNCLR, MoCoV2, MoCoV3, SimSiam, heads
-from contrastlab.modules.optim import OptimizerConfig
+from contrastlab.modules import BYOL, NNCLR, MoCoV2, MoCoV3, SimSiam
+from contrastlab.modules.core import heads
+from contrastlab.modules.core.optim import OptimizerConfig
 
 INFO = DataInfo("tiny", "image", (1, 8, 8), 10, mean=(0.3,), std=(0.37,))
 SMALL = dict(backbone="small_cnn", data_info=INFO, augment=ImageViews(size=8, hflip_p=0.0), proj_hidden_dim=16)

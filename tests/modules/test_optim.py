@@ -8,7 +8,7 @@ import yaml
 from torch import nn
 
 from contrastlab.errors import ConfigError
-from contrastlab.modules import optim
+from contrastlab.modules.core import optim
 from tests.conftest import REPO
 
 

@@ -6,7 +6,7 @@ import torch
 
 from contrastlab.contract import DataInfo
 from contrastlab.metrics import dtw
-from contrastlab.modules.backbones import create_backbone
+from contrastlab.modules.core.backbones import create_backbone
 from contrastlab.modules.nets.ts2vec import SamePadConv
 
 INFO = DataInfo("toy", "series", (3, 40), 2)

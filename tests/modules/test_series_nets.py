@@ -7,7 +7,7 @@ import torch
 
 from contrastlab.contract import DataInfo
 from contrastlab.errors import ConfigError
-from contrastlab.modules.backbones import available_backbones, create_backbone
+from contrastlab.modules.core.backbones import available_backbones, create_backbone
 
 SERIES = DataInfo("series", "series", (3, 0))
 TINY = {

@@ -8,7 +8,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from contrastlab.modules.distributed import shuffled_bn_forward
+from contrastlab.modules.core.distributed import shuffled_bn_forward
 from tests.conftest import free_port
 
 CALLS = 8  # forwards whose groups are recovered: a shuffle draws many different groupings among them

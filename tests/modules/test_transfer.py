@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from contrastlab.errors import CheckpointError
-from contrastlab.modules.backbones import SmallCNN
-from contrastlab.modules.transfer import load_backbone
+from contrastlab.modules.core.transfer import load_backbone
+from contrastlab.modules.nets.vision import SmallCNN
 
 
 def test_loads_the_backbone_part_of_a_checkpoint(tmp_path):

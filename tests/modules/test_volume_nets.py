@@ -7,7 +7,7 @@ import torch
 
 from contrastlab.contract import DataInfo
 from contrastlab.errors import ConfigError
-from contrastlab.modules.backbones import available_backbones, create_backbone
+from contrastlab.modules.core.backbones import available_backbones, create_backbone
 
 VOLUME = DataInfo("vol", "volume", (1, 16, 16, 16), 2)
 GREY = DataInfo("grey", "image", (1, 28, 28), 2)

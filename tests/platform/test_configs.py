@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from contrastlab.contract import ViewPipeline
-from contrastlab.modules.base import ContrastiveModule
+from contrastlab.modules.core.base import ContrastiveModule
 from tests.conftest import REPO
 
 SNAPSHOT = Path(__file__).with_name("resolved_configs.json")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from contrastlab.errors import ConfigError
-from contrastlab.modules.backbones import register_backbone
+from contrastlab.modules.nets.registry import register_backbone
 
 # CLMR's SampleCNN (59049 samples = 3^10): a strided stem, nine conv-pool blocks, then a 1x1-wide block.
 SAMPLECNN_WIDTHS = (128, 128, 128, 256, 256, 256, 256, 256, 256, 512, 512)

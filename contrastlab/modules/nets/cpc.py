@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from contrastlab.errors import ConfigError
-from contrastlab.modules.backbones import register_backbone
+from contrastlab.modules.nets.registry import register_backbone
 
 POOLS = ("context", "last", "latent")
 

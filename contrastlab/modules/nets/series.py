@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from contrastlab.modules.backbones import register_backbone
+from contrastlab.modules.nets.registry import register_backbone
 
 
 def split_mask(x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor | None]:

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from contrastlab.errors import ConfigError
-from contrastlab.modules.backbones import register_backbone
+from contrastlab.modules.nets.registry import register_backbone
 
 
 def valid_steps(x: Tensor, mask: Tensor | None) -> Tensor:

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from contrastlab.errors import ConfigError
-from contrastlab.modules.backbones import register_backbone
+from contrastlab.modules.nets.registry import register_backbone
 from contrastlab.modules.nets.ts2vec import masked_max_pool, valid_steps
 
 

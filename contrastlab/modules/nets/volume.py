@@ -6,7 +6,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from contrastlab.errors import ConfigError
-from contrastlab.modules.backbones import register_backbone
+from contrastlab.modules.nets.registry import register_backbone
 
 
 class BasicBlock3d(nn.Module):

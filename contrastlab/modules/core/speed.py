@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from contrastlab.errors import ConfigError
-from contrastlab.modules.gradcache import grad_cache_step
+from contrastlab.modules.core.gradcache import grad_cache_step
 
 if TYPE_CHECKING:
     from contrastlab.contract import Batch
@@ -65,7 +65,7 @@ def grad_cache_loss(module: nn.Module, batch: Batch) -> tuple[Tensor, list[Tenso
 
     The encoders are the backbone, one per view, or what the method's `grad_cache_towers(batch)` names (a
     two-tower method overriding `encode`: `([backbone, text_tower], [view, tokens])`). Every trained parameter but
-    the online probe's takes part (the probe trains on its own loss); see `modules/gradcache.py` for how the
+    the online probe's takes part (the probe trains on its own loss); see `modules/core/gradcache.py` for how the
     gradient reaches them, BatchNorm, random state and DDP.
     """
     probe = set(module.probe.parameters()) if module.probe is not None else set()

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from contrastlab.errors import ConfigError
-from contrastlab.modules.base import ContrastiveModule
+from contrastlab.modules.core.base import ContrastiveModule
 
 
 def cosine_momentum(base: float, final: float, step: int, total: int) -> float:

@@ -1,7 +1,7 @@
 """What two-tower (paired) methods share: a text tower beside the sample's backbone, through the `encode` hook.
 
 The sample side is the base class's backbone and view pipeline (an image, an audio clip, a volume: whatever
-the data is); the text side is `modules/text.py`'s tower over the tokens the DataModule's collate made.
+the data is); the text side is `modules/nets/text.py`'s tower over the tokens the DataModule's collate made.
 `encode(batch, views)` returns the backbone's features of each view and, when the batch carries text, the
 text tower's features last, so the online probe, `embed`, `predict` and `contrastlab eval` keep reading the
 sample's features (`feats[0]`). A method adds its projection heads and loss. When the data tokenises each
@@ -24,8 +24,8 @@ from contrastlab.errors import CheckpointError
 from contrastlab.metrics.online import Evaluators, loader_name
 from contrastlab.metrics.retrieval import RetrievalMetrics
 from contrastlab.metrics.zeroshot import DEFAULT_TEMPLATES, ZeroShotMetrics
-from contrastlab.modules.base import ContrastiveModule
-from contrastlab.modules.text import create_text_tower
+from contrastlab.modules.core.base import ContrastiveModule
+from contrastlab.modules.nets.text import create_text_tower
 
 TEXT_KEYS = ("input_ids", "attention_mask")
 
@@ -70,7 +70,7 @@ class TwoTowerModule(ContrastiveModule):
         return feats
 
     def grad_cache_towers(self, batch: Batch) -> tuple[list[nn.Module], list[Tensor | dict[str, Tensor]]]:
-        """GradCache's encoders and their inputs (`modules/gradcache.py`): the backbone on the first view, the
+        """GradCache's encoders and their inputs (`modules/core/gradcache.py`): the backbone on the first view, the
         text tower on the tokens; the loss sees both full batches, so a batch far past memory trains in chunks."""
         tokens = {key: batch[key] for key in TEXT_KEYS}
         return [self.backbone, self.text_tower], [batch["views"][0], tokens]

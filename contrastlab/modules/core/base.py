@@ -36,9 +36,9 @@ from contrastlab.contract import (
 from contrastlab.errors import ConfigError
 from contrastlab.metrics.multilabel import MultiLabelMetrics
 from contrastlab.metrics.online import EmbeddingMetrics, Evaluators, loader_name
-from contrastlab.modules import optim, speed
-from contrastlab.modules.backbones import create_backbone
-from contrastlab.modules.distributed import gather_with_grad
+from contrastlab.modules.core import optim, speed
+from contrastlab.modules.core.backbones import create_backbone
+from contrastlab.modules.core.distributed import gather_with_grad
 
 # Checkpoints keep these in their hyper-parameters, pickled by class path; Lightning and contrastlab load checkpoints
 # with weights_only=True, which unpickles only the classes allowed here. Checkpoints written before the classes moved
@@ -58,7 +58,7 @@ class ContrastiveModule(L.LightningModule):
 
     Args:
         backbone: a registered name (`small_cnn`, a 1-D or 3-D net) or, for images, a timm model name;
-            see `modules/backbones.py`.
+            see `modules/core/backbones.py`.
         backbone_kwargs: the backbone's constructor arguments (`cifar_stem: true` for ResNets on 32 px).
         pretrained: load timm's pretrained weights (needs network access).
         augment: the view pipeline (a `ViewPipeline`); by default the one the data proposes (`DataInfo.views`).
@@ -66,10 +66,10 @@ class ContrastiveModule(L.LightningModule):
         probe_lr: learning rate of the online linear probe (defaults to optimizer.lr).
         knn_k, knn_temperature: the weighted kNN evaluation.
         data_info: what the data is (shape, classes, statistics); the CLI links it from the DataModule.
-        grad_cache_chunk: encode each view in chunks of this many samples with GradCache (`modules/gradcache.py`):
+        grad_cache_chunk: encode each view in chunks of this many samples with GradCache (`modules/core/gradcache.py`):
             the full batch's gradients in about one chunk's activation memory; 0 (default) is off. Methods whose
             loss is over in-batch negatives set `supports_grad_cache`.
-        channels_last, compile_backbone: speed options of the backbone (`modules/speed.py`).
+        channels_last, compile_backbone: speed options of the backbone (`modules/core/speed.py`).
     """
 
     supports_grad_cache = False
