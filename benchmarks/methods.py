@@ -87,7 +87,7 @@ def cli_run(args: list[str], cwd: Path, experiment: str):
     """`contrastlab <args>` in this process, quiet; the MLflow run it made."""
     import mlflow
 
-    from contrastlab.platform.cli import main
+    from contrastlab.cli import main
 
     here = os.getcwd()
     os.chdir(cwd)

@@ -41,7 +41,7 @@ def fit(method: str, csv: Path, epochs: int, seed: int, folder: Path) -> tuple[d
     """Test metrics of one `contrastlab fit` of the method's digits_captions config, and its seconds."""
     import mlflow
 
-    from contrastlab.platform.cli import main
+    from contrastlab.cli import main
 
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     args = [

@@ -74,7 +74,7 @@ def method_args(method: str, dataset: str, steps: int | None, paper_size: bool, 
 
 def cli(args: list[str], cwd: Path) -> None:
     """`contrastlab <args>` in this process (the CLI's own code path), quiet, on the store of `cwd`."""
-    from contrastlab.platform.cli import main
+    from contrastlab.cli import main
 
     here = os.getcwd()
     os.chdir(cwd)

@@ -1,3 +1,3 @@
-from contrastlab.platform.cli import main
+from contrastlab.cli import main
 
 main()

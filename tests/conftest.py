@@ -101,7 +101,7 @@ def cli_here(monkeypatch, capsys):
     ran through) and stderr. A run that writes to a store names it by its absolute path (`in_process_store`)."""
 
     def run(*args: str, cwd: Path) -> tuple[int, str]:
-        from contrastlab.platform.cli import main
+        from contrastlab.cli import main
 
         monkeypatch.chdir(cwd)
         monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)

@@ -143,7 +143,7 @@ def run_config() -> dict:
 
 def cli_in_process(monkeypatch, cwd: Path, *args: str) -> None:
     """`contrastlab ARGS` inside this process (no interpreter start-up); fails the test on a non-zero exit."""
-    from contrastlab.platform.cli import main
+    from contrastlab.cli import main
 
     monkeypatch.chdir(cwd)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)

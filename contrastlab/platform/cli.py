@@ -1,4 +1,4 @@
-"""The `contrastlab` command: LightningCLI verbs (fit, validate, test, predict) tracked in MLflow, plus `ui`.
+"""The run: LightningCLI's verbs (fit, validate, test, predict) tracked in MLflow.
 
 Every key of a YAML config can be overridden on the command line (`--model.temperature 0.5`), and
 `--print_config` shows the resolved config. A run goes to the embedded MLflow store unless
@@ -313,7 +313,7 @@ def _normalise_argv(argv: list[str]) -> list[str]:
     return out
 
 
-def _quiet_known_warnings() -> None:
+def quiet_known_warnings() -> None:
     """Silence warnings that are expected here and say nothing to a user of contrastlab."""
     for message in (
         r".*overridden `on_after_batch_transfer`.*",  # augmentation on the device is the design
@@ -339,26 +339,11 @@ class _NoAdverts(logging.Filter):
 
 
 def main(argv: list[str] | None = None) -> None:
+    """The run verbs (fit, validate, test, predict); `contrastlab` itself dispatches the others (contrastlab/cli.py)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    # MLflow 3 sends usage events from the client; on a machine without internet its sender stalled a
-    # training's logging (a short fit ran far longer, its steps unseen until the end). Opt back in by setting it.
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    if argv and argv[0] == "ui":
-        from contrastlab.platform.ui import main as ui_main
-
-        raise SystemExit(ui_main(argv[1:]))
-    if argv and argv[0] == "sweep":
-        from contrastlab.sweeps.study import main as sweep_main
-
-        _quiet_known_warnings()
-        raise SystemExit(sweep_main(argv[1:]))
-    if argv and argv[0] == "eval":
-        from contrastlab.platform.eval_cli import main as eval_main
-
-        _quiet_known_warnings()
-        raise SystemExit(eval_main(argv[1:]))
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # for callers in Python too: see contrastlab/cli.py
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
-    _quiet_known_warnings()
+    quiet_known_warnings()
     # DDP launchers re-run sys.argv for the other ranks, so the normalised form goes there.
     sys.argv = [sys.argv[0], *_normalise_argv(argv)]
     try:

@@ -25,6 +25,7 @@ from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from contrastlab import compat
+from contrastlab.contract import MOVED_CLASSES
 from contrastlab.errors import ConfigError
 from contrastlab.platform import stores
 
@@ -177,12 +178,13 @@ def run_params(config: dict[str, Any]) -> dict[str, str]:
 
 
 def changed_params(logged: dict[str, str], current: dict[str, str]) -> dict[str, tuple[str | None, str | None]]:
-    """Params whose value differs between a logged run and the current config, ignoring RESUMABLE_KEYS."""
+    """Params whose value differs between a logged run and the current config, ignoring RESUMABLE_KEYS and a class
+    path that only moved (`contract.MOVED_CLASSES`)."""
     changed = {}
     for key in sorted(set(logged) | set(current)):
         if key.startswith(RESUMABLE_KEYS):
             continue
-        if logged.get(key) != current.get(key):
+        if MOVED_CLASSES.get(logged.get(key), logged.get(key)) != current.get(key):
             changed[key] = (logged.get(key), current.get(key))
     return changed
 

@@ -63,7 +63,7 @@ def test_wrong_combinations_are_one_clear_line(method, args, message, tmp_path, 
 @pytest.mark.parametrize("method", [*METHODS, "msc"])
 def test_cifar10_configs_parse(method, capsys, monkeypatch):
     """CIFAR-10 configs cannot train here without the files, but must resolve; in-process, for speed."""
-    from contrastlab.platform.cli import main
+    from contrastlab.cli import main
 
     monkeypatch.setattr(sys, "argv", ["contrastlab"])  # main() rewrites sys.argv for DDP launchers
     with pytest.raises(SystemExit) as done:

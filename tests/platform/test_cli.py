@@ -195,7 +195,7 @@ def test_bad_input_is_one_clear_line(tmp_path, args, message, cli_here):
 
 
 def test_print_config_shows_overrides(tmp_path, monkeypatch, capsys):
-    from contrastlab.platform.cli import main
+    from contrastlab.cli import main
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["contrastlab"])  # main() rewrites sys.argv for DDP launchers

@@ -148,7 +148,7 @@ def test_a_bad_base_is_one_line_naming_the_file(base, message, tmp_path, cli_her
 
 
 def test_print_config_shows_the_composed_config(tmp_path, monkeypatch, capsys):
-    from contrastlab.platform.cli import main
+    from contrastlab.cli import main
 
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as stop, warnings.catch_warnings():

@@ -22,7 +22,7 @@ from tests.conftest import (
     store_client,
     the_error_line,
 )
-from tests.platform.test_eval import contrastlab_here
+from tests.eval.test_eval import contrastlab_here
 
 MSC_CONFIG = REPO / "configs" / "msc" / "digits.yaml"
 TINY = [

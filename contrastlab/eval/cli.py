@@ -1,16 +1,16 @@
-"""The `contrastlab eval` verb: parse its options, evaluate one checkpoint (evaluate.py) or many runs into
-one table (eval_table.py), and end a refusal with one line."""
+"""The `contrastlab eval` verb: parse its options, evaluate one checkpoint (run.py) or many runs into one table
+(table.py), and end a refusal with one line."""
 
 from __future__ import annotations
 
 import argparse
 import os
 
+from contrastlab.eval.args import parse_args
+from contrastlab.eval.run import evaluate_target, pick_device
+from contrastlab.eval.table import evaluate_table
+from contrastlab.eval.targets import locate
 from contrastlab.platform import tracking
-from contrastlab.platform.eval_args import parse_args
-from contrastlab.platform.eval_table import evaluate_table
-from contrastlab.platform.eval_targets import locate
-from contrastlab.platform.evaluate import evaluate_target, pick_device
 from contrastlab.platform.exits import user_error_exit
 
 

@@ -10,7 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from contrastlab.platform.eval_targets import Target
+from contrastlab.eval.targets import Target
 
 
 def metric_rows(results: dict[str, dict[str, float]]) -> list[tuple[str, str, float]]:

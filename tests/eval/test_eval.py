@@ -15,7 +15,7 @@ FAST = ["--finetune-epochs", "1", "--finetune-fractions", "0.1,1.0", "--k", "1,2
 
 def contrastlab_here(cwd: Path, *args: str) -> int:
     """`contrastlab ARGS` inside this process (the imports are paid once), in `cwd`; its exit code."""
-    from contrastlab.platform.cli import main
+    from contrastlab.cli import main
 
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(cwd)
@@ -92,7 +92,7 @@ def test_a_second_eval_reads_the_cached_features(trained, cli_here, monkeypatch)
     def no_extraction(*args, **kwargs):
         raise AssertionError("features were extracted again")
 
-    monkeypatch.setattr("contrastlab.platform.evaluate.extract_features", no_extraction)
+    monkeypatch.setattr("contrastlab.eval.run.extract_features", no_extraction)
     code, err = cli_here("eval", "--ckpt", ckpt, "--protocols", "knn", "--tsne-points", "0", cwd=cwd)
     assert code == 0, err[-3000:]
 

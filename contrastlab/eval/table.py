@@ -27,11 +27,11 @@ from pathlib import Path
 import torch
 
 from contrastlab.errors import ConfigError
+from contrastlab.eval.run import evaluate_target
+from contrastlab.eval.targets import locate
 from contrastlab.evaluation import registry
 from contrastlab.evaluation.baselines import BASELINES, LABELS, run_baselines
 from contrastlab.platform import stores
-from contrastlab.platform.eval_targets import locate
-from contrastlab.platform.evaluate import evaluate_target
 
 TABLE_PROTOCOLS = ["svm"]  # the papers' protocol, unless --protocols says otherwise
 

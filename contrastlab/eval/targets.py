@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from contrastlab.contract import MOVED_CLASSES
 from contrastlab.errors import CheckpointError, ConfigError
 from contrastlab.platform import checkpoints, stores
 
@@ -75,11 +76,20 @@ def run_config(client, run_id: str) -> dict[str, Any]:
                 path = client.download_artifacts(run_id, name, folder)
             except Exception:
                 continue
-            return yaml.safe_load(Path(path).read_text()) or {}
+            return moved_classes_renamed(yaml.safe_load(Path(path).read_text()) or {})
     raise CheckpointError(
         f"run {run_id} has no config.yaml artifact, so its model cannot be rebuilt; "
         "evaluate a run trained by contrastlab fit"
     )
+
+
+def moved_classes_renamed(config: Any) -> Any:
+    """`config` with every class path of a class that moved since the run (`contract.MOVED_CLASSES`) renamed."""
+    if isinstance(config, dict):
+        return {key: moved_classes_renamed(value) for key, value in config.items()}
+    if isinstance(config, list):
+        return [moved_classes_renamed(value) for value in config]
+    return MOVED_CLASSES.get(config, config) if isinstance(config, str) else config
 
 
 def run_checkpoint(client, run_id: str, experiment: str, config: dict[str, Any], prefer: str = "best") -> Path:

@@ -7,10 +7,10 @@ papers use, and log the results into the MLflow run that wrote the checkpoint.
     contrastlab eval --datasets GunPoint,ArrowHead --protocols svm   # one table over many runs
 
 This module runs one located checkpoint: the model and data are built from the run's own `config.yaml`
-(eval_targets.py), the features of each split the chosen protocols read are extracted once and cached
-beside the checkpoint, the protocols come from `contrastlab.evaluation.registry`, and the results go into
-the run (eval_report.py) and, with `--register`, into the Model Registry (eval_export.py). The options are
-in eval_args.py, the verb's entry in eval_cli.py, and `--runs`/`--datasets` tables in eval_table.py.
+(targets.py), the features of each split the chosen protocols read are extracted once and cached beside
+the checkpoint, the protocols come from `contrastlab.evaluation.registry`, and the results go into the run
+(report.py) and, with `--register`, into the Model Registry (export.py). The options are in args.py, the
+verb's entry in cli.py, and `--runs`/`--datasets` tables in table.py.
 """
 
 from __future__ import annotations
@@ -24,15 +24,15 @@ from typing import Any
 import torch
 
 from contrastlab.errors import ConfigError
+from contrastlab.eval.export import register
+from contrastlab.eval.report import log_results, results_markdown
+from contrastlab.eval.targets import Target, build
 from contrastlab.evaluation import registry
 from contrastlab.evaluation.features import FeatureCache, Features, extract_features
 from contrastlab.evaluation.plots import tsne_png
 from contrastlab.evaluation.protocols import UnsupportedProtocol
 from contrastlab.evaluation.registry import timed
 from contrastlab.platform import stores
-from contrastlab.platform.eval_export import register
-from contrastlab.platform.eval_report import log_results, results_markdown
-from contrastlab.platform.eval_targets import Target, build
 
 SPLITS = ("train", "val", "test")
 

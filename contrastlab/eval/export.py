@@ -6,9 +6,9 @@ import copy
 
 import torch
 
+from contrastlab.eval.targets import Target
 from contrastlab.evaluation.features import RawEncoder
 from contrastlab.platform import tracking
-from contrastlab.platform.eval_targets import Target
 
 
 def register(model, target: Target, name: str, uri: str, client, example) -> str:
