@@ -170,6 +170,9 @@ def test_the_checker_sees_a_planted_upward_import_and_a_cycle(tmp_path):
         "modules/nets/__init__.py": "",
         "modules/nets/vision.py": "class Net:\n    def build(self):\n        from ...platform import cli\n",
         "modules/nets/audio.py": "from contrastlab.modules.nets import vision\n",
+        "modules/core/__init__.py": "",
+        "modules/core/base.py": "from .. import simclr\n",
+        "modules/simclr.py": "from contrastlab.modules.core.base import ContrastiveModule\n",
         "augment/__init__.py": "",
         "augment/vision.py": "import contrastlab.errors\nfrom contrastlab.datamodules import base\n",
         "datamodules/__init__.py": "",
@@ -188,9 +191,13 @@ def test_the_checker_sees_a_planted_upward_import_and_a_cycle(tmp_path):
     assert graph["contrastlab.augment.vision"] == {"contrastlab.errors", "contrastlab.datamodules.base"}
     assert upward_imports(graph, paths, tmp_path) == [
         "contrastlab/augment/vision.py -> contrastlab.datamodules.base (an augmentation knows no files)",
+        "contrastlab/modules/core/base.py -> contrastlab.modules.simclr (the core knows no method)",
         "contrastlab/modules/nets/vision.py -> contrastlab.platform.cli (layer 3 imports layer 6)",
     ]
-    assert cycles(graph) == [["contrastlab.datamodules.base", "contrastlab.datamodules.vision"]]
+    assert cycles(graph) == [
+        ["contrastlab.datamodules.base", "contrastlab.datamodules.vision"],
+        ["contrastlab.modules.core.base", "contrastlab.modules.simclr"],
+    ]
     assert [m for m in graph if layer_of(m) is None] == ["contrastlab.stray"]
 
 
