@@ -301,6 +301,14 @@ class AudioFolder(AudioDataModule):
         return out
 
 
+def _one_of(name: str, value: list[str] | None, alias: str, alias_value: list[str] | None) -> list[str] | None:
+    """The one of two names for the same option that was given; both, differently, is a ConfigError. (A parser
+    passes every parameter, the unset ones as None, so an alias filled in with `setdefault` would be ignored.)"""
+    if value is not None and alias_value is not None and list(value) != list(alias_value):
+        raise ConfigError(f"data.{name}={list(value)} and data.{alias}={list(alias_value)} disagree: give {name} only")
+    return value if value is not None else alias_value
+
+
 FSDD_NAME = re.compile(r"^(\d)_([A-Za-z0-9-]+)_(\d+)$")
 
 
@@ -325,8 +333,8 @@ class FSDD(AudioDataModule):
         **kwargs,
     ):
         self.test_takes = test_takes
-        kwargs.setdefault("test_groups", test_speakers)
-        kwargs.setdefault("val_groups", val_speakers)
+        kwargs["test_groups"] = _one_of("test_speakers", test_speakers, "test_groups", kwargs.get("test_groups"))
+        kwargs["val_groups"] = _one_of("val_speakers", val_speakers, "val_groups", kwargs.get("val_groups"))
         super().__init__(sample_rate=sample_rate, **kwargs)
         self.root = Path(root).expanduser()
         if not self.root.is_dir():

@@ -28,6 +28,7 @@ class CheXpert(PairedCSV):
         path_column: `Path` (CheXpert) or `path_to_image` (CheXpert Plus); the default finds either.
         text_columns: the report's sections, joined (default findings then impression).
         label_columns: default the 14 CheXpert observations (present in the CSV).
+        name: the dataset's name, the MLflow experiment (chexpert).
     """
 
     def __init__(
@@ -36,6 +37,7 @@ class CheXpert(PairedCSV):
         path_column: str | None = None,
         text_columns: list[str] | None = None,
         label_columns: list[str] | None = None,
+        name: str = "chexpert",
         **kwargs,
     ):
         columns, _ = read_csv(Path(csv).expanduser(), "data.csv")
@@ -43,9 +45,9 @@ class CheXpert(PairedCSV):
         text_columns = text_columns or ["section_findings", "section_impression"]
         if label_columns is None:
             label_columns = [c for c in CHEXPERT_LABELS if c in columns]
-        kwargs.setdefault("name", "chexpert")
-        kwargs.setdefault("split_column", "split")
-        super().__init__(csv, path_column=path_column, text_columns=text_columns, label_columns=label_columns, **kwargs)
+        super().__init__(
+            csv, path_column=path_column, text_columns=text_columns, label_columns=label_columns, name=name, **kwargs
+        )
 
     def resolve(self, name: str) -> Path:
         path = super().resolve(name)
@@ -67,10 +69,16 @@ class MIMICCXR(PairedCSV):
     neither. `views` of MIMIC's metadata CSV is not read: every image of a study pairs with its report.
     """
 
-    def __init__(self, root: str, reports_root: str | None = None, max_studies: int | None = None, **kwargs):
+    def __init__(
+        self,
+        root: str,
+        reports_root: str | None = None,
+        max_studies: int | None = None,
+        name: str = "mimic_cxr",
+        **kwargs,
+    ):
         folder = Path(root).expanduser()
-        kwargs.setdefault("name", "mimic_cxr")
-        super().__init__(str(folder / "mimic-cxr-2.0.0-split.csv"), root=str(folder), **kwargs)
+        super().__init__(str(folder / "mimic-cxr-2.0.0-split.csv"), root=str(folder), name=name, **kwargs)
         self.reports_root = Path(reports_root).expanduser() if reports_root else folder
         self.max_studies = max_studies
         self.label_columns = self.label_columns or (

@@ -26,13 +26,13 @@ class TS2Vec(ContrastiveModule):
     Args:
         instance_weight: weight of the instance-wise term against the temporal one (TS2Vec's alpha, 0.5).
         temporal_unit: the first scale with temporal contrast (0: every scale).
+        backbone: TS2Vec's dilated encoder (`ts2vec`) unless the config names another.
     """
 
-    def __init__(self, instance_weight: float = 0.5, temporal_unit: int = 0, **base):
+    def __init__(self, instance_weight: float = 0.5, temporal_unit: int = 0, backbone: str = "ts2vec", **base):
         checks.fraction("instance_weight", instance_weight)
         checks.non_negative("temporal_unit", temporal_unit)
-        base.setdefault("backbone", "ts2vec")
-        super().__init__(**base)
+        super().__init__(backbone=backbone, **base)
         checks.sequence_backbone(self)
 
     def encode(self, batch: Batch, views: list[Tensor]) -> list[Tensor]:

@@ -44,6 +44,7 @@ class TSTCC(ContrastiveModule):
         context_dim, depth, heads, mlp_dim, dropout: the context Transformer (100, 4, 4, 64, 0.1).
         temperature: of the contextual NT-Xent (0.2).
         tc_weight, cc_weight: lambda_1 and lambda_2 (1 and 0.7).
+        backbone: the paper's 3-block 1-D CNN (`tstcc_cnn`) unless the config names another.
     """
 
     def __init__(
@@ -57,6 +58,7 @@ class TSTCC(ContrastiveModule):
         temperature: float = 0.2,
         tc_weight: float = 1.0,
         cc_weight: float = 0.7,
+        backbone: str = "tstcc_cnn",
         **base,
     ):
         checks.positive("temperature", temperature)
@@ -64,8 +66,7 @@ class TSTCC(ContrastiveModule):
             raise ConfigError(f"model.init_args.timesteps must be >= 1, got {timesteps}")
         if context_dim % heads:
             raise ConfigError(f"model.init_args.context_dim={context_dim} must be a multiple of heads={heads}")
-        base.setdefault("backbone", "tstcc_cnn")
-        super().__init__(**base)
+        super().__init__(backbone=backbone, **base)
         checks.sequence_backbone(self)
         d = self.feature_dim
         self.context = ContextSummary(d, context_dim, depth, heads, mlp_dim, dropout)

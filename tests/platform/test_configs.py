@@ -188,6 +188,10 @@ def test_config_builds_and_trains(config, monkeypatch, tmp_path, spoken_digits):
         args += [f"--model.init_args.{k}={v}" for k, v in SMALL.items() if k in shipped]
     cli = build(args, monkeypatch, tmp_path)
     assert isinstance(cli.model, ContrastiveModule) and isinstance(cli.model.augment, ViewPipeline)
+    # every model option the parsed config holds reached the model as given (the views are built, the data's
+    # description is linked from the DataModule)
+    given = {k: v for k, v in cli.config.model.init_args.as_dict().items() if k not in ("augment", "data_info")}
+    assert given == {k: cli.model.hparams.get(k, "(not received)") for k in given}
     if "cifar10" in config.stem:
         assert cli.model.backbone.conv1.stride == (1, 1)  # backbone_kwargs.cifar_stem reached the ResNet
     if not train:
