@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -48,6 +51,7 @@ def pytest_configure(config):
 # (`--dist loadfile --no-loadscope-reorder`): one file runs on one worker, and xdist's default order (most tests
 # first) left the long one-test sweep files for the end, one worker running them while the other idled.
 LONGEST_FILES = (
+    "tests/platform/test_resume_ddp.py",
     "tests/platform/test_resume.py",
     "tests/platform/test_cli.py",
     "tests/sweeps/test_sweep.py",
@@ -66,6 +70,41 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
 
 
+_EMPTY_STORE: list[Path] = []
+
+
+def empty_store() -> Path:
+    """An MLflow store with its tables made, once per test process: making them (MLflow's migrations) costs about
+    2 s of CPU, which every test writing runs to a new folder, and every process it starts there, would pay."""
+    if not _EMPTY_STORE:
+        import mlflow
+
+        folder = Path(tempfile.mkdtemp(prefix="contrastlab-empty-store-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        mlflow.MlflowClient(f"sqlite:///{folder / 'mlflow.db'}").search_experiments(max_results=1)
+        _EMPTY_STORE.append(folder / "mlflow.db")
+    return _EMPTY_STORE[0]
+
+
+def give_store(folder: Path) -> Path:
+    """Unless it has one, `folder`'s default store (mlruns/mlflow.db) starts as a copy of the empty one: the tables
+    MLflow would make on first use, with no experiment but its Default. Returns `folder`."""
+    database = folder / "mlruns" / "mlflow.db"
+    if not database.exists():
+        database.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(empty_store(), database)
+    return folder
+
+
+def uses_default_store(args: tuple[str, ...] | list[str], cwd: Path) -> bool:
+    """Whether `contrastlab ARGS` in `cwd` writes to cwd's default store (it names no other)."""
+    for i, arg in enumerate(args):
+        if arg.split("=", 1)[0] in ("--tracking-uri", "--tracking.uri"):
+            named = arg.split("=", 1)[1] if "=" in arg else args[i + 1]
+            return named in (f"sqlite:///{cwd / 'mlruns' / 'mlflow.db'}", "sqlite:///mlruns/mlflow.db")
+    return True
+
+
 def free_port() -> int:
     """A TCP port on loopback that nothing listens on now."""
     with socket.socket() as s:
@@ -76,6 +115,8 @@ def free_port() -> int:
 def run_cli(*args: str, cwd: Path, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:
     """`contrastlab ARGS` in a fresh process, as a user runs it, in `cwd`."""
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    if uses_default_store(args, cwd):
+        give_store(cwd)
     proc = subprocess.run(
         [sys.executable, "-m", "contrastlab", *args],
         cwd=cwd,
@@ -95,12 +136,15 @@ def fit(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProces
 
 
 @pytest.fixture
-def cli_here(monkeypatch, capsys):
+def cli_here(request, monkeypatch, capsys):
     """`contrastlab ARGS` run inside this test process: the same entry point and error handling as a user's
     process, without a fresh interpreter's imports (several seconds each). Returns the exit code (0 when it
-    ran through) and stderr. A run that writes to a store names it by its absolute path (`in_process_store`)."""
+    ran through) and stderr. A run that writes to a store names it by its absolute path (`in_process_store`).
+    The store starts made (`give_store`) unless the test is marked `new_store`."""
 
     def run(*args: str, cwd: Path) -> tuple[int, str]:
+        if uses_default_store(args, cwd) and not request.node.get_closest_marker("new_store"):
+            give_store(cwd)
         from contrastlab.cli import main
 
         monkeypatch.chdir(cwd)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.conftest import REPO, in_process_store, store_client, the_error_line
+from tests.conftest import REPO, give_store, in_process_store, store_client, the_error_line
 from tests.learning import build, probe_auroc
 from tests.medical import write_medmnist
 
@@ -20,7 +20,7 @@ EVAL = ["--finetune-fractions", "0.1,1.0", "--finetune-epochs", "1", "--tsne-poi
 def workdir(tmp_path_factory):
     """One folder, hence one MLflow store (created once: its schema migrations cost seconds), for every run here;
     each run has its own experiment and data folder."""
-    return tmp_path_factory.mktemp("medical")
+    return give_store(tmp_path_factory.mktemp("medical"))
 
 
 def train_resume_evaluate(cli_here, cwd, config: str, experiment: str, *args: str) -> dict[str, float]:

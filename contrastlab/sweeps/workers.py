@@ -1,7 +1,7 @@
 """Sweep workers: each takes trials from the study, one at a time, until the sweep is done.
 
-`--workers N` starts N processes (spawned, each dying with the command's process and given 1/N of the
-cores); one worker runs in the command's own process. Taking a trial is serialised per machine (a file
+`--workers N` runs N workers, each giving its trials 1/N of the cores: one in the command's own process and N - 1
+spawned processes, each dying with the command's process. Taking a trial is serialised per machine (a file
 lock beside a SQLite storage) and a trial asked past `n_trials` by two workers at once is closed unrun.
 """
 
@@ -34,34 +34,42 @@ IDLE_POLL = 5.0  # seconds between looks at the study while other workers finish
 
 
 def _run_workers(sweep: Sweep, workers: int) -> list[int]:
+    """Exit codes of the `workers` workers: this process is worker 0, the others are spawned (one interpreter fewer
+    to start: a worker's imports and store connections cost seconds of CPU)."""
     if workers == 1:
         return [worker_loop(sweep, 0)]
     context = multiprocessing.get_context("spawn")
     processes = [
         context.Process(target=_worker_process, args=(sweep, i, workers), name=f"sweep-worker-{i}")
-        for i in range(workers)
+        for i in range(1, workers)
     ]
     for process in processes:
         process.start()
+    share_cores(workers)  # after the spawns, which set their own: this worker's trials inherit it
+    codes = [_worker_code(sweep, 0)]
     for process in processes:
         process.join()
-    return [process.exitcode or 0 for process in processes]
+    return codes + [process.exitcode or 0 for process in processes]
 
 
 def _worker_process(sweep: Sweep, index: int, workers: int) -> None:
     _die_with_parent()
     share_cores(workers)  # its trials inherit the environment
+    raise SystemExit(_worker_code(sweep, index))
+
+
+def _worker_code(sweep: Sweep, index: int) -> int:
+    """`worker_loop`'s exit code: a user error is one line and USER_ERROR_EXIT, Ctrl-C 130."""
     try:
-        code = worker_loop(sweep, index)
+        return worker_loop(sweep, index)
     except KeyboardInterrupt:
-        code = 130
+        return 130
     except Exception as exc:
         err = find_user_error(exc)
         if err is None:
             raise
         print(f"contrastlab: error: {err}", file=sys.stderr)
-        code = USER_ERROR_EXIT
-    raise SystemExit(code)
+        return USER_ERROR_EXIT
 
 
 def worker_loop(sweep: Sweep, index: int) -> int:

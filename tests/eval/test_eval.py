@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from contrastlab.evaluation.registry import Context, Needs, Protocol, register, unregister
-from tests.conftest import DIGITS_CONFIG, QUICK, in_process_store, run_cli, store_client, the_error_line
+from tests.conftest import DIGITS_CONFIG, QUICK, give_store, in_process_store, run_cli, store_client, the_error_line
 
 FAST = ["--finetune-epochs", "1", "--finetune-fractions", "0.1,1.0", "--k", "1,20", "--tsne-points", "150"]
 
@@ -31,7 +31,7 @@ def contrastlab_here(cwd: Path, *args: str) -> int:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """One epoch of SimCLR on digits: (folder, run id, checkpoint folder)."""
-    cwd = tmp_path_factory.mktemp("eval")
+    cwd = give_store(tmp_path_factory.mktemp("eval"))
     args = ["fit", "-c", str(DIGITS_CONFIG), *QUICK, "--trainer.max_epochs", "1", "--test_after_fit", "false"]
     args += in_process_store(cwd)
     assert contrastlab_here(cwd, *args) == 0

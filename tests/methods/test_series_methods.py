@@ -12,7 +12,7 @@ import aeon  # noqa: F401  (a dependency of contrastlab, which reads these sets 
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, in_process_store, store_client, the_error_line
+from tests.conftest import REPO, give_store, in_process_store, store_client, the_error_line
 from tests.learning import build, logged_finite, svm_accuracy, untrained_weights
 
 # Tiny nets and a few steps: the checks are that each method runs end to end and trains its encoder, not how well it
@@ -37,7 +37,7 @@ NO_TEST = ["--test_after_fit", "false"]  # where the fit's test pass adds nothin
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     """One folder and MLflow store for this module's runs."""
-    return tmp_path_factory.mktemp("series_methods")
+    return give_store(tmp_path_factory.mktemp("series_methods"))
 
 
 def fit_args(method: str, store, experiment: str, dtw_dir, *extra: str) -> list[str]:

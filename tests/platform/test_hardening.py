@@ -17,6 +17,7 @@ from tests.conftest import (
     DIGITS_CONFIG,
     REPO,
     free_port,
+    give_store,
     in_process_store,
     run_cli,
     store_client,
@@ -72,10 +73,10 @@ def runs_of(cwd: Path, experiment: str = "digits") -> list:
 def trained(tmp_path_factory):
     """One tiny SimCLR run and one tiny BYOL run (other method) on digits, each with its last.ckpt."""
     # in this process (what the tests below refuse is the point, not the runs' interpreters)
-    cwd = tmp_path_factory.mktemp("trained")
+    cwd = give_store(tmp_path_factory.mktemp("trained"))
     assert contrastlab_here(cwd, "fit", "-c", str(DIGITS_CONFIG), *TINY, *in_process_store(cwd)) == 0
     (simclr,) = (cwd / "checkpoints").rglob("last.ckpt")
-    other = tmp_path_factory.mktemp("byol")
+    other = give_store(tmp_path_factory.mktemp("byol"))
     byol_config = REPO / "configs" / "byol" / "digits.yaml"
     assert contrastlab_here(other, "fit", "-c", str(byol_config), *TINY[:-6], *in_process_store(other)) == 0
     (byol,) = (other / "checkpoints").rglob("last.ckpt")

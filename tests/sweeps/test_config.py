@@ -98,6 +98,7 @@ def test_run_config_keys_and_values_are_checked_by_the_run_parser():
         check_keys(DIGITS_CONFIG, {"data.batch_size": ["many"]}, "fixed")
 
 
+@pytest.mark.new_store
 def test_sweep_command_reports_a_bad_key_in_one_line(tmp_path, cli_here):
     path = write(tmp_path, space={"model.temprature": {"type": "float", "low": 0.1, "high": 0.5}})
     line = the_error_line(*cli_here("sweep", "-c", str(path), cwd=tmp_path))

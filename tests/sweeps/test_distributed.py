@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port, give_store
 from tests.sweeps.test_sweep import FIXED, child_runs, write_sweep
 
 pytestmark = pytest.mark.slow
@@ -63,6 +63,7 @@ def postgres_url():
 
 def start_sweep(config: Path, storage: str, cwd: Path) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    give_store(cwd)
     command = [sys.executable, "-m", "contrastlab", "sweep", "-c", str(config), "--storage", storage]
     return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 

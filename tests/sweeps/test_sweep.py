@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import DIGITS_CONFIG, run_cli, store_client
+from tests.conftest import DIGITS_CONFIG, give_store, run_cli, store_client
 from tests.platform.test_cli import free_port
 
 # Each trial: 2 epochs on at most 600 digits, validated each epoch, nothing sampled or copied that is not needed.
@@ -97,6 +97,7 @@ def test_sweep_prunes_fails_survives_sigkill_and_resumes(tmp_path):
     ]
     sweep = write_sweep(tmp_path, name, enqueue=enqueue)
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    give_store(tmp_path)
     proc = subprocess.Popen(
         [sys.executable, "-m", "contrastlab", "sweep", "-c", str(sweep)],
         cwd=tmp_path,
