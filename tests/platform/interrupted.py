@@ -76,7 +76,14 @@ def assert_same_training(resumed: Path, reference: Path, processes: int) -> None
     client_b, run_b = the_run(reference)
     assert run_a.info.status == "FINISHED"
     for key in HISTORIES:
-        assert history(client_a, run_a.info.run_id, key) == history(client_b, run_b.info.run_id, key), key
+        got, want = history(client_a, run_a.info.run_id, key), history(client_b, run_b.info.run_id, key)
+        assert got == want, (
+            key,
+            "only resumed:",
+            sorted(set(got) - set(want)),
+            "only uninterrupted:",
+            sorted(set(want) - set(got)),
+        )
 
 
 def start(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:

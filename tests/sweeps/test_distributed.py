@@ -72,7 +72,7 @@ def test_two_workers_share_one_postgresql_study_without_losing_or_repeating_a_tr
     name = "shared"
     space = {"model.temperature": {"type": "float", "low": 0.1, "high": 0.5}}
     fixed = {**FIXED, "data.max_train_samples": 512}
-    config = write_sweep(tmp_path, name, space=space, fixed=fixed, pruner="none", n_trials=4)
+    config = write_sweep(tmp_path, name, space=space, fixed=fixed, pruner="none", n_trials=3)
     first = start_sweep(config, postgres_url, tmp_path)
     # The second joins once the first has made the study and the MLflow store, as a second machine would.
     head = ""
@@ -88,14 +88,14 @@ def test_two_workers_share_one_postgresql_study_without_losing_or_repeating_a_tr
     import optuna
 
     trials = optuna.load_study(study_name=name, storage=postgres_url).get_trials()
-    assert [t.number for t in trials] == [0, 1, 2, 3] and all(t.state.name == "COMPLETE" for t in trials)
+    assert [t.number for t in trials] == [0, 1, 2] and all(t.state.name == "COMPLETE" for t in trials)
     workers = {json.loads(t.user_attrs["worker"])["pid"] for t in trials}
     assert workers == {first.pid, second.pid}  # both machines ran trials
-    started = [f"trial {n} started" for n in range(4)]
+    started = [f"trial {n} started" for n in range(3)]
     assert sorted(s for s in started for out in outputs if s in out) == started  # each trial ran once
 
     client, parents, children = child_runs(tmp_path, name)
-    assert len(parents) == 1 and sorted(children) == [0, 1, 2, 3]
+    assert len(parents) == 1 and sorted(children) == [0, 1, 2]
     for t in trials:
         run = children[t.number]
         assert run.info.run_id == t.user_attrs["mlflow_run_id"] and run.info.status == "FINISHED"

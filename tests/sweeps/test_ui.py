@@ -111,7 +111,7 @@ def test_every_trial_has_a_dataset_input_a_views_picture_and_an_embedding_pictur
         assert {"views.png", "embeddings.png"} <= artifacts, artifacts
 
 
-def test_best_config_trains_a_full_run_with_checkpoints(swept, tmp_path):
+def test_best_config_trains_a_full_run_with_checkpoints(swept, tmp_path, cli_here):
     folder, client, _, parent, trials = swept
     best_yaml = Path(client.download_artifacts(parent.info.run_id, "best_config.yaml", str(tmp_path)))
     text = best_yaml.read_text()
@@ -122,9 +122,12 @@ def test_best_config_trains_a_full_run_with_checkpoints(swept, tmp_path):
     assert "log_checkpoints" not in str(ready.get("tracking")) and "system_metrics_interval" not in str(ready)
     assert "#   trainer.max_epochs: 2\n" in text and "#   tracking.log_checkpoints: false\n" in text
 
-    # shortened on the command line as a user might, but otherwise the config as written
-    run_cli("fit", "-c", str(best_yaml), "--trainer.max_epochs", "1", "--trainer.check_val_every_n_epoch", "1",
-            "--test_after_fit", "false", cwd=folder)  # fmt: skip
+    # shortened on the command line as a user might, but otherwise the config as written (in this process: the
+    # sweep's trials were real ones); the store named by its absolute path, as a process here must
+    store = f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}"
+    code, err = cli_here("fit", "-c", str(best_yaml), "--trainer.max_epochs", "1", "--trainer.check_val_every_n_epoch",
+                         "1", "--test_after_fit", "false", "--tracking-uri", store, cwd=folder)  # fmt: skip
+    assert code == 0, err[-3000:]
     experiment = client.get_experiment_by_name("digits")  # a fit's experiment is its dataset
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     (run,) = client.search_runs([experiment.experiment_id])
