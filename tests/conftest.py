@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import atexit
+import functools
 import logging
 import os
 import shutil
@@ -70,20 +71,16 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
 
 
-_EMPTY_STORE: list[Path] = []
-
-
+@functools.cache
 def empty_store() -> Path:
     """An MLflow store with its tables made, once per test process: making them (MLflow's migrations) costs about
     2 s of CPU, which every test writing runs to a new folder, and every process it starts there, would pay."""
-    if not _EMPTY_STORE:
-        import mlflow
+    import mlflow
 
-        folder = Path(tempfile.mkdtemp(prefix="contrastlab-empty-store-"))
-        atexit.register(shutil.rmtree, folder, ignore_errors=True)
-        mlflow.MlflowClient(f"sqlite:///{folder / 'mlflow.db'}").search_experiments(max_results=1)
-        _EMPTY_STORE.append(folder / "mlflow.db")
-    return _EMPTY_STORE[0]
+    folder = Path(tempfile.mkdtemp(prefix="contrastlab-empty-store-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    mlflow.MlflowClient(f"sqlite:///{folder / 'mlflow.db'}").search_experiments(max_results=1)
+    return folder / "mlflow.db"
 
 
 def give_store(folder: Path) -> Path:
