@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from typing import Any
 
 import lightning as L
@@ -26,6 +27,7 @@ from contrastlab.sweeps.storage import (
     REASON_ATTR,
     RUN_ATTR,
     STEP_ATTR,
+    TRAIN_SECONDS_ATTR,
     TRIAL_ENV,
     open_storage,
 )
@@ -46,6 +48,7 @@ class TrialReporter(L.Callback):
         self.spec: dict[str, Any] = json.loads(raw)
         self.metric: str = self.spec["metric"]
         self._trial = None
+        self._train_started = 0.0
 
     @property
     def trial(self):
@@ -61,9 +64,15 @@ class TrialReporter(L.Callback):
         return self._trial
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._train_started = time.perf_counter()
         logger = mlflow_logger(trainer)
         if trainer.is_global_zero and logger is not None:
             self.trial.set_user_attr(RUN_ATTR, logger.run_id)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # what the trial's process spent on its own work; the rest of its time is the cost of starting it
+        if trainer.is_global_zero:
+            self.trial.set_user_attr(TRAIN_SECONDS_ATTR, time.perf_counter() - self._train_started)
 
     def _record_failure(self, trainer: L.Trainer, reason: str) -> None:
         if trainer.is_global_zero:

@@ -44,6 +44,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="Optuna storage URL (default: the config's, else "
         "sqlite:///mlruns/optuna.db); postgresql://... to share a study across machines",
     )
+    parser.add_argument(
+        "--fresh-processes",
+        action="store_true",
+        help="start each trial in a new interpreter instead of forking it from its worker's warm server",
+    )
     parser.add_argument("--n-trials", type=int, default=None, help="finished trials the study should hold")
     parser.add_argument("--timeout", type=float, default=None, help="seconds after which no new trial starts")
     parser.add_argument(
@@ -114,7 +119,14 @@ def run(args: argparse.Namespace) -> int:
         if not isinstance(config.base, Path):
             base_path.write_text(yaml.safe_dump(config.base, sort_keys=False))
         sweep = Sweep(
-            config, base_path, storage_url, tracking_uri, parent, n_trials, time.time() + timeout if timeout else None
+            config,
+            base_path,
+            storage_url,
+            tracking_uri,
+            parent,
+            n_trials,
+            time.time() + timeout if timeout else None,
+            fresh_processes=args.fresh_processes,
         )
         codes = _run_workers(sweep, args.workers)
 

@@ -1,18 +1,15 @@
 """One sweep trial: its `contrastlab fit` command line, its process, and how it ended.
 
-The trial runs in a child process (so it may use DDP, and a crash or NaN ends that trial only) that dies
-with its worker; it reports to the study itself (pruning.py), and this side reads what it recorded and its
-exit code to tell the study the outcome and close its MLflow run.
+The trial runs in a process of its own (so it may use DDP, and a crash or NaN ends that trial only) that dies
+with its worker: a child forked from the worker's warm server (platform/warm.py), which has done the imports
+already, or a new interpreter with `--fresh-processes`. It reports to the study itself (pruning.py), and this side
+reads what it recorded and its exit code to tell the study the outcome and close its MLflow run.
 """
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -20,6 +17,7 @@ from pathlib import Path
 
 from contrastlab.compat import study_storage, trial_id
 from contrastlab.platform.exits import USER_ERROR_EXIT
+from contrastlab.platform.warm import WarmProcesses
 from contrastlab.sweeps import runs
 from contrastlab.sweeps.config import SweepConfig
 from contrastlab.sweeps.space import overrides
@@ -29,6 +27,7 @@ from contrastlab.sweeps.storage import (
     REASON_ATTR,
     RUN_ATTR,
     STEP_ATTR,
+    TRAIN_SECONDS_ATTR,
     TRIAL_ENV,
     heartbeats,
 )
@@ -47,14 +46,16 @@ class Sweep:
     parent_run_id: str
     n_trials: int | None
     deadline: float | None
+    fresh_processes: bool = False
 
-
-def _die_with_parent() -> None:
-    """Linux: this process gets SIGKILL when its parent dies, so no trial outlives its worker."""
-    try:
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+    def trial_processes(self) -> WarmProcesses:
+        """Where a worker runs its trials: children of a server that imported what a trial of this sweep imports."""
+        base = self.config.base_config()
+        classes = [(base.get(key) or {}).get("class_path", "") for key in ("model", "data")]
+        preload = ["contrastlab.platform.cli", "contrastlab.sweeps.pruning"]
+        preload += [path.rsplit(".", 1)[0] for path in classes if isinstance(path, str) and "." in path]
+        return WarmProcesses(preload, entry="contrastlab.cli:main", main_module="contrastlab",
+                             fresh=self.fresh_processes)  # fmt: skip
 
 
 def trial_command(sweep: Sweep, number: int, params: dict) -> list[str]:
@@ -64,7 +65,7 @@ def trial_command(sweep: Sweep, number: int, params: dict) -> list[str]:
         **runs.child_tags(sweep.parent_run_id, config.name, number),
     }
     return [
-        sys.executable, "-m", "contrastlab", "fit", "-c", str(sweep.base_path),
+        "fit", "-c", str(sweep.base_path),
         *overrides(config.fixed),
         *overrides(params),
         "--trainer.callbacks+=contrastlab.sweeps.pruning.TrialReporter",
@@ -76,7 +77,7 @@ def trial_command(sweep: Sweep, number: int, params: dict) -> list[str]:
     ]  # fmt: skip
 
 
-def _run_trial(sweep: Sweep, study, trial, client, experiment_id: str) -> None:
+def _run_trial(sweep: Sweep, study, trial, client, processes: WarmProcesses) -> None:
     from optuna.trial import TrialState
 
     config, number = sweep.config, trial.number
@@ -90,14 +91,7 @@ def _run_trial(sweep: Sweep, study, trial, client, experiment_id: str) -> None:
     with tempfile.TemporaryDirectory(prefix=f"trial-{number}-") as folder:
         log_path = Path(folder) / "trial.log"
         try:
-            with open(log_path, "w") as log_file:
-                code = subprocess.call(
-                    trial_command(sweep, number, trial.params),
-                    env=env,
-                    stdout=log_file,
-                    stderr=subprocess.STDOUT,
-                    preexec_fn=_die_with_parent,
-                )
+            code = processes.run(trial_command(sweep, number, trial.params), env, log_path)
         finally:
             if beat is not None:
                 beat.set()
@@ -121,7 +115,9 @@ def _run_trial(sweep: Sweep, study, trial, client, experiment_id: str) -> None:
             runs.close_child(client, client.get_run(run_id), state, reason, value, epochs, config.metric)
     took = time.time() - started
     result = f"{config.metric}={value:.4f}" if value is not None else (reason or "")
-    print(f"trial {number} {state} in {took:.0f} s: {result}", flush=True)
+    training = attrs.get(TRAIN_SECONDS_ATTR)
+    spent = f"{took:.0f} s" + (f" ({training:.0f} s of it training)" if training is not None else "")
+    print(f"trial {number} {state} in {spent}: {result}", flush=True)
 
 
 def _decide(code: int, attrs: dict, log_path: Path, metric: str) -> tuple[str, float | None, str | None]:

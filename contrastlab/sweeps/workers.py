@@ -17,6 +17,7 @@ from contrastlab.compat import study_storage, trial_id
 from contrastlab.errors import find_user_error
 from contrastlab.platform.cpus import share_cores
 from contrastlab.platform.exits import USER_ERROR_EXIT
+from contrastlab.platform.parents import die_with_parent
 from contrastlab.sweeps import runs
 from contrastlab.sweeps.storage import (
     SURPLUS_ATTR,
@@ -28,7 +29,7 @@ from contrastlab.sweeps.storage import (
     retried_numbers,
     this_worker,
 )
-from contrastlab.sweeps.trial import STOP_ATTR, Sweep, _die_with_parent, _run_trial
+from contrastlab.sweeps.trial import STOP_ATTR, Sweep, _run_trial
 
 IDLE_POLL = 5.0  # seconds between looks at the study while other workers finish the last trials
 
@@ -53,7 +54,7 @@ def _run_workers(sweep: Sweep, workers: int) -> list[int]:
 
 
 def _worker_process(sweep: Sweep, index: int, workers: int) -> None:
-    _die_with_parent()
+    die_with_parent()
     share_cores(workers)  # its trials inherit the environment
     raise SystemExit(_worker_code(sweep, index))
 
@@ -88,17 +89,20 @@ def worker_loop(sweep: Sweep, index: int) -> int:
     )
     distributions = {key: param.distribution() for key, param in config.space.items()}
     client = runs.client_for(sweep.tracking_uri)
-    experiment_id = runs.ensure_experiment(client, sweep.tracking_uri, config.name)
-
-    while True:
-        with claim_lock(sweep.storage_url):
-            done, trial = _claim_next_trial(sweep, study, distributions)
-        if done:
-            return 0
-        if trial is None:
-            time.sleep(IDLE_POLL)  # the last trials run elsewhere; a dead worker's one comes back as waiting
-            continue
-        _run_trial(sweep, study, trial, client, experiment_id)
+    runs.ensure_experiment(client, sweep.tracking_uri, config.name)
+    processes = sweep.trial_processes()  # its server starts with the first trial: a worker may get none
+    try:
+        while True:
+            with claim_lock(sweep.storage_url):
+                done, trial = _claim_next_trial(sweep, study, distributions)
+            if done:
+                return 0
+            if trial is None:
+                time.sleep(IDLE_POLL)  # the last trials run elsewhere; a dead worker's one comes back as waiting
+                continue
+            _run_trial(sweep, study, trial, client, processes)
+    finally:
+        processes.close()
 
 
 def _claim_next_trial(sweep: Sweep, study, distributions: dict):
