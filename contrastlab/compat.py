@@ -31,6 +31,15 @@ def is_last_batch(trainer) -> bool:
     return _batch_progress(trainer).is_last_batch
 
 
+def log_step_metrics_now(trainer) -> None:
+    """Send the running batch's step metrics to the loggers now, as Lightning does right after on_train_batch_end
+    (a checkpoint saved in that hook would otherwise be ahead of the metrics its run holds)."""
+    connector = trainer._logger_connector
+    if trainer.fit_loop._should_accumulate() or not connector.should_update_logs:
+        return
+    connector.log_metrics(connector.metrics["log"])
+
+
 def checkpoint_batch_progress(checkpoint: dict[str, Any]) -> dict[str, int]:
     """The saved epoch progress counters (ready, started, processed, completed) of a Lightning checkpoint."""
     node: Any = checkpoint

@@ -134,6 +134,12 @@ class RunCheckpoint(ModelCheckpoint):
         self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
         self._last_save_time = time.monotonic()
 
+    def refresh_last_at_batch_end(self, trainer: L.Trainer) -> None:
+        """last.ckpt in on_train_batch_end: the batch's step metrics go to the run first (Lightning logs them only
+        after this hook; the logger drops its second copy), so that a kill right after the save loses none."""
+        compat.log_step_metrics_now(trainer)
+        self.refresh_last(trainer)
+
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
         # The epoch's last batch is saved by on_train_epoch_end, after its validation.
@@ -146,7 +152,7 @@ class RunCheckpoint(ModelCheckpoint):
             late = time.monotonic() - self._last_save_time >= self.every_seconds
             due |= trainer.strategy.broadcast(late)
         if due:
-            self.refresh_last(trainer)
+            self.refresh_last_at_batch_end(trainer)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Lightning refreshes last.ckpt only when a top-k checkpoint is saved; a resume needs it every epoch.

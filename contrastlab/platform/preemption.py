@@ -75,7 +75,7 @@ class Preemption(L.Callback):
         ckpt = trainer.checkpoint_callback
         # The epoch's last batch is checkpointed after its validation, by RunCheckpoint at the epoch's end.
         if isinstance(ckpt, RunCheckpoint) and not compat.is_last_batch(trainer):
-            ckpt.refresh_last(trainer)
+            ckpt.refresh_last_at_batch_end(trainer)
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx) -> None:
         # Stopping here rather than right after the save lets Lightning log the saved step's metrics first.

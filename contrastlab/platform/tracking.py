@@ -198,10 +198,12 @@ class RunLogger(MLFlowLogger):
     opened when its id is first asked for or something is logged: the callbacks do so at the first
     training step, so a mistake found while setting up leaves no empty run, and a resumed run as it was.
 
-    Lightning adds `epoch` to every metrics dict it logs, so a plain MLFlowLogger writes it several
-    times at the same step. A run killed after its last checkpoint has logged steps that the resumed
-    run trains again, with the same values since the resume is exact; with `skip_logged_steps` the
-    logger drops each metric's steps that the run already holds, so every metric keeps one value per step.
+    Every metric keeps one value per step: the logger drops a metric's step at or before the last one it
+    holds. Lightning adds `epoch` to every metrics dict it logs, so a plain MLFlowLogger writes it several
+    times at the same step; a checkpoint at a batch's end logs that batch's metrics before Lightning does
+    (RunCheckpoint). A run killed after its last checkpoint has logged steps that the resumed run trains
+    again, with the same values since the resume is exact; with `skip_logged_steps` the logger first reads
+    the steps the run already holds.
     """
 
     def __init__(self, *args, resumed: bool = False, skip_logged_steps: bool = False, **kwargs):
@@ -209,8 +211,7 @@ class RunLogger(MLFlowLogger):
         self.resumed, self.skip_logged_steps = resumed, skip_logged_steps
         self.preempted = False
         self._opened = False
-        self._epoch_logged_at: int | None = None
-        self._logged_through: dict[str, int] | None = None
+        self._logged_through: dict[str, int] | None = None  # each metric's last logged step
 
     @property
     def experiment(self):
@@ -242,14 +243,11 @@ class RunLogger(MLFlowLogger):
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         self._opened = True
-        if "epoch" in metrics:
-            if self._epoch_logged_at == step:
-                metrics = {k: v for k, v in metrics.items() if k != "epoch"}
-            self._epoch_logged_at = step
-        if self.skip_logged_steps and step is not None:
-            if self._logged_through is None:
-                self._logged_through = self._last_logged_steps()
+        if self._logged_through is None:
+            self._logged_through = self._last_logged_steps() if self.skip_logged_steps else {}
+        if step is not None:
             metrics = {k: v for k, v in metrics.items() if step > self._logged_through.get(k, -1)}
+            self._logged_through.update(dict.fromkeys(metrics, step))
         if metrics:
             super().log_metrics(metrics, step)
 

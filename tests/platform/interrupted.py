@@ -4,14 +4,16 @@ uninterrupted run of the same seed (tests/platform/test_resume.py on one process
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import lightning as L
 import torch
 
-from tests.conftest import DIGITS_CONFIG, run_cli, store_client
+from tests.conftest import DIGITS_CONFIG, REPO, run_cli, store_client
 
 # 384 samples in batches of 32: 12 steps an epoch, 3 epochs, last.ckpt refreshed every 5 steps.
 STEPS_PER_EPOCH, EPOCHS = 12, 3
@@ -83,8 +85,28 @@ def assert_same_training(resumed: Path, reference: Path, processes: int) -> None
         )
 
 
+class KillAfterCheckpoint(L.Callback):
+    """Kills its own process (SIGKILL) right after last.ckpt is written at `step`, before Lightning logs that step's
+    metrics: the moment where a kill would lose most. Given on the command line, from a test."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        checkpoint = trainer.checkpoint_callback
+        save = checkpoint.refresh_last
+
+        def save_then_die(trainer: L.Trainer) -> None:
+            save(trainer)
+            if trainer.global_step == self.step:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        checkpoint.refresh_last = save_then_die
+
+
 def start(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | (env or {})
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))  # for test callbacks
     return subprocess.Popen(
         [sys.executable, "-m", "contrastlab", *args],
         cwd=cwd,
