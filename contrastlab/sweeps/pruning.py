@@ -32,6 +32,8 @@ from contrastlab.sweeps.storage import (
     open_storage,
 )
 
+DEVICES_TAG = "sweep.devices"
+
 
 class TrialFailed(RuntimeError):
     """The trial cannot give a meaningful objective (NaN/inf loss or metric); its reason is in the study."""
@@ -68,6 +70,9 @@ class TrialReporter(L.Callback):
         logger = mlflow_logger(trainer)
         if trainer.is_global_zero and logger is not None:
             self.trial.set_user_attr(RUN_ATTR, logger.run_id)
+            devices = os.environ.get("CUDA_VISIBLE_DEVICES")
+            if devices is not None:  # as this process sees it: its worker's slice
+                logger.experiment.set_tag(logger.run_id, DEVICES_TAG, devices)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # what the trial's process spent on its own work; the rest of its time is the cost of starting it

@@ -23,7 +23,7 @@ from contrastlab.errors import ConfigError
 from contrastlab.platform import tracking
 from contrastlab.platform.exits import USER_ERROR_EXIT, user_error_exit
 from contrastlab.platform.stores import redact
-from contrastlab.sweeps import runs
+from contrastlab.sweeps import devices, runs
 from contrastlab.sweeps.config import SweepConfig, load_sweep
 from contrastlab.sweeps.space import check_keys
 from contrastlab.sweeps.storage import open_storage, recover_dead_trials, resolve_storage
@@ -45,6 +45,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "sqlite:///mlruns/optuna.db); postgresql://... to share a study across machines",
     )
     parser.add_argument(
+        "--devices-per-trial",
+        type=int,
+        default=None,
+        help="accelerators each trial uses (default: the trial config's trainer.devices, else each worker's share)",
+    )
+    parser.add_argument(
+        "--accelerators",
+        default=None,
+        help="the GPUs this sweep hands out, comma-separated as CUDA_VISIBLE_DEVICES names them "
+        "(default: every visible one); each worker's trials get a slice of their own",
+    )
+    parser.add_argument(
         "--fresh-processes",
         action="store_true",
         help="start each trial in a new interpreter instead of forking it from its worker's warm server",
@@ -59,6 +71,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.workers < 1:
         raise ConfigError(f"--workers {args.workers}: give 1 or more worker processes")
+    if args.devices_per_trial is not None and args.devices_per_trial < 1:
+        raise ConfigError(f"--devices-per-trial {args.devices_per_trial}: give 1 or more")
     if args.n_trials is not None and args.n_trials < 1:
         raise ConfigError(f"--n-trials {args.n_trials}: give 1 or more")
     return args
@@ -78,6 +92,17 @@ def main(argv: list[str]) -> int:
         return code
 
 
+def _device_slices(config, args: argparse.Namespace) -> list[str | None]:
+    """Each worker's CUDA_VISIBLE_DEVICES (None on a machine without accelerators)."""
+    if args.accelerators is not None:
+        accelerators = [name.strip() for name in args.accelerators.split(",") if name.strip()]
+    else:
+        accelerators = devices.visible_accelerators()
+    configured = config.fixed.get("trainer.devices", (config.base_config().get("trainer") or {}).get("devices"))
+    per_trial = args.devices_per_trial or devices.trial_devices(configured)
+    return devices.worker_slices(args.workers, per_trial, accelerators)
+
+
 def run(args: argparse.Namespace) -> int:
     config = load_sweep(args.config)
     entries = {key: [value] for key, value in config.fixed.items()}
@@ -87,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
     timeout = args.timeout or config.timeout
     if n_trials is None and timeout is None:
         raise ConfigError(f"{args.config}: set n_trials or timeout (or pass --n-trials / --timeout)")
+    slices = _device_slices(config, args)
     storage_url = resolve_storage(args.storage or config.storage)
     # the base config's own store, when it names one, unless the command line says otherwise
     tracking_uri = tracking.resolve_uri(args.tracking_uri or (config.base_config().get("tracking") or {}).get("uri"))
@@ -94,13 +120,13 @@ def run(args: argparse.Namespace) -> int:
     study = _load_study(config, storage_url)
     if study.user_attrs.get(STOP_ATTR):
         study.set_user_attr(STOP_ATTR, None)  # the user has seen that error; this run tries again
+    revived = recover_dead_trials(study)  # before the config's new trials, so that lost work runs first
+    if revived:
+        print(f"trials {revived} lost their worker: queued again", flush=True)
     for params in config.enqueue:
         study.enqueue_trial(params, skip_if_exists=True)  # so a rerun does not queue them twice
     client = runs.client_for(tracking_uri)
     experiment_id = runs.ensure_experiment(client, tracking_uri, config.name)
-    revived = recover_dead_trials(study)
-    if revived:
-        print(f"trials {revived} lost their worker: queued again", flush=True)
     runs.reconcile(client, experiment_id, study)
     parent = runs.ensure_parent_run(
         client,
@@ -127,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
             n_trials,
             time.time() + timeout if timeout else None,
             fresh_processes=args.fresh_processes,
+            device_slices=slices,
         )
         codes = _run_workers(sweep, args.workers)
 

@@ -47,6 +47,10 @@ class Sweep:
     n_trials: int | None
     deadline: float | None
     fresh_processes: bool = False
+    device_slices: list[str | None] | None = None  # each worker's CUDA_VISIBLE_DEVICES (devices.py)
+
+    def devices_of(self, worker: int) -> str | None:
+        return self.device_slices[worker] if self.device_slices else None
 
     def trial_processes(self) -> WarmProcesses:
         """Where a worker runs its trials: children of a server that imported what a trial of this sweep imports."""
@@ -58,7 +62,7 @@ class Sweep:
                              fresh=self.fresh_processes)  # fmt: skip
 
 
-def trial_command(sweep: Sweep, number: int, params: dict) -> list[str]:
+def trial_command(sweep: Sweep, number: int, params: dict, devices: str | None = None) -> list[str]:
     config = sweep.config
     tags = {
         **(config.base_config().get("tracking") or {}).get("tags", {}),
@@ -74,10 +78,11 @@ def trial_command(sweep: Sweep, number: int, params: dict) -> list[str]:
         "--tracking.run_name", runs.trial_run_name(number, runs.method_of(config.base_config()), "running"),
         "--tracking.tags", json.dumps(tags),
         "--test_after_fit", "false",
+        *(["--trainer.devices", str(len(devices.split(",")))] if devices else []),
     ]  # fmt: skip
 
 
-def _run_trial(sweep: Sweep, study, trial, client, processes: WarmProcesses) -> None:
+def _run_trial(sweep: Sweep, study, trial, client, processes: WarmProcesses, devices: str | None) -> None:
     from optuna.trial import TrialState
 
     config, number = sweep.config, trial.number
@@ -86,12 +91,14 @@ def _run_trial(sweep: Sweep, study, trial, client, processes: WarmProcesses) -> 
     env = {**os.environ, TRIAL_ENV: json.dumps({
         "storage": sweep.storage_url, "study": config.name, "trial_id": trial_id(trial),
         "metric": config.metric, "pruner": config.pruner})}  # fmt: skip
+    if devices:
+        env["CUDA_VISIBLE_DEVICES"] = devices
     started = time.time()
     beat = heartbeats(study_storage(study), trial_id(trial))
     with tempfile.TemporaryDirectory(prefix=f"trial-{number}-") as folder:
         log_path = Path(folder) / "trial.log"
         try:
-            code = processes.run(trial_command(sweep, number, trial.params), env, log_path)
+            code = processes.run(trial_command(sweep, number, trial.params, devices), env, log_path)
         finally:
             if beat is not None:
                 beat.set()

@@ -100,7 +100,7 @@ def worker_loop(sweep: Sweep, index: int) -> int:
             if trial is None:
                 time.sleep(IDLE_POLL)  # the last trials run elsewhere; a dead worker's one comes back as waiting
                 continue
-            _run_trial(sweep, study, trial, client, processes)
+            _run_trial(sweep, study, trial, client, processes, sweep.devices_of(index))
     finally:
         processes.close()
 

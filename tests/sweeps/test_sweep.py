@@ -69,6 +69,9 @@ def child_runs(cwd: Path, name: str):
     return client, parents, children
 
 
+AS_RUN = {"COMPLETE": ("complete", "FINISHED"), "PRUNED": ("pruned", "FINISHED")}
+
+
 def wait_for_running_child(cwd: Path, name: str, trial: int, proc: subprocess.Popen, timeout: float = 400) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -87,11 +90,14 @@ def wait_for_running_child(cwd: Path, name: str, trial: int, proc: subprocess.Po
 def test_sweep_prunes_fails_survives_sigkill_and_resumes(tmp_path):
     """One sweep covers each way a trial ends: trial 0 completes, 1 is pruned (tiny kNN bank), 2 hits a
     NaN loss, 3 is killed with its worker (SIGKILL) and, when the same command runs again (now with two
-    workers), is retried as trial 4 and completes. Then the stores must agree with each other."""
+    workers and one more trial), is retried as trial 4 and completes beside a new trial 5. Then the stores must
+    agree with each other. Each command hands out devices (fake ones here, where trials run on the CPU): a
+    trial's process sees its worker's slice, and two trials running at once have different ones."""
     name = "tiny"
+    tiny_bank = {"data.max_train_samples": 20, "data.batch_size": 20}
     enqueue = [
         {"model.temperature": 0.2, "data.max_train_samples": 600, "data.batch_size": 256},
-        {"model.temperature": 0.2, "data.max_train_samples": 20, "data.batch_size": 20},
+        {"model.temperature": 0.2, **tiny_bank},
         {"model.temperature": 1.0e-40, "data.max_train_samples": 600, "data.batch_size": 256},
         {"model.temperature": 0.5, "data.max_train_samples": 600, "data.batch_size": 256},
     ]
@@ -99,7 +105,7 @@ def test_sweep_prunes_fails_survives_sigkill_and_resumes(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     give_store(tmp_path)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "contrastlab", "sweep", "-c", str(sweep)],
+        [sys.executable, "-m", "contrastlab", "sweep", "-c", str(sweep), "--accelerators", "7"],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,
@@ -113,7 +119,10 @@ def test_sweep_prunes_fails_survives_sigkill_and_resumes(tmp_path):
         proc.wait(timeout=60)
     time.sleep(2)  # the trial process dies with its worker (PR_SET_PDEATHSIG)
 
-    done = run_cli("sweep", "-c", str(sweep), "--workers", "2", cwd=tmp_path, timeout=600)
+    # one more trial, queued by the config: it runs beside the retried one (a tiny bank, so complete or pruned)
+    write_sweep(tmp_path, name, enqueue=[*enqueue, {"model.temperature": 0.5, **tiny_bank}])
+    again = ["--workers", "2", "--n-trials", "5", "--accelerators", "0,1"]
+    done = run_cli("sweep", "-c", str(sweep), *again, cwd=tmp_path, timeout=600)
     assert "trials [3] lost their worker: queued again" in done.stdout
 
     storage = f"sqlite:///{tmp_path / 'mlruns' / 'optuna.db'}"
@@ -122,12 +131,13 @@ def test_sweep_prunes_fails_survives_sigkill_and_resumes(tmp_path):
     # the retry of trial 3 runs to its end or is pruned by the median rule like any trial: both finish it
     assert states[:4] == ["COMPLETE", "PRUNED", "FAIL", "FAIL"], [t.user_attrs for t in trials]
     assert states[4] in ("COMPLETE", "PRUNED"), [t.user_attrs for t in trials]
+    assert len(states) == 6 and states[5] in ("COMPLETE", "PRUNED"), [t.user_attrs for t in trials]
     assert "non-finite training loss" in trials[2].user_attrs["fail_reason"]
     assert "died" in trials[3].user_attrs["fail_reason"]
     assert trials[4].params == trials[3].params and trials[4].system_attrs["retry_history"] == [3]
 
     client, parents, children = child_runs(tmp_path, name)
-    assert len(parents) == 1 and sorted(children) == [0, 1, 2, 3, 4]
+    assert len(parents) == 1 and sorted(children) == [0, 1, 2, 3, 4, 5]
     parent = parents[0]
     assert parent.info.status == "FINISHED"
     expected = {
@@ -135,26 +145,28 @@ def test_sweep_prunes_fails_survives_sigkill_and_resumes(tmp_path):
         1: ("pruned", "FINISHED"),
         2: ("failed", "FAILED"),
         3: ("killed", "KILLED"),
-        4: ({"COMPLETE": "complete", "PRUNED": "pruned"}[states[4]], "FINISHED"),
+        **{n: AS_RUN[states[n]] for n in (4, 5)},
     }
     for number, run in children.items():
         assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert (run.data.tags["sweep.state"], run.info.status) == expected[number], number
     assert "non-finite training loss" in children[2].data.tags["sweep.fail_reason"]
+    assert [children[n].data.tags["sweep.devices"] for n in range(4)] == ["7"] * 4
+    assert {children[4].data.tags["sweep.devices"], children[5].data.tags["sweep.devices"]} == {"0", "1"}
     for number in (0, 4):
         assert children[number].data.metrics["val/knn_top1"] == trials[number].value
         assert trials[number].user_attrs["mlflow_run_id"] == children[number].info.run_id, (number, done.stdout)
     # Optuna keeps a pruned trial's last reported value as its value
     assert trials[1].value == trials[1].intermediate_values[1] < trials[0].intermediate_values[1]
 
-    best = max((trials[0], trials[4]), key=lambda t: t.value)
+    best = max((t for t in trials if t.state.name == "COMPLETE"), key=lambda t: t.value)
     assert f"best trial {best.number}: val/knn_top1 = {best.value:.4f}" in done.stdout
     assert parent.data.metrics["best_value"] == best.value and parent.data.tags["best.trial"] == str(best.number)
     assert parent.data.tags["best.model.temperature"] == str(best.params["model.temperature"])
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"trials.csv", "trials.md", "best_config.yaml", "optuna_plots.html", "sweep.yaml"} <= artifacts
     table = Path(client.download_artifacts(parent.info.run_id, "trials.md", str(tmp_path))).read_text()
-    assert table.count("\n| ") == 5 and "| 1 | pruned |" in table and "| 3 | killed |" in table
+    assert table.count("\n| ") == 6 and "| 1 | pruned |" in table and "| 3 | killed |" in table
     assert children[3].info.run_id in table  # from MLflow when the trial died before recording it
     best_yaml = Path(client.download_artifacts(parent.info.run_id, "best_config.yaml", str(tmp_path)))
     ready = yaml.safe_load(best_yaml.read_text())
