@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from contrastlab.platform.cpus import share_cores
+from contrastlab.platform.warm import WarmProcesses
 
 # pytester: tests of the skip gate run small suites of their own; skip_gate: a skip not in .ci/allowed-skips.txt
 # fails the run
@@ -109,19 +110,67 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@functools.cache
+def warm_contrastlab() -> WarmProcesses:
+    """This test process's warm server for `contrastlab` commands (contrastlab/platform/warm.py, as sweep workers
+    use it): each command is a process of its own, forked from a server that has done the seconds of imports a
+    new interpreter would. tests/test_imports.py and the concurrency tests still start new interpreters."""
+    preload = [
+        "contrastlab.platform.cli",
+        "contrastlab.sweeps.study",
+        "contrastlab.sweeps.pruning",
+        "contrastlab.eval.cli",
+    ]
+    processes = WarmProcesses(preload, entry="contrastlab.cli:main", main_module="contrastlab", cwd=REPO)
+    atexit.register(processes.close)
+    return processes
+
+
+class Started:
+    """A `contrastlab` command running in the background (`start_cli`): Popen's pid, poll, wait and returncode, and
+    communicate() for its output as text."""
+
+    def __init__(self, handle, args: tuple[str, ...], out: Path, err: Path) -> None:
+        self._handle, self.args, self._out, self._err = handle, args, out, err
+        self.pid = handle.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self._handle.returncode
+
+    def poll(self) -> int | None:
+        return self._handle.poll()
+
+    def wait(self, timeout: float | None = None) -> int:
+        return self._handle.wait(timeout)
+
+    def communicate(self, timeout: float | None = None) -> tuple[str, str]:
+        try:
+            self.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self._handle.kill()
+            self.wait()
+            raise
+        return self._out.read_text(errors="replace"), self._err.read_text(errors="replace")
+
+
+def start_cli(*args: str, cwd: Path, env: dict[str, str] | None = None, new_session: bool = False) -> Started:
+    """`contrastlab ARGS` started in `cwd`, as a process of its own; `new_session`: in a process group of its own
+    (a killpg then reaches every DDP rank, as on a real node)."""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | (env or {})
+    folder = Path(tempfile.mkdtemp(prefix="contrastlab-output-"))
+    out, err = folder / "stdout", folder / "stderr"
+    handle = warm_contrastlab().start(list(args), env, out, err, cwd=cwd, new_session=new_session)
+    return Started(handle, args, out, err)
+
+
 def run_cli(*args: str, cwd: Path, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:
-    """`contrastlab ARGS` in a fresh process, as a user runs it, in `cwd`."""
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    """`contrastlab ARGS` as a process of its own, as a user runs it, in `cwd`."""
     if uses_default_store(args, cwd):
         give_store(cwd)
-    proc = subprocess.run(
-        [sys.executable, "-m", "contrastlab", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    started = start_cli(*args, cwd=cwd)
+    stdout, stderr = started.communicate(timeout=timeout)
+    proc = subprocess.CompletedProcess(["contrastlab", *args], started.returncode, stdout, stderr)
     if check and proc.returncode != 0:
         raise AssertionError(f"contrastlab {' '.join(args)} exited {proc.returncode}:\n{proc.stderr[-4000:]}")
     return proc

@@ -9,18 +9,21 @@ The server stays bare so that forking is safe: it opens no store, runs no tensor
 Before each fork it checks that nothing has initialised CUDA (a forked child cannot use it then) and that it
 still runs one thread; when either check fails, the command runs in a new interpreter instead.
 
-Protocol (JSON lines): the client writes {"argv", "env", "cwd", "log"}; the server answers {"pid"} when the
-child has started, then {"code"} when it has ended (negative: killed by that signal), or {"refused": reason}.
+Protocol (JSON lines): the client writes {"argv", "env", "cwd", "stdout", "stderr", "new_session"}; the server
+answers {"pid"} when the child has started, then {"code"} when it has ended (negative: killed by that signal), or
+{"refused": reason}.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import importlib
 import importlib.util
 import json
 import logging
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -105,10 +108,12 @@ def _child(run, main_module: str, request: dict, replies: int, learned: Path) ->
     os.close(nothing)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     die_with_parent()
-    log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    os.dup2(log, 1)
-    os.dup2(log, 2)
-    os.close(log)
+    if request.get("new_session"):
+        os.setsid()  # a process group of its own, as Popen's start_new_session: a killpg reaches its DDP ranks
+    for fd, path in ((1, request["stdout"]), (2, request["stderr"])):
+        opened = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(opened, fd)
+        os.close(opened)
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
@@ -151,19 +156,55 @@ def _forget_exit_handlers() -> None:
     weakref.finalize._registered_with_atexit = False  # so the child's own finalizers register again
 
 
+class ForkedCommand:
+    """A command running as a child of a warm server, waited on as a `subprocess.Popen` is."""
+
+    def __init__(self, processes: WarmProcesses, pid: int, args: list[str]) -> None:
+        self._processes, self.pid, self.args = processes, pid, args
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            self.returncode = self._processes._code(timeout=0)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is None:
+            self.returncode = self._processes._code(timeout)
+            if self.returncode is None:
+                raise subprocess.TimeoutExpired(self.args, timeout)
+        return self.returncode
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+
+
 class WarmProcesses:
-    """A client of one warm server: runs commands one at a time, each in a child forked from the server.
+    """A client of one warm server: starts commands one at a time, each in a child forked from the server.
 
     Where the server cannot start, dies or refuses to fork, the command runs as `python -m main_module *argv`, the
     way it would without a server, and so do the commands after it; `fresh=True` always runs them that way.
     """
 
-    def __init__(self, preload: list[str], entry: str, main_module: str, fresh: bool = False) -> None:
-        self.preload, self.entry, self.main_module = preload, entry, main_module
+    def __init__(
+        self, preload: list[str], entry: str, main_module: str, fresh: bool = False, cwd: Path | None = None
+    ) -> None:
+        self.preload, self.entry, self.main_module, self.cwd = preload, entry, main_module, cwd
         self.off_reason: str | None = "fresh processes asked for" if fresh else None
         self._server: subprocess.Popen | None = None
         self._ready = False
-        self.pid: int | None = None  # the running command's process
+        self._running: ForkedCommand | subprocess.Popen | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The running command's process id."""
+        running = self._running
+        return running.pid if running is not None and running.returncode is None else None
+
+    @property
+    def server_pid(self) -> int | None:
+        return None if self._server is None else self._server.pid
 
     def start_server(self) -> None:
         """Start the server now (it imports for several seconds) rather than at the first command.
@@ -173,32 +214,40 @@ class WarmProcesses:
         """
         if self.off_reason is None and self._server is None:
             command = [sys.executable, "-m", __name__, self.entry, self.main_module, *self.preload]
-            self._server = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                            preexec_fn=die_with_parent)  # fmt: skip
+            self._server = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0,
+                                            cwd=self.cwd, preexec_fn=die_with_parent)  # fmt: skip
+
+    def start(
+        self,
+        argv: list[str],
+        env: dict[str, str],
+        stdout: Path,
+        stderr: Path | None = None,
+        cwd: Path | None = None,
+        new_session: bool = False,
+    ) -> ForkedCommand | subprocess.Popen:
+        """Start one command, its output appended to `stdout` (and to `stderr`, else to the same file); the handle
+        has Popen's pid, poll, wait, kill and returncode."""
+        if self._running is not None and self._running.poll() is None:
+            raise RuntimeError("a warm server runs one command at a time: wait for the running one first")
+        cwd = Path.cwd() if cwd is None else Path(cwd)
+        stderr = stdout if stderr is None else stderr
+        self.start_server()
+        request = {"argv": argv, "env": env, "cwd": str(cwd), "stdout": str(stdout), "stderr": str(stderr),
+                   "new_session": new_session}  # fmt: skip
+        pid = self._forked(request) if self._server is not None else None
+        if pid is not None:
+            self._running = ForkedCommand(self, pid, argv)
+            return self._running
+        with open(stdout, "a") as out, open(stderr, "a") as err:
+            self._running = subprocess.Popen([sys.executable, "-m", self.main_module, *argv], env=env, cwd=cwd,
+                                             stdout=out, stderr=err, start_new_session=new_session,
+                                             preexec_fn=die_with_parent)  # fmt: skip
+        return self._running
 
     def run(self, argv: list[str], env: dict[str, str], log: Path, cwd: Path | None = None) -> int:
         """Run one command to its end, its output appended to `log`: its exit code, negative when killed."""
-        cwd = Path.cwd() if cwd is None else Path(cwd)
-        self.start_server()
-        try:
-            if self._server is not None and self._started(argv, env, log, cwd):
-                reply = self._read()
-                if reply is None:  # the server died under its child, which died with it
-                    self._turn_off("the warm server died")
-                    return -signal.SIGKILL
-                return reply["code"]
-            with open(log, "a") as out:
-                command = [sys.executable, "-m", self.main_module, *argv]
-                process = subprocess.Popen(command, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
-                                           preexec_fn=die_with_parent)  # fmt: skip
-                self.pid = process.pid
-                return process.wait()
-        finally:
-            self.pid = None
-
-    @property
-    def server_pid(self) -> int | None:
-        return None if self._server is None else self._server.pid
+        return self.start(argv, env, log, cwd=cwd).wait()
 
     def close(self) -> None:
         if self._server is not None:
@@ -206,29 +255,38 @@ class WarmProcesses:
             self._server.wait()
             self._server = None
 
-    def _started(self, argv: list[str], env: dict[str, str], log: Path, cwd: Path) -> bool:
-        """Ask the server to fork the command: True when it started (its pid in self.pid), else the server is off."""
+    def _forked(self, request: dict) -> int | None:
+        """Ask the server to fork the command: its pid, or None when the server is off from now on."""
         if not self._ready:
             self._ready = self._read() == {"ready": True}
             if not self._ready:
                 return self._turn_off("the warm server did not start (its imports failed)")
-        request = {"argv": argv, "env": env, "cwd": str(cwd), "log": str(log)}
         try:
             self._server.stdin.write((json.dumps(request) + "\n").encode())
-            self._server.stdin.flush()
         except BrokenPipeError:
             return self._turn_off("the warm server died")
         reply = self._read()
         if reply is None or "refused" in reply:
             return self._turn_off("the warm server died" if reply is None else reply["refused"])
-        self.pid = reply["pid"]
-        return True
+        return reply["pid"]
+
+    def _code(self, timeout: float | None) -> int | None:
+        """The running child's exit code once the server reports it, None while it runs past `timeout`."""
+        if self._server is None:
+            return -signal.SIGKILL  # the server died under its child, which died with it
+        if timeout is not None and not select.select([self._server.stdout], [], [], timeout)[0]:
+            return None
+        reply = self._read()
+        if reply is None:
+            self._turn_off("the warm server died")
+            return -signal.SIGKILL
+        return reply["code"]
 
     def _read(self) -> dict | None:
         line = self._server.stdout.readline()
         return json.loads(line) if line else None
 
-    def _turn_off(self, reason: str) -> bool:
+    def _turn_off(self, reason: str) -> None:
         """From now on, commands start new interpreters; say so once, with the reason."""
         print(f"contrastlab: {reason}: commands start new interpreters from now on", file=sys.stderr, flush=True)
         self.off_reason = reason
@@ -236,7 +294,6 @@ class WarmProcesses:
             self._server.kill()
             self._server.wait()
             self._server = None
-        return False
 
 
 if __name__ == "__main__":

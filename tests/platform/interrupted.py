@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import lightning as L
 import torch
 
-from tests.conftest import DIGITS_CONFIG, REPO, run_cli, store_client
+from tests.conftest import DIGITS_CONFIG, Started, run_cli, start_cli, store_client
 
 # 384 samples in batches of 32: 12 steps an epoch, 3 epochs, last.ckpt refreshed every 5 steps.
 STEPS_PER_EPOCH, EPOCHS = 12, 3
@@ -104,21 +102,12 @@ class KillAfterCheckpoint(L.Callback):
         checkpoint.refresh_last = save_then_die
 
 
-def start(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | (env or {})
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))  # for test callbacks
-    return subprocess.Popen(
-        [sys.executable, "-m", "contrastlab", *args],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own process group: a kill reaches every DDP rank, as on a real node
-    )
+def start(cwd: Path, *args: str, env: dict[str, str] | None = None) -> Started:
+    """The run in the background, in a process group of its own: a kill reaches every DDP rank, as on a real node."""
+    return start_cli(*args, cwd=cwd, env=env, new_session=True)
 
 
-def wait_for_step(cwd: Path, proc: subprocess.Popen, step: int, timeout: float = 240) -> None:
+def wait_for_step(cwd: Path, proc: Started, step: int, timeout: float = 240) -> None:
     """Until the run has logged `step` (read from its MLflow store, as a watching user would)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

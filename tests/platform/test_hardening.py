@@ -20,6 +20,7 @@ from tests.conftest import (
     give_store,
     in_process_store,
     run_cli,
+    start_cli,
     store_client,
     the_error_line,
 )
@@ -215,14 +216,10 @@ def test_a_password_in_the_tracking_uri_is_never_logged_or_printed(tmp_path, mlf
     uri = f"http://alice:{secret}@127.0.0.1:{mlflow_server}"
     args = [*TINY, "--trainer.max_steps", "2", "--tracking.log_checkpoints", "false"]
     by_option = run_cli("fit", "-c", str(DIGITS_CONFIG), *args, "--tracking-uri", uri, cwd=tmp_path)
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
-    by_env = subprocess.run(
-        [sys.executable, "-m", "contrastlab", "fit", "-c", str(DIGITS_CONFIG), *args],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert by_env.returncode == 0, by_env.stderr[-3000:]
-    for proc in (by_option, by_env):
-        assert secret not in proc.stdout + proc.stderr
+    by_env = start_cli("fit", "-c", str(DIGITS_CONFIG), *args, cwd=tmp_path, env={"MLFLOW_TRACKING_URI": uri})
+    out, err = by_env.communicate(timeout=300)
+    assert by_env.returncode == 0, err[-3000:]
+    assert secret not in by_option.stdout + by_option.stderr and secret not in out + err
     import mlflow
 
     client = mlflow.MlflowClient(f"http://127.0.0.1:{mlflow_server}")

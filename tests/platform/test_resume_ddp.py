@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 import random
 import signal
-import subprocess
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.conftest import run_cli
+from tests.conftest import Started, run_cli
 from tests.platform.interrupted import (
     DDP,
     EPOCHS,
@@ -50,7 +49,7 @@ def test_kill_9_mid_epoch_under_ddp_then_resume_equals_uninterrupted(reference, 
     assert_same_training(tmp_path, ref, 2)
 
 
-def stop_with_sigterm(cwd: Path, proc: subprocess.Popen, step: int) -> int:
+def stop_with_sigterm(cwd: Path, proc: Started, step: int) -> int:
     """SIGTERM to the launching process (rank 0) once `step` is logged; the global step it saved."""
     wait_for_step(cwd, proc, step)
     os.kill(proc.pid, signal.SIGTERM)
