@@ -49,20 +49,21 @@ def pytest_configure(config):
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
-# The longest files, longest first (per-file --durations on 2 cores, 2026-11-29). `make test` runs them first
+# The longest files, longest first (per-file --durations on 2 cores, 2026-12-03). `make test` runs them first
 # (`--dist loadfile --no-loadscope-reorder`): one file runs on one worker, and xdist's default order (most tests
 # first) left the long one-test sweep files for the end, one worker running them while the other idled.
 LONGEST_FILES = (
-    "tests/platform/test_resume_ddp.py",
-    "tests/platform/test_resume.py",
     "tests/platform/test_cli.py",
+    "tests/sweeps/test_distributed.py",
+    "tests/platform/test_hardening.py",
+    "tests/platform/test_resume_ddp.py",
     "tests/sweeps/test_sweep.py",
     "tests/test_demo.py",
-    "tests/sweeps/test_distributed.py",
+    "tests/platform/test_resume.py",
     "tests/test_toy_modality.py",
-    "tests/methods/test_cpc.py",
-    "tests/platform/test_hardening.py",
     "tests/sweeps/test_ui.py",
+    "tests/methods/test_cpc.py",
+    "tests/modules/test_gradcache.py",
 )
 
 

@@ -105,16 +105,19 @@ def open_storage(url: str, heartbeat: bool = False):
 
 @contextlib.contextmanager
 def claim_lock(url: str):
-    """Hold while a worker of this machine takes its next trial from a SQLite storage.
+    """Hold while a worker of this machine takes its next trial from a SQLite storage or a journal file.
 
     Optuna pops a waiting (enqueued or retried) trial with SELECT ... FOR UPDATE, which SQLite ignores, and
     Python's sqlite3 reads outside the write transaction: two workers could both take the same trial (seen
     under load as two runs of one retried trial). SQLite storages are local files, so a file lock beside the
     database serialises the taking; the trials themselves still run side by side. Server databases lock rows.
     """
-    from sqlalchemy.engine import make_url
+    if url.startswith(JOURNAL_PREFIX):  # a file too, whose log Optuna appends to under its own lock
+        database = url[len(JOURNAL_PREFIX) :]
+    else:
+        from sqlalchemy.engine import make_url
 
-    database = make_url(url).database if url.startswith("sqlite") else None
+        database = make_url(url).database if url.startswith("sqlite") else None
     if not database or database == ":memory:":
         yield
         return

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import threading
 import time
 from contextlib import contextmanager
@@ -145,3 +146,19 @@ def test_fork_unsafe_reason_is_none_in_a_bare_process_and_names_a_running_thread
     finally:
         stop.set()
         thread.join()
+
+
+def test_a_command_started_in_the_background_keeps_its_streams_apart_and_can_time_out(tmp_path):
+    out, err = tmp_path / "out", tmp_path / "err"
+    with warm() as processes:
+        command = processes.start(["raise"], env(), out, err, cwd=tmp_path)
+        assert command.wait(timeout=60) == 1 and command.returncode == 1
+        assert "a bug in the command" in err.read_text() and out.read_text() == ""
+        command = processes.start(["sleep", "60"], env(), out, err, cwd=tmp_path, new_session=True)
+        with pytest.raises(RuntimeError, match="one command at a time"):
+            processes.start(["report"], env(), out)
+        with pytest.raises(subprocess.TimeoutExpired):
+            command.wait(timeout=0.5)
+        assert os.getpgid(command.pid) == command.pid  # a session and process group of its own
+        command.kill()
+        assert command.wait(timeout=30) == -signal.SIGKILL and command.poll() == -signal.SIGKILL
