@@ -71,8 +71,14 @@ def serve(entry: str, main_module: str, preload: list[str]) -> None:
             sys.stdout.flush()
             sys.stderr.flush()
             pid = os.fork()
-            if pid == 0:
-                os._exit(_child(run, main_module, request, replies.fileno(), learned))
+            if pid == 0:  # the child never returns into this loop, whatever goes wrong in it
+                code = 1
+                try:
+                    code = _child(run, main_module, request, replies.fileno(), learned)
+                except BaseException:
+                    traceback.print_exc()
+                finally:
+                    os._exit(code)
             _reply(replies, {"pid": pid})
             _, status = os.waitpid(pid, 0)
             _reply(replies, {"code": os.waitstatus_to_exitcode(status)})

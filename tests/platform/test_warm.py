@@ -162,3 +162,10 @@ def test_a_command_started_in_the_background_keeps_its_streams_apart_and_can_tim
         assert os.getpgid(command.pid) == command.pid  # a session and process group of its own
         command.kill()
         assert command.wait(timeout=30) == -signal.SIGKILL and command.poll() == -signal.SIGKILL
+
+
+def test_a_command_that_cannot_start_exits_1_and_the_server_forks_the_next(tmp_path):
+    with warm() as processes:
+        code = processes.run(["report"], env(), tmp_path / "out.log", cwd=tmp_path / "no such folder")
+        assert code == 1 and "FileNotFoundError" in (tmp_path / "out.log").read_text()
+        assert report(processes, tmp_path)["ppid"] == processes.server_pid
