@@ -5,6 +5,7 @@
   from its seed, as the fit did; the same callback on the same split; no training).
 - `untrained_loss(...)`: the method's loss of the untrained model over a few batches with fresh views, and its
   noise: a run that trains ends below it by several times that noise.
+- `parsed_run(args)`: `contrastlab fit ARGS` parsed by the run CLI, model and data built, no trainer.
 - `build(args)`: the untrained model and data of a fit's `-c CONFIG` and options.
 - `untrained_svm(...)` / `svm_accuracy(...)` / `probe_auroc(...)`: `contrastlab eval`'s SVM and AUROC protocols on
   a model's features (the untrained one's: the bar the trained run's `eval` figure is compared with).
@@ -42,9 +43,9 @@ def evaluated(cli_here: Callable, verb: str, args: list[str], cwd: Path, key: st
     return runs[0].data.metrics[key]
 
 
-def build(args: list[str]):
-    """The model and DataModule that `contrastlab fit ARGS` starts from (`-c CONFIG` and options, as the fit got
-    them), through the run CLI's parser, seeded as the fit seeds them; the data set up for fitting."""
+def parsed_run(args: list[str]):
+    """`contrastlab fit ARGS` through the run CLI's own parser, its model and DataModule built but no trainer and
+    no run: what the command would train, as it would build it."""
     import warnings
 
     from contrastlab.platform.cli import ContrastlabCLI
@@ -56,7 +57,13 @@ def build(args: list[str]):
     args = [a.replace("--tracking-uri", "--tracking.uri", 1) if a.startswith("--tracking-uri") else a for a in args]
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python.*")
-        cli = BuildOnly(run=False, args=args)
+        return BuildOnly(run=False, args=args)
+
+
+def build(args: list[str]):
+    """The model and DataModule that `contrastlab fit ARGS` starts from (`-c CONFIG` and options, as the fit got
+    them), seeded as the fit seeds them; the data set up for fitting."""
+    cli = parsed_run(args)
     cli.datamodule.setup("fit")
     return cli.model, cli.datamodule
 

@@ -21,6 +21,7 @@ import yaml
 
 from contrastlab.modules.core.base import ContrastiveModule
 from tests.conftest import REPO
+from tests.learning import parsed_run
 
 STEPS = 8
 BATCH = 32
@@ -62,15 +63,7 @@ def overrides(config: Path) -> list[str]:
 
 def build(config: Path, extra: list[str]) -> tuple[ContrastiveModule, L.LightningDataModule]:
     """The model and data of `config` through the run CLI's parser, as `contrastlab fit -c config` builds them."""
-    from contrastlab.platform.cli import ContrastlabCLI
-
-    class BuildOnly(ContrastlabCLI):
-        def instantiate_trainer(self, **kwargs):
-            return None
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python.*")
-        cli = BuildOnly(run=False, args=["-c", str(config), *overrides(config), *extra])
+    cli = parsed_run(["-c", str(config), *overrides(config), *extra])
     return cli.model, cli.datamodule
 
 

@@ -25,6 +25,7 @@ import yaml
 from contrastlab.contract import ViewPipeline
 from contrastlab.modules.core.base import ContrastiveModule
 from tests.conftest import REPO
+from tests.learning import parsed_run
 
 SNAPSHOT = Path(__file__).with_name("resolved_configs.json")
 ALL = sorted(p for p in (REPO / "configs").glob("*/*.yaml") if p.parent.name not in ("sweeps", "shared"))
@@ -65,17 +66,11 @@ def data_for(config, spoken_digits) -> list[str]:
 
 
 def build(args: list[str], monkeypatch, tmp_path):
-    from contrastlab.platform.cli import ContrastlabCLI
-
-    class BuildOnly(ContrastlabCLI):
-        def instantiate_trainer(self, **kwargs):
-            return None
-
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["contrastlab"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return BuildOnly(run=False, args=args)
+        return parsed_run(args)
 
 
 def flat(node, prefix="") -> dict:
