@@ -73,6 +73,14 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
 
 
+@pytest.fixture(autouse=True)
+def no_tracking_uri_left_behind():
+    """MLflow's set_tracking_uri, which Lightning's logger calls, exports MLFLOW_TRACKING_URI to this process: after
+    an in-process run, every process a later test starts would otherwise use that run's store."""
+    yield
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+
 @functools.cache
 def empty_store() -> Path:
     """An MLflow store with its tables made, once per test process: making them (MLflow's migrations) costs about

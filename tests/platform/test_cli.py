@@ -227,6 +227,7 @@ def test_ui_serves_the_default_store(trained):
     proc = subprocess.Popen(
         [sys.executable, "-m", "contrastlab", "ui", "--port", str(port)],
         cwd=cwd,
+        env={k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"},  # ./mlruns, as in a new shell
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
