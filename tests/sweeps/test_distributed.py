@@ -1,5 +1,5 @@
-"""Two sweep commands (as on two machines) share one study: in a real PostgreSQL server on loopback, and in
-Optuna's journal file.
+"""Two sweep commands (as on two machines) share one study in a real PostgreSQL server on loopback; two workers
+share one in Optuna's journal file.
 
 The server is Debian's `postgresql` package (`.ci/run` installs it); the test starts its own cluster in
 a temporary folder and skips only where no PostgreSQL binaries can be found.
@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from contrastlab.platform.stores import redact
 from contrastlab.sweeps.summary import dashboard_command
 from tests.conftest import free_port, give_store, run_cli
 from tests.sweeps.test_sweep import FIXED, child_runs, write_sweep
@@ -72,7 +71,41 @@ def start_sweep(config: Path, storage: str, cwd: Path) -> subprocess.Popen:
 
 
 def test_two_workers_share_one_postgresql_study_without_losing_or_repeating_a_trial(tmp_path, postgres_url):
-    share_one_study(tmp_path, postgres_url, n_trials=3, samples=512)
+    name = "shared"
+    space = {"model.temperature": {"type": "float", "low": 0.1, "high": 0.5}}
+    fixed = {**FIXED, "data.max_train_samples": 512}
+    config = write_sweep(tmp_path, name, space=space, fixed=fixed, pruner="none", n_trials=3)
+    first = start_sweep(config, postgres_url, tmp_path)
+    # The second joins once the first has made the study and the MLflow store, as a second machine would.
+    head = ""
+    while not head.endswith(")\n") or f"sweep '{name}'" not in head:
+        line = first.stdout.readline()
+        assert line, head
+        head += line
+    assert "study in postgresql://postgres@127.0.0.1" in head, head
+    second = start_sweep(config, postgres_url, tmp_path)
+    outputs = [head + first.communicate(timeout=900)[0], second.communicate(timeout=900)[0]]
+    assert [first.returncode, second.returncode] == [0, 0], outputs
+
+    import optuna
+
+    trials = optuna.load_study(study_name=name, storage=postgres_url).get_trials()
+    assert [t.number for t in trials] == [0, 1, 2] and all(t.state.name == "COMPLETE" for t in trials)
+    workers = {json.loads(t.user_attrs["worker"])["pid"] for t in trials}
+    assert workers == {first.pid, second.pid}  # both machines ran trials
+    started = [f"trial {n} started" for n in range(3)]
+    assert sorted(s for s in started for out in outputs if s in out) == started  # each trial ran once
+
+    client, parents, children = child_runs(tmp_path, name)
+    assert len(parents) == 1 and sorted(children) == [0, 1, 2]
+    for t in trials:
+        run = children[t.number]
+        assert run.info.run_id == t.user_attrs["mlflow_run_id"] and run.info.status == "FINISHED"
+        assert run.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
+        assert run.data.metrics["val/knn_top1"] == t.value
+    assert parents[0].data.metrics["best_value"] == max(t.value for t in trials)
+    # a worker's print of the best trial carries the dashboard command for the same storage
+    assert any(f"optuna-dashboard {postgres_url}" in out for out in outputs)
 
 
 def test_two_workers_share_one_journal_file_study_without_losing_or_repeating_a_trial(tmp_path):
@@ -95,44 +128,3 @@ def test_two_workers_share_one_journal_file_study_without_losing_or_repeating_a_
     _, parents, children = child_runs(tmp_path, name)
     assert len(parents) == 1 and sorted(children) == [0, 1]
     assert dashboard_command(storage) in done.stdout
-
-
-def share_one_study(tmp_path: Path, storage: str, n_trials: int, samples: int) -> None:
-    name = "shared"
-    space = {"model.temperature": {"type": "float", "low": 0.1, "high": 0.5}}
-    fixed = {**FIXED, "data.max_train_samples": samples}
-    config = write_sweep(tmp_path, name, space=space, fixed=fixed, pruner="none", n_trials=n_trials)
-    first = start_sweep(config, storage, tmp_path)
-    # The second joins once the first has made the study and the MLflow store, as a second machine would.
-    head = ""
-    while not head.endswith(")\n") or f"sweep '{name}'" not in head:
-        line = first.stdout.readline()
-        assert line, head
-        head += line
-    assert f"study in {redact(storage)}" in head, head
-    second = start_sweep(config, storage, tmp_path)
-    outputs = [head + first.communicate(timeout=900)[0], second.communicate(timeout=900)[0]]
-    assert [first.returncode, second.returncode] == [0, 0], outputs
-
-    import optuna
-
-    from contrastlab.sweeps.storage import open_storage
-
-    trials = optuna.load_study(study_name=name, storage=open_storage(storage)).get_trials()
-    numbers = list(range(n_trials))
-    assert [t.number for t in trials] == numbers and all(t.state.name == "COMPLETE" for t in trials)
-    workers = {json.loads(t.user_attrs["worker"])["pid"] for t in trials}
-    assert workers == {first.pid, second.pid}  # both machines ran trials
-    started = [f"trial {n} started" for n in numbers]
-    assert sorted(s for s in started for out in outputs if s in out) == started  # each trial ran once
-
-    client, parents, children = child_runs(tmp_path, name)
-    assert len(parents) == 1 and sorted(children) == numbers
-    for t in trials:
-        run = children[t.number]
-        assert run.info.run_id == t.user_attrs["mlflow_run_id"] and run.info.status == "FINISHED"
-        assert run.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
-        assert run.data.metrics["val/knn_top1"] == t.value
-    assert parents[0].data.metrics["best_value"] == max(t.value for t in trials)
-    # a worker's print of the best trial carries the dashboard command for the same storage
-    assert any(dashboard_command(storage) in out for out in outputs)
