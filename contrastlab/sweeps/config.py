@@ -10,10 +10,21 @@ space:                               # what each trial samples: any key of the r
 objective: {metric: val/knn_top1, direction: maximize}
 n_trials: 12                         # finished trials the study should hold; and/or
 enqueue: [{model.temperature: 0.2}]  # optional: trials to run first (unset keys are sampled)
+seeds: [0, 1, 2]                     # optional: each trial trains once per seed; its objective is their mean
 timeout: 600                         # seconds after which a sweep command starts no new trial
 sampler: {name: tpe, seed: 0}        # tpe (default) or random, with their Optuna arguments
 pruner: {name: median}               # median, hyperband or none, with their Optuna arguments
 storage: sqlite:///mlruns/optuna.db  # default; --storage overrides it
+```
+
+Instead of `space`, a `grid` runs every combination of its values (Optuna's GridSampler), once each, so a
+method x dataset table is one command; its key `base` lists run configs, one axis of the grid:
+
+```yaml
+grid:
+  base: [configs/simclr/digits.yaml, configs/byol/digits.yaml]
+  model.proj_dim: [64, 128]
+seeds: [0, 1, 2]                     # 2 x 2 configurations, each trained with 3 seeds: 12 fits
 ```
 """
 
@@ -21,6 +32,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +40,7 @@ from typing import Any
 import yaml
 
 from contrastlab.errors import ConfigError
-from contrastlab.sweeps.space import Param, parse_space
+from contrastlab.sweeps.space import Param, parse_grid, parse_space
 
 KEYS = (
     "name",
@@ -42,7 +54,10 @@ KEYS = (
     "sampler",
     "pruner",
     "storage",
+    "grid",
+    "seeds",
 )
+GRID_BASE = "base"  # the grid key whose values are run configs
 DIRECTIONS = ("maximize", "minimize")
 
 
@@ -50,6 +65,19 @@ def _sampler_classes() -> dict[str, Any]:
     import optuna
 
     return {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}
+
+
+def _grid_sampler():
+    import optuna
+
+    class GridSampler(optuna.samplers.GridSampler):
+        """Optuna's GridSampler without its stop at the last combination: `Study.stop` works only inside
+        `optimize`, and the sweep's workers ask and tell; they end the grid at its n_trials."""
+
+        def after_trial(self, study, trial, state, values) -> None:
+            return None
+
+    return GridSampler
 
 
 def _pruner_classes() -> dict[str, Any]:
@@ -77,18 +105,38 @@ class SweepConfig:
     pruner: dict[str, Any] = field(default_factory=lambda: {"name": "median"})
     storage: str | None = None
     enqueue: list[dict[str, Any]] = field(default_factory=list)
+    grid: bool = False  # `space` holds the grid's keys, each a categorical of its values
+    seeds: list[int] = field(default_factory=list)
+    bases: dict[str, Path] = field(default_factory=dict)  # the grid's `base` values, as written -> resolved
 
-    def base_config(self) -> dict[str, Any]:
-        """The base run config as a mapping (read from its file when `base` is a path)."""
-        if isinstance(self.base, dict):
-            return self.base
-        return yaml.safe_load(self.base.read_text()) or {}
+    def base_of(self, params: dict[str, Any] | None = None) -> Path | dict[str, Any]:
+        """The run config a trial with `params` starts from: its grid `base` value, else the sweep's base."""
+        if params and GRID_BASE in params and self.bases:
+            return self.bases[params[GRID_BASE]]
+        return self.base
+
+    def all_bases(self) -> list[Path | dict[str, Any]]:
+        return list(self.bases.values()) or [self.base]
+
+    def base_config(self, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The base run config (of a trial with `params`) as a mapping, read from its file when a path."""
+        base = self.base_of(params)
+        if isinstance(base, dict):
+            return base
+        return yaml.safe_load(base.read_text()) or {}
+
+    def run_keys(self, params: dict[str, Any]) -> dict[str, Any]:
+        """A trial's values that are run-config keys: all but the grid's `base`."""
+        return {key: value for key, value in params.items() if key != GRID_BASE}
 
     def make_sampler(self, seed: int | None = None):
         """The configured sampler; `seed` replaces the configured one (each worker draws its own stream)."""
         options = {k: v for k, v in self.sampler.items() if k != "name"}
         if seed is not None:
             options["seed"] = seed
+        if self.grid:
+            grid = {key: list(param.choices) for key, param in self.space.items()}
+            return _grid_sampler()(grid, seed=options.get("seed"))
         return _sampler_classes()[self.sampler["name"]](**options)
 
     def make_pruner(self):
@@ -120,9 +168,17 @@ def load_sweep(path: str | Path) -> SweepConfig:
         close = difflib.get_close_matches(str(unknown[0]), KEYS, n=1)
         hint = f"did you mean {close[0]}?" if close else f"the keys are {', '.join(KEYS)}"
         raise fail(f"unknown key {unknown[0]!r}; {hint}")
-    for key in ("base", "space", "objective"):
-        if key not in raw:
+    grid = raw.get("grid")
+    if grid is not None and "space" in raw:
+        raise fail("give space (values sampled) or grid (every combination), not both")
+    grid_bases = isinstance(grid, dict) and GRID_BASE in grid
+    if grid_bases and "base" in raw:
+        raise fail("base is both a key and a grid axis: keep grid.base and drop the base key")
+    for key in ("base" if not grid_bases else None, "space" if grid is None else None, "objective"):
+        if key is not None and key not in raw:
             raise fail(f"{key} is missing; see configs/sweeps/simclr_digits.yaml for an example")
+    if grid is not None and raw.get("sampler") is not None:
+        raise fail("sampler: a grid is run by Optuna's GridSampler, every combination once; drop sampler")
 
     objective = raw["objective"]
     if not isinstance(objective, dict) or not isinstance(objective.get("metric"), str):
@@ -139,16 +195,30 @@ def load_sweep(path: str | Path) -> SweepConfig:
         raise fail(f"n_trials={n_trials!r}: expected a whole number >= 1")
     if timeout is not None and (not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout <= 0):
         raise fail(f"timeout={timeout!r}: expected seconds > 0")
-    if n_trials is None and timeout is None:
+    if n_trials is None and timeout is None and grid is None:
         raise fail("set n_trials, timeout or both: a sweep needs a way to end")
 
     fixed = raw.get("fixed") or {}
     if not isinstance(fixed, dict):
         raise fail("fixed: expected a mapping of run-config keys to values, e.g. {trainer.max_epochs: 10}")
     try:
-        space = parse_space(raw["space"])
+        space = parse_grid(grid) if grid is not None else parse_space(raw["space"])
     except ConfigError as err:
         raise fail(str(err)) from None
+    if grid is not None:
+        combinations = math.prod(len(param.choices) for param in space.values())
+        if n_trials is not None and n_trials > combinations:
+            raise fail(
+                f"n_trials={n_trials} is more than the grid's {combinations} combinations; "
+                "to repeat each one, list seeds: [0, 1, 2]"
+            )
+        n_trials = n_trials or combinations
+    bases = {}
+    if grid_bases:
+        if not all(isinstance(value, str) for value in space[GRID_BASE].choices):
+            raise fail("grid.base: expected a list of run-config paths, e.g. [configs/simclr/digits.yaml]")
+        bases = {value: _resolve_base(value, path) for value in space[GRID_BASE].choices}
+    seeds = _parse_seeds(raw.get("seeds"), fail)
     enqueue = _parse_enqueue(raw.get("enqueue"), space, fail)
     both = sorted(set(space) & set(fixed))
     if both:
@@ -157,17 +227,22 @@ def load_sweep(path: str | Path) -> SweepConfig:
     sweep = SweepConfig(
         path=path,
         name=str(raw.get("name") or path.stem),
-        base=_resolve_base(raw["base"], path),
+        base=next(iter(bases.values())) if bases else _resolve_base(raw["base"], path),
         space=space,
         metric=objective["metric"],
         direction=direction,
         fixed=fixed,
         n_trials=n_trials,
         timeout=float(timeout) if timeout is not None else None,
-        sampler=_component(raw.get("sampler"), "sampler", "tpe", _sampler_classes(), fail),
+        sampler={"name": "grid"}
+        if grid is not None
+        else _component(raw.get("sampler"), "sampler", "tpe", _sampler_classes(), fail),
         pruner=_component(raw.get("pruner"), "pruner", "median", _pruner_classes(), fail),
         storage=raw.get("storage"),
         enqueue=enqueue,
+        grid=grid is not None,
+        seeds=seeds,
+        bases=bases,
     )
     for name in ("sampler", "pruner"):
         try:
@@ -175,6 +250,16 @@ def load_sweep(path: str | Path) -> SweepConfig:
         except (TypeError, ValueError) as err:
             raise fail(f"{name}: {err}") from None
     return sweep
+
+
+def _parse_seeds(raw: Any, fail) -> list[int]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list) or not raw or not all(isinstance(s, int) and not isinstance(s, bool) for s in raw):
+        raise fail(f"seeds={raw!r}: expected a list of whole numbers, e.g. [0, 1, 2]")
+    if len(set(raw)) != len(raw):
+        raise fail(f"seeds={raw}: a seed is listed twice")
+    return raw
 
 
 def _parse_enqueue(raw: Any, space: dict[str, Param], fail) -> list[dict[str, Any]]:

@@ -3,9 +3,10 @@
 A NaN or infinite loss ends any fit (the platform's DivergenceGuard); here its reason goes to the study.
 
 `contrastlab sweep` adds `--trainer.callbacks+=contrastlab.sweeps.pruning.TrialReporter` to each trial's
-command line and names the trial in the environment (CONTRASTLAB_SWEEP_TRIAL, JSON: storage, study,
-trial id, metric, pruner), so the storage's password never lands in a logged config. Rank 0 talks to the
-study and decides; the decision is broadcast so every DDP rank stops at the same epoch.
+command line and names the trial in the environment (CONTRASTLAB_SWEEP_TRIAL, JSON: storage, study, trial id,
+metric, pruner, and which of the trial's seeds this fit is), so the storage's password never lands in a logged
+config. Rank 0 talks to the study and decides; the decision is broadcast so every DDP rank stops at the same epoch.
+With seeds, only the first seed's curve is reported to the pruner: the others record their objective.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from contrastlab.sweeps.storage import (
     OUTCOME_ATTR,
     REASON_ATTR,
     RUN_ATTR,
+    SEED_INDEX_KEY,
     STEP_ATTR,
     TRAIN_SECONDS_ATTR,
     TRIAL_ENV,
@@ -121,9 +123,11 @@ class TrialReporter(L.Callback):
         if not math.isfinite(value):
             return "fail", f"objective {self.metric} is {value} at epoch {trainer.current_epoch}"
         trial = self.trial
-        trial.report(value, step)
         trial.set_user_attr(OBJECTIVE_ATTR, value)
         trial.set_user_attr(STEP_ATTR, step)
+        if self.spec.get(SEED_INDEX_KEY, 0):  # a trial's later seeds: its first seed's curve was the one judged
+            return None
+        trial.report(value, step)
         if trial.should_prune():
             trial.set_user_attr(OUTCOME_ATTR, "pruned")
             return "prune", ""

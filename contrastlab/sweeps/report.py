@@ -9,6 +9,7 @@ import csv
 import html
 import json
 import logging
+import statistics
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import yaml
 from contrastlab.sweeps.config import SweepConfig
 from contrastlab.sweeps.runs import TRIAL_TAG, child_runs, method_of, run_link, trial_run_name
 from contrastlab.sweeps.space import set_key
-from contrastlab.sweeps.storage import REASON_ATTR, RUN_ATTR, STEP_ATTR, outcome, retried_numbers
+from contrastlab.sweeps.storage import REASON_ATTR, RUN_ATTR, SEED_VALUES_ATTR, STEP_ATTR, outcome, retried_numbers
 
 log = logging.getLogger("contrastlab")
 PLOTS = {
@@ -45,6 +46,7 @@ def trial_rows(study, sweep: SweepConfig, run_ids: dict[int, str] | None = None)
                 "trial": t.number,
                 "state": state or t.state.name.lower(),
                 sweep.metric: t.value,
+                **(_seed_columns(t, sweep) if sweep.seeds else {}),
                 **{key: t.params.get(key) for key in sweep.space},
                 "epochs": t.user_attrs.get(STEP_ATTR),
                 "seconds": round(duration, 1) if duration is not None else None,
@@ -53,6 +55,20 @@ def trial_rows(study, sweep: SweepConfig, run_ids: dict[int, str] | None = None)
             }
         )
     return rows
+
+
+def _seed_columns(trial, sweep: SweepConfig) -> dict[str, Any]:
+    """With seeds, the objective column is the seeds' mean: its sd beside it, and the seeds it is over."""
+    values = list((trial.user_attrs.get(SEED_VALUES_ATTR) or {}).values())
+    return {"sd": statistics.stdev(values) if len(values) > 1 else None, "seeds": len(values)}
+
+
+def mean_sd(trial) -> str:
+    """`0.9123 ± 0.0040 (3 seeds)` for a trial trained once per seed, else its value."""
+    values = list((trial.user_attrs.get(SEED_VALUES_ATTR) or {}).values())
+    if len(values) < 2:
+        return f"{trial.value:.4f}"
+    return f"{trial.value:.4f} ± {statistics.stdev(values):.4f} ({len(values)} seeds)"
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
@@ -78,12 +94,13 @@ def best_config(sweep: SweepConfig, params: dict[str, Any], best: Any = None) ->
     The sweep's `fixed` keys made its trials short and light (fewer epochs, no checkpoints or system
     metrics); they are listed in a comment, not applied, so the config trains a full, tracked run.
     """
-    config = copy.deepcopy(sweep.base_config())
-    for key, value in params.items():
+    config = copy.deepcopy(sweep.base_config(params))
+    for key, value in sweep.run_keys(params).items():
         set_key(config, key, value)
     which = f"Best trial {best.number}" if best is not None else "Best trial"
-    value = f": {sweep.metric} = {best.value:.6g}" if best is not None and best.value is not None else ""
-    base = sweep.base if isinstance(sweep.base, Path) else "the sweep's inline base"
+    value = f": {sweep.metric} = {mean_sd(best)}" if best is not None and best.value is not None else ""
+    base = sweep.base_of(params)
+    base = base if isinstance(base, Path) else "the sweep's inline base"
     lines = [
         f"{which} of sweep {sweep.name!r}{value} ({sweep.direction}).",
         f"The base config ({base}) with the best sampled values of {', '.join(params) or 'none'}; train it with",
@@ -121,9 +138,9 @@ def parent_note(sweep: SweepConfig, rows: list[dict[str, Any]], best: Any, exper
         run_id = best.user_attrs.get(RUN_ATTR) or next(
             (row["mlflow_run_id"] for row in rows if row["trial"] == best.number), None
         )
-        name = trial_run_name(best.number, method_of(sweep.base_config()), "complete")
+        name = trial_run_name(best.number, method_of(sweep.base_config(best.params)), "complete")
         target = f"[{name}]({run_link(experiment_id, run_id)})" if run_id else name
-        lines.append(f"**Best**: `{sweep.metric}` = **{best.value:.4f}** in {target}")
+        lines.append(f"**Best**: `{sweep.metric}` = **{mean_sd(best)}** in {target}")
         lines.append(
             "Artifacts: `best_config.yaml` (the base config with these values: `contrastlab fit -c best_config.yaml`), "
             f"`trials.md` (every trial, linked), `{PLOTS_PAGE}` (Optuna's plots), `sweep.yaml` (the study's settings)."
@@ -168,6 +185,9 @@ def write_summary(client, parent_run_id: str, study, sweep: SweepConfig) -> Any:
     if best is not None:
         client.log_metric(parent_run_id, "best_value", best.value)
         client.log_metric(parent_run_id, f"best/{sweep.metric}", best.value)  # says which metric it is
+        seed_values = list((best.user_attrs.get(SEED_VALUES_ATTR) or {}).values())
+        if len(seed_values) > 1:
+            client.log_metric(parent_run_id, f"best/{sweep.metric}_sd", statistics.stdev(seed_values))
         client.set_tag(parent_run_id, "best.trial", str(best.number))
         client.set_tag(parent_run_id, "best.run_id", str(best.user_attrs.get(RUN_ATTR)))
         for key, value in best.params.items():

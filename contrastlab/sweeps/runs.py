@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from contrastlab.sweeps.storage import REASON_ATTR, STEP_ATTR, outcome, retried_numbers
+from contrastlab.sweeps.storage import REASON_ATTR, SEED_VALUES_ATTR, STEP_ATTR, outcome, retried_numbers
 
-STUDY_TAG, ROLE_TAG, TRIAL_TAG, STATE_TAG, REASON_TAG = (
+STUDY_TAG, ROLE_TAG, TRIAL_TAG, STATE_TAG, REASON_TAG, SEED_TAG = (
     "sweep.study",
     "sweep.role",
     "sweep.trial",
     "sweep.state",
     "sweep.fail_reason",
+    "sweep.seed",
 )
 # Pruned is an ordinary end (the pruner decided), so FINISHED; the tag and the note say "pruned".
 STATUS = {"complete": "FINISHED", "pruned": "FINISHED", "failed": "FAILED", "killed": "KILLED"}
@@ -77,13 +78,14 @@ def ensure_parent_run(client, experiment_id: str, study: str, tags: dict[str, st
     return oldest
 
 
-def child_tags(parent_run_id: str, study: str, number: int) -> dict[str, str]:
+def child_tags(parent_run_id: str, study: str, number: int, seed: int | None = None) -> dict[str, str]:
     return {
         "mlflow.parentRunId": parent_run_id,
         "mlflow.source.name": f"contrastlab sweep {study}",
         STUDY_TAG: study,
         ROLE_TAG: "trial",
         TRIAL_TAG: str(number),
+        **({SEED_TAG: str(seed)} if seed is not None else {}),
     }
 
 
@@ -94,13 +96,17 @@ def method_of(run_config: dict[str, Any]) -> str:
     return path.rsplit(".", 1)[-1].lower() or "model"
 
 
-def trial_run_name(number: int, method: str, state: str, epochs: int | None = None) -> str:
-    """`trial-5 simclr (pruned @ epoch 4)`: what the trial is and how it ended, where the runs table shows it."""
+def trial_run_name(
+    number: int, method: str, state: str, epochs: int | None = None, seed: int | str | None = None
+) -> str:
+    """`trial-5 simclr (pruned @ epoch 4)`, `trial-5 simclr seed 1 (complete)`: what the trial is and how it
+    ended, where the runs table shows it."""
     if state == "pruned" and epochs:
         state = f"pruned @ epoch {epochs}"
     elif state == "killed":
         state = "killed, queued again"
-    return f"trial-{number} {method} ({state})"
+    which = f" seed {seed}" if seed is not None else ""
+    return f"trial-{number} {method}{which} ({state})"
 
 
 def objective_metric(metric: str) -> str:
@@ -142,7 +148,8 @@ def close_child(
     client.set_tag(run_id, "mlflow.note.content", trial_note(run, state, reason, value, epochs, metric))
     number = tags.get(TRIAL_TAG)
     if number is not None:
-        client.update_run(run_id, name=trial_run_name(int(number), tags.get("method", "trial"), state, epochs))
+        name = trial_run_name(int(number), tags.get("method", "trial"), state, epochs, tags.get(SEED_TAG))
+        client.update_run(run_id, name=name)
     if state == "complete" and value is not None and metric:
         client.log_metric(run_id, objective_metric(metric), value, step=epochs or 0)
     if run.info.status != STATUS[state]:
@@ -187,12 +194,21 @@ def reconcile(client, experiment_id: str, study) -> int:
         trial = trials.get(int(run.data.tags.get(TRIAL_TAG, -1)))
         state = outcome(trial, retried) if trial is not None else "killed"
         if state in STATUS:
-            value = trial.value if trial is not None else None
+            value = _value_of(trial, run.data.tags.get(SEED_TAG))
             epochs = trial.user_attrs.get(STEP_ATTR) if trial is not None else None
             close_child(client, run, state, _reason(trial), value, epochs, study.user_attrs.get("metric"))
         elif run.info.status == "RUNNING":
             running += 1
     return running
+
+
+def _value_of(trial: Any, seed: str | None) -> float | None:
+    """The objective a trial's run reached: its seed's own, else the trial's (the seeds' mean)."""
+    if trial is None:
+        return None
+    if seed is not None:
+        return (trial.user_attrs.get(SEED_VALUES_ATTR) or {}).get(seed)
+    return trial.value
 
 
 def _reason(trial: Any) -> str | None:

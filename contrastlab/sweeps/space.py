@@ -67,8 +67,20 @@ def parse_space(raw: Any) -> dict[str, Param]:
     return {str(key): _parse_param(str(key), spec) for key, spec in raw.items()}
 
 
-def _parse_param(key: str, spec: Any) -> Param:
-    where = f"space.{key}"
+def parse_grid(raw: Any) -> dict[str, Param]:
+    """A grid: each key's list of values, every combination of which a trial runs (kept as categoricals)."""
+    if not isinstance(raw, dict) or not raw or not all(isinstance(v, list) for v in raw.values()):
+        raise ConfigError(
+            "grid: expected a mapping of run-config keys to lists of values, e.g. {model.proj_dim: [64, 128]}"
+        )
+    return {
+        str(key): _parse_param(str(key), {"type": "categorical", "choices": values}, "grid")
+        for key, values in raw.items()
+    }
+
+
+def _parse_param(key: str, spec: Any, section: str = "space") -> Param:
+    where = f"{section}.{key}"
     if not isinstance(spec, dict) or spec.get("type") not in TYPES:
         got = spec.get("type") if isinstance(spec, dict) else spec
         raise ConfigError(f"{where}: type={got!r}; expected one of {', '.join(TYPES)} with its fields")

@@ -41,6 +41,8 @@ OUTCOME_ATTR = "outcome"  # set by the trial when it ends itself: pruned or fail
 OBJECTIVE_ATTR = "objective"  # the objective at the latest validation
 RUN_ATTR = "mlflow_run_id"
 STEP_ATTR = "last_step"
+SEED_VALUES_ATTR = "seed_values"  # with seeds: {seed: objective} of the seeds trained so far
+SEED_INDEX_KEY = "seed_index"  # in TRIAL_ENV: which of the trial's seeds this fit is (only the first one prunes)
 TRAIN_SECONDS_ATTR = "train_seconds"  # training and validation: from the first epoch's start to the last one's end
 SQLITE_TIMEOUT = 60  # seconds a writer waits for SQLite's lock; trials and workers write concurrently
 

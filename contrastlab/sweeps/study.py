@@ -106,8 +106,10 @@ def _device_slices(config, args: argparse.Namespace) -> list[str | None]:
 def run(args: argparse.Namespace) -> int:
     config = load_sweep(args.config)
     entries = {key: [value] for key, value in config.fixed.items()}
-    check_keys(config.base, entries, "fixed")
-    check_keys(config.base, {key: param.probe_values() for key, param in config.space.items()}, "space")
+    searched = {key: param.probe_values() for key, param in config.run_keys(config.space).items()}
+    for base in config.all_bases():  # each grid base must take every key
+        check_keys(base, entries, "fixed")
+        check_keys(base, searched, "grid" if config.grid else "space")
     n_trials = args.n_trials or config.n_trials
     timeout = args.timeout or config.timeout
     if n_trials is None and timeout is None:
@@ -205,8 +207,9 @@ def _parent_tags(config: SweepConfig) -> dict[str, str]:
     """The study's settings that fit a tag; the whole of them is the parent's `sweep.yaml`."""
     return {
         "sweep.objective": f"{config.metric} ({config.direction})",
-        "sweep.base": str(config.base) if isinstance(config.base, Path) else "inline",
+        "sweep.base": ", ".join(str(b) if isinstance(b, Path) else "inline" for b in config.all_bases()),
         "sweep.space": ", ".join(config.space),
         "sweep.sampler": json.dumps(config.sampler),
+        **({"sweep.seeds": json.dumps(config.seeds)} if config.seeds else {}),
         "sweep.pruner": json.dumps(config.pruner),
     }

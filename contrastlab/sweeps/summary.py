@@ -6,6 +6,7 @@ from contrastlab.platform import tracking
 from contrastlab.platform.stores import redact, sqlite_path
 from contrastlab.platform.ui import UI_BASE, page_url
 from contrastlab.sweeps.config import SweepConfig
+from contrastlab.sweeps.report import mean_sd
 from contrastlab.sweeps.storage import JOURNAL_PREFIX, RUN_ATTR
 
 DEFAULT_TRACKING = f"{tracking.SQLITE_PREFIX}{tracking.DEFAULT_STORE_DIR}/mlflow.db"
@@ -37,7 +38,7 @@ def _print_best(
     default = sqlite_path(tracking_uri) == sqlite_path(DEFAULT_TRACKING).absolute()
     store = "" if default else f" --tracking-uri {redact(tracking_uri)}"
     print(
-        f"best trial {best.number}: {config.metric} = {best.value:.4f} (MLflow run {best.user_attrs.get(RUN_ATTR)})\n"
+        f"best trial {best.number}: {config.metric} = {mean_sd(best)} (MLflow run {best.user_attrs.get(RUN_ATTR)})\n"
         f"{params}\n"
         f"best config: the parent run's artifact best_config.yaml; trials table: trials.md\n"
         f"browse it: contrastlab ui{store}"

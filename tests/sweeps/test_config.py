@@ -81,6 +81,18 @@ def test_the_docs_sweep_example_is_a_valid_sweep(tmp_path):
         ({"base": "configs/nope.yaml"}, "base: configs/nope.yaml not found"),
         ({"enqueue": [{"model.temperature": 2.0}]}, "enqueue[0].model.temperature=2.0 is outside"),
         ({"fixed": {"model.temperature": 0.1}}, "space.model.temperature is also in fixed"),
+        ({"grid": {"model.proj_dim": [64]}}, "give space (values sampled) or grid (every combination), not both"),
+        ({"space": None, "grid": {"model.proj_dim": 64}}, "grid: expected a mapping of run-config keys to lists"),
+        ({"space": None, "grid": {"model.proj_dim": [64, 64]}}, "grid.model.proj_dim: choices repeat a value"),
+        ({"space": None, "grid": {"model.proj_dim": [32, 64]}, "n_trials": 3}, "n_trials=3 is more than the grid's 2"),
+        ({"space": None, "grid": {"model.proj_dim": [32]}, "sampler": "tpe"}, "sampler: a grid is run by Optuna's"),
+        ({"space": None, "grid": {"base": [str(DIGITS_CONFIG)]}}, "base is both a key and a grid axis"),
+        (
+            {"space": None, "base": None, "n_trials": None, "grid": {"base": ["configs/nope.yaml"]}},
+            "base: configs/nope.yaml not found",
+        ),
+        ({"seeds": [0, 0]}, "seeds=[0, 0]: a seed is listed twice"),
+        ({"seeds": 3}, "seeds=3: expected a list of whole numbers"),
     ],
 )
 def test_mistakes_name_the_entry(tmp_path, changes, message):
@@ -129,3 +141,24 @@ def test_overrides_and_best_config_follow_the_cli(tmp_path):
     assert markdown_table([{"trial": 0, "value": 0.91234567, "reason": "a|b"}]).splitlines()[2] == (
         "| 0 | 0.912346 | a\\|b |"
     )
+
+
+def test_a_grid_runs_each_combination_once_with_its_bases_as_an_axis(tmp_path):
+    byol = REPO / "configs" / "byol" / "digits.yaml"
+    grid = {"base": [str(DIGITS_CONFIG), str(byol)], "model.proj_dim": [32, 64]}
+    sweep = load_sweep(write(tmp_path, space=None, base=None, n_trials=None, grid=grid, seeds=[0, 1]))
+    assert sweep.grid and sweep.n_trials == 4 and sweep.seeds == [0, 1] and sweep.sampler == {"name": "grid"}
+    assert sweep.base_of({"base": str(byol), "model.proj_dim": 32}) == byol
+    assert sweep.run_keys({"base": str(byol), "model.proj_dim": 32}) == {"model.proj_dim": 32}
+    assert sweep.base_config({"base": str(byol)})["model"]["class_path"].endswith("BYOL")
+
+    import optuna
+
+    study = optuna.create_study(sampler=sweep.make_sampler())
+    distributions = {key: param.distribution() for key, param in sweep.space.items()}
+    seen = set()
+    for _ in range(4):  # asked and told as the workers do: no combination twice, no stop at the last one
+        trial = study.ask(distributions)
+        seen.add(tuple(trial.params.values()))
+        study.tell(trial, 0.5)
+    assert len(seen) == 4
