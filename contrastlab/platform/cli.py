@@ -22,7 +22,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from contrastlab.datamodules.base import ContrastiveDataModule
 from contrastlab.errors import CheckpointError, ConfigError
 from contrastlab.modules.core.base import ContrastiveModule
-from contrastlab.platform import checkpoints, stores, tracking
+from contrastlab.platform import checkpoints, precision, stores, tracking
 from contrastlab.platform.callbacks import (
     DivergenceGuard,
     EmbeddingsWriter,
@@ -97,6 +97,7 @@ class ContrastlabCLI(LightningCLI):
             parser_kwargs={"default_env": False},
             auto_configure_optimizers=False,
             parser_class=ContrastlabArgumentParser,
+            trainer_class=precision.Trainer,
             **kwargs,
         )
 
@@ -170,8 +171,12 @@ class ContrastlabCLI(LightningCLI):
                 info.modality,
                 info.name,
                 str(self.model.hparams.get("backbone")),
-                # the UI's Source column: the command, not `__main__.py` (a sweep's trials say their study)
-                {"mlflow.source.name": f"contrastlab {self.subcommand}", **tracking_cfg.tags},
+                {
+                    # the UI's Source column: the command, not `__main__.py` (a sweep's trials say their study)
+                    "mlflow.source.name": f"contrastlab {self.subcommand}",
+                    **self._speed_tags(cfg["trainer"]),
+                    **tracking_cfg.tags,
+                },
             ),
             log_model=tracking_cfg.log_checkpoints,
             artifact_location=tracking.artifact_location(uri, experiment),
@@ -209,6 +214,14 @@ class ContrastlabCLI(LightningCLI):
             plugins.append(AtomicCheckpointIO())
         self.tracking_uri, self.experiment_name = uri, experiment
         return super().instantiate_trainer(logger=logger, callbacks=callbacks, plugins=plugins, **kwargs)
+
+    def _speed_tags(self, trainer_cfg) -> dict[str, str]:
+        """What the fast defaults chose, and why: `trainer.precision: auto` and the model's `channels_last`."""
+        chosen, why = precision.resolve(trainer_cfg.get("precision"), trainer_cfg.get("accelerator"))
+        tags = {"precision": f"{chosen} ({why})"}
+        if hasattr(self.model, "channels_last"):
+            tags["channels_last"] = str(self.model.channels_last).lower()
+        return tags
 
     def _resume_point(self, cfg, root: Path, experiment: str, method: str) -> checkpoints.ResumePoint | None:
         """The checkpoint and run that `--resume`/`--ckpt_path` name, its path written back as `ckpt_path`.
@@ -327,6 +340,7 @@ def quiet_known_warnings() -> None:
         r".*your dataloader is not resumable.*",
         r".*Checkpoint directory .* exists and is not empty.*",  # a resume writes into its run's own folder
         r".*Unable to serialize instance DataInfo.*",  # linked from data when a config is dumped: not a user key
+        r".*is not supported by the model summary.*",  # bf16-mixed, the default on CPUs that run it fast
     ):
         warnings.filterwarnings("ignore", message=message)
     logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)

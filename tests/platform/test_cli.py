@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from contrastlab.platform.checkpoints import load_weights_only
+from contrastlab.platform.precision import resolve
 from tests.conftest import (
     DIGITS_CONFIG,
     QUICK,
@@ -62,6 +63,9 @@ def test_fit_logs_params_metrics_tags_and_artifacts(trained):
         "small_cnn",
     )
     assert re.fullmatch(r"[0-9a-f]{40}", tags["git_commit"]) and tags["version.torch"] == torch.__version__
+    # the fast defaults, as this machine resolves them, and why: a small CNN over images runs channels-last
+    assert tags["precision"] == "{} ({})".format(*resolve("auto", "auto")) and params["trainer.precision"] == "auto"
+    assert tags["channels_last"] == "true" and params["model.channels_last"] == "None"
     metrics = run.data.metrics
     for key in (
         "val/knn_top1",

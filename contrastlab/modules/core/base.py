@@ -69,7 +69,8 @@ class ContrastiveModule(L.LightningModule):
         grad_cache_chunk: encode each view in chunks of this many samples with GradCache (`modules/core/gradcache.py`):
             the full batch's gradients in about one chunk's activation memory; 0 (default) is off. Methods whose
             loss is over in-batch negatives set `supports_grad_cache`.
-        channels_last, compile_backbone: speed options of the backbone (`modules/core/speed.py`).
+        channels_last, compile_backbone: speed options of the backbone (`modules/core/speed.py`); channels_last
+            null (the default) turns it on for nets of 2-D convolutions over images, where it is faster.
     """
 
     supports_grad_cache = False
@@ -86,7 +87,7 @@ class ContrastiveModule(L.LightningModule):
         knn_temperature: float = 0.07,
         data_info: DataInfo | None = None,
         grad_cache_chunk: int = 0,
-        channels_last: bool = False,
+        channels_last: bool | None = None,
         compile_backbone: bool = False,
     ):
         super().__init__()
@@ -108,6 +109,9 @@ class ContrastiveModule(L.LightningModule):
         self.backbone = create_backbone(backbone, view_info, pretrained=pretrained, **(backbone_kwargs or {}))
         self.feature_dim: int = self.backbone.num_features
         speed.check_grad_cache(type(self), grad_cache_chunk)
+        if channels_last is None:
+            channels_last = speed.wants_channels_last(self.backbone, tuple(view_info.shape))
+        self.channels_last: bool = channels_last  # what the run's `channels_last` tag records
         speed.apply(self.backbone, channels_last=channels_last)
         self.probe = nn.Linear(self.feature_dim, data_info.num_classes) if data_info.num_classes > 0 else None
 

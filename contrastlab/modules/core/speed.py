@@ -40,7 +40,14 @@ def _to_channels_last(module: nn.Module, args: tuple) -> tuple:
     return (x, *args[1:])
 
 
-def apply(backbone: nn.Module, channels_last: bool = False) -> None:
+def wants_channels_last(backbone: nn.Module, view_shape: tuple[int, ...]) -> bool:
+    """channels_last's default: on for a net of 2-D convolutions over images, where NHWC convolutions measured
+    faster on CUDA and on oneDNN CPUs alike (1.1-2.6x, docs/benchmarks/speed.md); off for the rest (series,
+    volumes, transformers), which it would not speed up."""
+    return len(view_shape) == 3 and any(isinstance(m, nn.Conv2d) for m in backbone.modules())
+
+
+def apply(backbone: nn.Module, channels_last: bool) -> None:
     """channels_last: weights and 4-D inputs in NHWC order (faster convolutions on recent GPUs and oneDNN).
 
     The compile option is applied later, by `compile_once` from the module's `configure_model`: momentum
