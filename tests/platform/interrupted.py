@@ -102,6 +102,14 @@ class KillAfterCheckpoint(L.Callback):
         checkpoint.refresh_last = save_then_die
 
 
+class SignalDuringTest(L.Callback):
+    """Sends SIGTERM to its own process as fit's final test starts its first batch, as a scheduler would mid-test."""
+
+    def on_test_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx, *_) -> None:
+        if batch_idx == 0:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
 def start(cwd: Path, *args: str, env: dict[str, str] | None = None) -> Started:
     """The run in the background, in a process group of its own: a kill reaches every DDP rank, as on a real node."""
     return start_cli(*args, cwd=cwd, env=env, new_session=True)

@@ -88,3 +88,22 @@ def test_sigusr1_under_slurm_requeues_and_the_requeued_job_resumes_by_itself(tmp
     _, run = the_run(tmp_path)
     assert run.info.status == "FINISHED"
     assert final_state(tmp_path)["global_step"] == STEPS_PER_EPOCH * EPOCHS
+
+
+def test_sigterm_in_the_final_test_stops_and_an_end_of_epoch_resume_logs_every_step(tmp_path):
+    """SIGTERM during fit's test phase ends the command at the next test batch, the run KILLED and resumable; the
+    resume (from the end-of-epoch checkpoint) trains on with no gap in the logged steps, then tests."""
+    one_epoch = [*SHORT, "--trainer.max_epochs", "1", "--test_after_fit", "true"]
+    signal_in_test = "tests.platform.interrupted.SignalDuringTest"
+    proc = start(tmp_path, *one_epoch, "--trainer.callbacks+", signal_in_test)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0 and "stopped by SIGTERM: saved" in err and "Traceback" not in err, err[-3000:]
+    client, run = the_run(tmp_path)
+    assert run.info.status == "KILLED" and not [k for k in run.data.metrics if k.startswith("test/")]
+    assert final_state(tmp_path)["global_step"] == STEPS_PER_EPOCH
+
+    run_cli(*one_epoch, "--trainer.max_epochs", "2", "--resume", run.info.run_id, cwd=tmp_path, timeout=600)
+    client, run = the_run(tmp_path)
+    assert run.info.status == "FINISHED" and "test/knn_top1" in run.data.metrics
+    logged = [m.step for m in client.get_metric_history(run.info.run_id, "train/loss_step")]
+    assert sorted(logged) == list(range(2 * STEPS_PER_EPOCH))
