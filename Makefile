@@ -6,7 +6,7 @@ STAMP := .venv/.installed
 LOCK := requirements/lock.txt
 HF_LOCK := requirements/hf.txt
 
-.PHONY: demo test test-fast lint bench lock clean
+.PHONY: demo test test-fast lint bench quality lock clean
 
 $(STAMP): pyproject.toml $(LOCK) $(HF_LOCK)
 	test -x $(PY) || python3 -m venv .venv
@@ -48,6 +48,11 @@ bench: $(STAMP)
 	$(PY) benchmarks/sweep_storage.py
 	$(PY) benchmarks/reliability.py
 	$(PY) benchmarks/methods.py
+
+# The quality ledger's gate (benchmarks/quality.py): every reference recipe rerun over 3 seeds, exit 1 on a figure
+# below its recorded mean - max(2 sd, 0.01). Hours on 2 CPU cores: what a release is checked against, not CI.
+quality: $(STAMP)
+	$(PY) benchmarks/quality.py --check
 
 clean:
 	rm -rf mlruns checkpoints .pytest_cache

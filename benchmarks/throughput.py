@@ -127,7 +127,10 @@ def stepping_alone(model):
 # -- the two sides -----------------------------------------------------------------------------------------------
 
 
-def our_config(net: str, batch: int, epochs: int, steps: int | None, device: str, timer_out: str) -> dict:
+def our_config(
+    net: str, batch: int, epochs: int, steps: int | None, device: str, timer_out: str, seed: int = 0
+) -> dict:
+    """Our default recipe: precision and channels-last are left to their defaults (`trainer.precision: auto`)."""
     backbone = {"backbone": "small_cnn", "backbone_kwargs": SMALL_CNN} if net == "small_cnn" else {}
     if net == "resnet18":
         backbone = {"backbone": "resnet18", "backbone_kwargs": {"cifar_stem": True}}
@@ -146,7 +149,7 @@ def our_config(net: str, batch: int, epochs: int, steps: int | None, device: str
     if steps:
         trainer |= {"limit_train_batches": steps, "limit_val_batches": 0}
     return {
-        "seed_everything": 0,
+        "seed_everything": seed,
         "trainer": trainer,
         "model": {
             "class_path": "contrastlab.modules.SimCLR",
@@ -186,7 +189,7 @@ def lightly_net(net: str) -> torch.nn.Module:
     return resnet
 
 
-def run_lightly(net: str, batch: int, epochs: int, steps: int | None, device: str) -> dict:
+def run_lightly(net: str, batch: int, epochs: int, steps: int | None, device: str, seed: int = 0) -> dict:
     """lightly's SimCLR recipe in a plain loop; validation kNN each epoch with contrastlab's evaluation."""
     import numpy as np
     from lightly.loss import NTXentLoss
@@ -199,7 +202,7 @@ def run_lightly(net: str, batch: int, epochs: int, steps: int | None, device: st
     from contrastlab.metrics.knn import knn_accuracy
     from contrastlab.modules.core.optim import warmup_cosine
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     data = Digits(batch_size=batch)
     train, val = data.split("train"), data.split("val")
     transform = SimCLRTransform(
@@ -273,21 +276,23 @@ def feature_dim(backbone: torch.nn.Module) -> int:
     return dim
 
 
-def side_command(side: str, net: str, args, folder: Path) -> dict:
+def side_command(side: str, net: str, args, folder: Path, seed: int = 0) -> dict:
     """One side as its own process, timed whole; its per-step figures come back through a JSON file."""
     spec = NETS[net]
     epochs, steps = (args.resnet_epochs, args.resnet_steps) if net == "resnet18" else (args.epochs, None)
-    timer_out = folder / f"{side}-{net}.json"
+    timer_out = folder / f"{side}-{net}-{seed}.json"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(REPO), os.environ.get("PYTHONPATH", "")])}
     env.pop("MLFLOW_TRACKING_URI", None)
     if side == "ours":
         import yaml
 
-        config = folder / f"ours-{net}.yaml"
-        config.write_text(yaml.safe_dump(our_config(net, spec["batch"], epochs, steps, args.device, str(timer_out))))
+        config = folder / f"ours-{net}-{seed}.yaml"
+        recipe = our_config(net, spec["batch"], epochs, steps, args.device, str(timer_out), seed)
+        config.write_text(yaml.safe_dump(recipe))
         command = [sys.executable, "-m", "contrastlab", "fit", "-c", str(config)]
     else:
         command = [sys.executable, str(Path(__file__)), "--side", "lightly", "--net", net, "--device", args.device]
+        command += ["--seed", str(seed)]
         command += ["--epochs", str(epochs), "--out", str(timer_out)] + (["--steps", str(steps)] if steps else [])
     start = time.perf_counter()
     proc = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True)
@@ -301,15 +306,23 @@ def time_to(knn: list, target: float) -> float | None:
     return next((seconds for seconds, acc in knn if acc >= target), None)
 
 
+def mean_sd(values: list[float], digits: int = 3) -> str:
+    if not values:
+        return "-"
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.fmean(values):.{digits}f} ± {sd:.{digits}f}"
+
+
 def peer_section(args, out: list[str], record: dict) -> None:
     try:
         import lightly
     except ImportError:
         out.append("**peer**: lightly is not installed; `pip install -e .[bench]` (or `pip install lightly`).\n")
         return
-    out.append(f"### Against lightly {lightly.__version__} on identical work\n")
+    out.append(f"### Our default recipe against lightly {lightly.__version__}'s on identical nets\n")
     from contrastlab.contract import DataInfo
     from contrastlab.modules.core.backbones import create_backbone
+    from contrastlab.platform.precision import resolve
 
     grey = DataInfo("digits", "image", (1, SIZE, SIZE))
     rows = []
@@ -317,13 +330,19 @@ def peer_section(args, out: list[str], record: dict) -> None:
         for net in args.nets:
             ours_net = create_backbone(net, grey, **(SMALL_CNN if net == "small_cnn" else {"cifar_stem": True}))
             macs = (conv_net_macs(ours_net, (1, 1, SIZE, SIZE)), conv_net_macs(lightly_net(net), (1, 1, SIZE, SIZE)))
-            results = {side: side_command(side, net, args, Path(tmp)) for side in ("ours", "lightly")}
+            results = {
+                side: [side_command(side, net, args, Path(tmp), seed) for seed in args.seeds]
+                for side in ("ours", "lightly")
+            }
             record.setdefault("peer", {})[net] = {**results, "macs": macs}
             rows.append((net, macs, results))
+    chosen, why = resolve("auto", args.device)
     out.append(
-        f"digits at {SIZE} px, SimCLR recipe, AdamW {LR}, T={TEMPERATURE}, device {args.device}; multiply-adds per "
-        "image counted by torch.utils.flop_counter (ours / lightly's net). Step: median over steps after each "
-        "epoch's first. Ratio = lightly / ours (above 1: ours is faster).\n"
+        f"digits at {SIZE} px, SimCLR recipe, AdamW {LR}, T={TEMPERATURE}, device {args.device}, seeds {args.seeds} "
+        f"(mean ± sd). Ours is `contrastlab fit` with its defaults: precision {chosen} ({why}), channels-last "
+        "on for these convolutional nets; lightly's is its documented recipe in float32. Multiply-adds per image "
+        "counted by torch.utils.flop_counter (ours / lightly's net). Step: median over steps after each epoch's "
+        "first. Ratio = lightly / ours of the means (above 1: ours is faster).\n"
     )
     out.append(
         "| net | batch | MMACs/img ours / lightly | side | s/step | s/epoch (train) | whole command s | "
@@ -331,26 +350,37 @@ def peer_section(args, out: list[str], record: dict) -> None:
     )
     out.append("|---|---:|---|---|---:|---:|---:|---:|---:|")
     for net, macs, results in rows:
+        means = {}
         for side in ("ours", "lightly"):
-            r = results[side]
-            step = statistics.median(r["steps"]) if r["steps"] else float("nan")
-            epoch = statistics.mean(r["epochs"]) if r["epochs"] else float("nan")
-            reach = time_to(r["knn"], args.target)
-            epochs_note = f"{r['epochs_run']} ep" if not r["steps_limit"] else f"{r['steps_limit']} steps"
-            reach_text = "-" if r["steps_limit"] else (f"{reach:.1f}" if reach is not None else f"not in {epochs_note}")
-            last = f"{r['knn'][-1][1]:.3f}" if r["knn"] else "-"
+            runs = results[side]
+            step = [statistics.median(r["steps"]) for r in runs if r["steps"]]
+            epoch = [statistics.mean(r["epochs"]) for r in runs if r["epochs"]]
+            command = [r["command"] for r in runs]
+            reach = [time_to(r["knn"], args.target) for r in runs]
+            last = [r["knn"][-1][1] for r in runs if r["knn"]]
+            limited = runs[0]["steps_limit"]
+            epochs_note = f"{runs[0]['epochs_run']} ep" if not limited else f"{limited} steps"
+            if limited:
+                reach_text = "-"
+            elif None in reach:
+                reach_text = f"{sum(r is None for r in reach)} of {len(reach)} not in {epochs_note}"
+            else:
+                reach_text = mean_sd(reach, 1)
+            means[side] = {
+                "step": statistics.fmean(step) if step else None,
+                "epoch": statistics.fmean(epoch) if epoch else None,
+                "command": statistics.fmean(command),
+                "reach": statistics.fmean(reach) if reach and None not in reach else None,
+            }
             out.append(
-                f"| {net} | {NETS[net]['batch']} | {macs[0] / 1e6:.1f} / {macs[1] / 1e6:.1f} | {side} | {step:.3f} | "
-                f"{epoch:.2f} | {r['command']:.1f} ({epochs_note}) | {reach_text} | {last} |"
+                f"| {net} | {NETS[net]['batch']} | {macs[0] / 1e6:.1f} / {macs[1] / 1e6:.1f} | {side} | "
+                f"{mean_sd(step)} | {mean_sd(epoch, 2)} | {mean_sd(command, 1)} ({epochs_note}) | {reach_text} | "
+                f"{mean_sd(last)} |"
             )
-        o, t = results["ours"], results["lightly"]
-        ratios = [f"per step {statistics.median(t['steps']) / statistics.median(o['steps']):.2f}x"]
-        if not o["steps_limit"]:
-            ratios.append(f"per epoch {statistics.mean(t['epochs']) / statistics.mean(o['epochs']):.2f}x")
-        ratios.append(f"whole command {t['command'] / o['command']:.2f}x")
-        reach_o, reach_t = time_to(o["knn"], args.target), time_to(t["knn"], args.target)
-        if reach_o and reach_t:
-            ratios.append(f"time to kNN {args.target} {reach_t / reach_o:.2f}x")
+        o, t = means["ours"], means["lightly"]
+        ratios = [f"{label} {t[key] / o[key]:.2f}x" for key, label in
+                  (("step", "per step"), ("epoch", "per epoch"), ("command", "whole command"),
+                   ("reach", f"time to kNN {args.target}")) if o[key] and t[key]]  # fmt: skip
         out.append(f"| {net} | | | **lightly / ours** | {' · '.join(ratios)} | | | | |")
     out.append("")
 
@@ -789,6 +819,8 @@ def main() -> None:
     parser.add_argument("--resnet-epochs", type=int, default=1)
     parser.add_argument("--resnet-steps", type=int, default=0, help="0: whole epochs")
     parser.add_argument("--target", type=float, default=0.85, help="validation kNN top-1 for time-to-target")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="peer: each side once per seed")
+    parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--profile-nets", nargs="+", default=["small_cnn"], choices=list(NETS))
     parser.add_argument("--profile-steps", type=int, default=6)
     parser.add_argument("--precision-nets", nargs="+", default=list(NETS), choices=list(NETS))
@@ -808,7 +840,9 @@ def main() -> None:
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is visible here")
     if args.side == "lightly":
-        summary = run_lightly(args.net, NETS[args.net]["batch"], args.epochs, args.steps or None, args.device)
+        summary = run_lightly(
+            args.net, NETS[args.net]["batch"], args.epochs, args.steps or None, args.device, args.seed
+        )
         Path(args.out).write_text(json.dumps(summary))
         return
     if args.side == "memory":

@@ -1,0 +1,242 @@
+"""The quality ledger: each reference recipe trained and evaluated as a user would, over seeds, beside the baseline
+a practitioner would run instead, and a gate that fails a rerun below the recorded figures.
+
+    .venv/bin/python benchmarks/quality.py                          # every recipe, 3 seeds: writes the ledger
+    .venv/bin/python benchmarks/quality.py --only digits-simclr     # one recipe (the others stay as recorded)
+    .venv/bin/python benchmarks/quality.py --check [--only NAME]    # rerun and compare: exit 1 on a regression
+    make quality                                                    # the check of every recipe: a release's gate
+
+A recipe (benchmarks/quality.yaml, or `--recipes FILE`) is a run config and its overrides, the `contrastlab eval`
+protocols to run on its checkpoint, the figures to record (MLflow keys the eval logs, e.g. `eval/knn/top1_k20`)
+and the baselines beside them (keys the same eval logs from the same splits, e.g. the raw-pixel 1-NN). Each seed is
+`contrastlab fit -c CONFIG --seed_everything S ...` then `contrastlab eval --run RUN ...`, each a process of its
+own on a store of the ledger's (`--store`, default a temporary one), and the figures are read back from the run.
+
+The ledger (benchmarks/quality.json) holds, per recipe and figure: the metric, split and protocol, each seed's
+value, mean and sd, the baselines' values the same way, the wall seconds per seed, the commit, the machine and the
+date. `--check` reruns and names every figure whose new mean falls below its recorded mean - max(2 sd, 0.01).
+The table of the ledger goes into docs/benchmarks/quality.md (mean ± sd beside each baseline).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+from figures import write_block  # noqa: E402
+
+RECIPES = HERE / "quality.yaml"
+LEDGER = HERE / "quality.json"
+TOLERANCE = 0.01  # the least a figure may fall before the gate says so: below it, a rerun is noise
+RUN_LINE = re.compile(r"^run ([0-9a-f]{32}) in experiment")
+
+
+@dataclass
+class Recipe:
+    name: str
+    config: str
+    figures: dict[str, str]  # figure name -> the MLflow metric key `contrastlab eval` logs
+    split: str
+    overrides: list[str] = field(default_factory=list)
+    protocols: str = "knn,linear"
+    eval_args: list[str] = field(default_factory=list)
+    baselines: dict[str, str] = field(default_factory=dict)
+    note: str = ""
+
+
+def load_recipes(path: Path) -> dict[str, Recipe]:
+    raw = yaml.safe_load(path.read_text()) or {}
+    recipes = {}
+    for name, spec in raw.items():
+        unknown = set(spec) - (set(Recipe.__dataclass_fields__) - {"name"})
+        if unknown:
+            raise SystemExit(f"{path}: recipe {name}: unknown key {sorted(unknown)[0]!r}")
+        recipes[name] = Recipe(name=name, **spec)
+    return recipes
+
+
+def contrastlab(args: list[str], store: str) -> str:
+    """`contrastlab ARGS` as its own process; its stdout, or SystemExit with its error's last lines."""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "contrastlab", *args, "--tracking-uri", store],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        raise SystemExit(f"contrastlab {' '.join(args[:3])} ... exited {proc.returncode}:\n{proc.stderr[-3000:]}")
+    return proc.stdout
+
+
+def run_seed(recipe: Recipe, seed: int, store: str, cwd: Path) -> dict:
+    """One seed: fit, eval, and the figures and baselines read back from the run."""
+    import mlflow
+
+    started = time.monotonic()
+    # from the checkout, where configs find ../shared/data; checkpoints beside the store, not in the checkout
+    fit = ["fit", "-c", str(REPO / recipe.config), "--seed_everything", str(seed)]
+    fit += ["--tracking.experiment", f"quality-{recipe.name}", "--tracking.checkpoint_dir", str(cwd / "checkpoints")]
+    fit += recipe.overrides
+    out = contrastlab(fit, store)
+    run_id = next((m.group(1) for line in out.splitlines() if (m := RUN_LINE.match(line))), None)
+    if run_id is None:
+        raise SystemExit(f"{recipe.name}: the fit printed no run id:\n{out[-2000:]}")
+    contrastlab(["eval", "--run", run_id, "--protocols", recipe.protocols, "--tsne-points", "0", *recipe.eval_args],
+                store)  # fmt: skip
+    metrics = mlflow.MlflowClient(store).get_run(run_id).data.metrics
+    wanted = {**recipe.figures, **recipe.baselines}
+    missing = [key for key in wanted.values() if key not in metrics]
+    if missing:
+        logged = ", ".join(sorted(k for k in metrics if k.startswith("eval/")))
+        raise SystemExit(f"{recipe.name}: run {run_id} logged no {missing[0]} (it logged {logged})")
+    return {
+        "figures": {name: metrics[key] for name, key in recipe.figures.items()},
+        "baselines": {name: metrics[key] for name, key in recipe.baselines.items()},
+        "seconds": time.monotonic() - started,
+        "run_id": run_id,
+    }
+
+
+def summary(values: list[float]) -> dict:
+    return {
+        "values": values,
+        "mean": statistics.fmean(values),
+        "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
+    }
+
+
+def measure(recipe: Recipe, seeds: list[int], store: str, cwd: Path) -> dict:
+    """The recipe's ledger entry: every figure and baseline over the seeds."""
+    runs = []
+    for seed in seeds:
+        runs.append(run_seed(recipe, seed, store, cwd))
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in {**runs[-1]["figures"], **runs[-1]["baselines"]}.items())
+        print(f"{recipe.name} seed {seed}: {shown} ({runs[-1]['seconds']:.0f} s)", flush=True)
+    return {
+        "config": recipe.config,
+        "overrides": recipe.overrides,
+        "split": recipe.split,
+        "protocols": recipe.protocols,
+        "seeds": seeds,
+        "figures": {
+            name: {"metric": key, **summary([r["figures"][name] for r in runs])} for name, key in recipe.figures.items()
+        },
+        "baselines": {
+            name: {"metric": key, **summary([r["baselines"][name] for r in runs])}
+            for name, key in recipe.baselines.items()
+        },
+        "seconds": [round(r["seconds"], 1) for r in runs],
+        "commit": commit(),
+        "machine": machine(),
+        "date": time.strftime("%Y-%m-%d"),
+        "note": recipe.note,
+    }
+
+
+def regressions(recorded: dict, rerun: dict) -> list[str]:
+    """Each figure of `rerun` whose mean falls below the recorded mean - max(2 sd, TOLERANCE), said in one line."""
+    fallen = []
+    for recipe, entry in rerun.items():
+        for name, now in entry["figures"].items():
+            before = (recorded.get(recipe) or {}).get("figures", {}).get(name)
+            if before is None:
+                continue
+            floor = before["mean"] - max(2 * before["sd"], TOLERANCE)
+            if now["mean"] < floor:
+                fallen.append(
+                    f"{recipe}/{name}: {now['mean']:.4f} ± {now['sd']:.4f} is below {floor:.4f} "
+                    f"(recorded {before['mean']:.4f} ± {before['sd']:.4f} at {before.get('commit', entry['commit'])})"
+                )
+    return fallen
+
+
+def table(ledger: dict) -> str:
+    lines = [
+        "| recipe | split | figure | ours (mean ± sd) | baselines (mean ± sd) | seeds | s per seed | commit |",
+        "|---|---|---|---:|---|---:|---:|---|",
+    ]
+    for recipe, entry in ledger.items():
+        baselines = "; ".join(f"{name} {b['mean']:.3f} ± {b['sd']:.3f}" for name, b in entry["baselines"].items())
+        for name, figure in entry["figures"].items():
+            lines.append(
+                f"| {recipe} | {entry['split']} | {name} | {figure['mean']:.3f} ± {figure['sd']:.3f} | "
+                f"{baselines or '-'} | {len(figure['values'])} | {statistics.fmean(entry['seconds']):.0f} | "
+                f"{entry['commit'][:8]} |"
+            )
+    notes = [f"- **{recipe}**: {entry['note']}" for recipe, entry in ledger.items() if entry.get("note")]
+    return "\n".join(lines + ([""] + notes if notes else [])) + "\n"
+
+
+def commit() -> str:
+    proc = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    return proc.stdout.strip() or "unknown"
+
+
+def machine() -> str:
+    return f"{platform.machine()} {os.cpu_count()} cores, {platform.processor() or platform.system()}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="rerun and exit 1 on a figure below the ledger's")
+    parser.add_argument("--only", help="comma-separated recipe names (default: every recipe)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--recipes", type=Path, default=RECIPES)
+    parser.add_argument("--ledger", type=Path, default=LEDGER)
+    parser.add_argument("--store", help="MLflow store of the runs (default: a temporary one)")
+    parser.add_argument("--write-docs", action="store_true", help="also rewrite the table in the benchmark docs")
+    args = parser.parse_args(argv)
+    recipes = load_recipes(args.recipes)
+    names = [n.strip() for n in args.only.split(",")] if args.only else list(recipes)
+    unknown = [n for n in names if n not in recipes]
+    if unknown:
+        parser.error(f"--only {unknown[0]}: no such recipe in {args.recipes} (it has {', '.join(recipes)})")
+    recorded = json.loads(args.ledger.read_text()) if args.ledger.is_file() else {}
+    if args.check:
+        missing = [n for n in names if n not in recorded]
+        if missing:
+            parser.error(f"--check: {missing[0]} has no figures in {args.ledger}; run without --check first")
+
+    with tempfile.TemporaryDirectory(prefix="quality-") as folder:
+        store = args.store or f"sqlite:///{Path(folder) / 'mlflow.db'}"
+        rerun = {name: measure(recipes[name], args.seeds, store, Path(folder)) for name in names}
+
+    if args.check:
+        fallen = regressions(recorded, rerun)
+        for name, entry in rerun.items():
+            for figure, now in entry["figures"].items():
+                before = recorded[name]["figures"].get(figure)
+                held = "" if any(line.startswith(f"{name}/{figure}:") for line in fallen) else " held"
+                was = f" (recorded {before['mean']:.4f} ± {before['sd']:.4f})" if before else " (not recorded)"
+                print(f"{name}/{figure}: {now['mean']:.4f} ± {now['sd']:.4f}{was}{held}")
+        for line in fallen:
+            print(f"REGRESSION {line}", file=sys.stderr)
+        return 1 if fallen else 0
+    ledger = {**recorded, **rerun}
+    args.ledger.write_text(json.dumps(ledger, indent=1) + "\n")
+    print(f"wrote {args.ledger}")
+    if args.write_docs:
+        write_block("quality", table(ledger), "## The quality ledger: `benchmarks/quality.py`")
+    print(table(ledger))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,62 @@
+"""The quality ledger's gate: a rerun below the recorded figures fails, naming each figure that fell."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from tests.conftest import DIGITS_CONFIG, REPO
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+from quality import TOLERANCE, regressions  # noqa: E402
+
+
+def entry(mean: float, sd: float, commit: str = "abc") -> dict:
+    return {"figures": {"knn": {"mean": mean, "sd": sd, "values": [mean]}}, "commit": commit}
+
+
+@pytest.mark.parametrize(
+    ("before", "now", "falls"),
+    [
+        (entry(0.90, 0.02), entry(0.87, 0.0), False),  # within 2 sd
+        (entry(0.90, 0.02), entry(0.85, 0.0), True),  # below mean - 2 sd
+        (entry(0.90, 0.0), entry(0.90 - TOLERANCE / 2, 0.0), False),  # no sd: a hundredth is noise
+        (entry(0.90, 0.0), entry(0.88, 0.0), True),
+        (entry(0.90, 0.0), entry(0.95, 0.0), False),
+    ],
+)
+def test_a_figure_falls_below_its_mean_minus_two_sd_or_a_hundredth(before, now, falls):
+    fallen = regressions({"r": before}, {"r": now})
+    assert bool(fallen) == falls and all(line.startswith("r/knn: ") for line in fallen)
+
+
+def test_check_reruns_a_recipe_and_exits_1_naming_the_figure_that_fell(tmp_path):
+    """A tiny digits recipe, fit and eval as real processes; the ledger holds its kNN far higher than it can
+    reach and its linear probe far lower: the check fails on the first and says the second held."""
+    recipe = {
+        "tiny": {
+            "config": str(DIGITS_CONFIG.relative_to(REPO)),
+            "split": "digits' own test split",
+            "overrides": [
+                "--trainer.max_epochs", "1", "--data.max_train_samples", "200", "--data.batch_size", "100",
+                "--model.proj_hidden_dim", "64", "--tracking.system_metrics_interval", "0", "--test_after_fit", "false",
+            ],
+            "protocols": "knn,linear",
+            "eval_args": ["--k", "5"],
+            "figures": {"knn": "eval/knn/top1_k5", "linear": "eval/linear/top1"},
+        }
+    }  # fmt: skip
+    (tmp_path / "recipes.yaml").write_text(yaml.safe_dump(recipe))
+    ledger = {"tiny": {"figures": {"knn": {"mean": 1.5, "sd": 0.0}, "linear": {"mean": 0.0, "sd": 0.0}}}}
+    (tmp_path / "ledger.json").write_text(json.dumps(ledger))
+    command = [sys.executable, str(REPO / "benchmarks" / "quality.py"), "--check", "--seeds", "0"]
+    command += ["--recipes", str(tmp_path / "recipes.yaml"), "--ledger", str(tmp_path / "ledger.json")]
+    proc = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "REGRESSION tiny/knn: " in proc.stderr and "below 1.4900" in proc.stderr
+    assert "tiny/linear" not in proc.stderr and "tiny/linear: " in proc.stdout and " held" in proc.stdout
+    assert json.loads((tmp_path / "ledger.json").read_text()) == ledger  # a check writes nothing
