@@ -1,7 +1,8 @@
 """Losses as pure functions of tensors, one file per family; every public name is importable from here.
 
 - `contrastive.py`: the InfoNCE family: multi-positive InfoNCE (NT-Xent, SupCon, keyed positives, additive
-  margins, NCL, mean-shifted), DCL/DCLW, one positive key per query (MoCo v3, NNCLR, MoCo's queue) and the
+  margins, NCL, mean-shifted, G-SimCLR's cluster-excluded negatives), DCL/DCLW, CACR's weighted attraction and
+  repulsion, one positive key per query (MoCo v3, NNCLR, MoCo's queue) and the
   bidirectional loss of paired data (ConVIRT, CLIP, CLAP).
 - `blocked.py`: multi-positive InfoNCE and DCL's denominator by blocks of rows, for GradCache's large batches.
 - `non_contrastive.py`: no negatives: BYOL's and SimSiam's regression, Barlow Twins, VICReg.
@@ -12,7 +13,9 @@
 
 from contrastlab.modules.losses.blocked import blocked_info_nce, blocked_negative_logsumexp
 from contrastlab.modules.losses.contrastive import (
+    cacr,
     dcl,
+    guided_nt_xent,
     info_nce,
     keyed_info_nce,
     label_positives,
@@ -50,9 +53,11 @@ __all__ = [
     "barlow_twins",
     "blocked_info_nce",
     "blocked_negative_logsumexp",
+    "cacr",
     "cpc_info_nce",
     "cpc_terms",
     "dcl",
+    "guided_nt_xent",
     "hierarchical_contrastive",
     "in_float32",
     "info_nce",
