@@ -30,6 +30,7 @@ from contrastlab.modules.supcon import SupCon
 from contrastlab.modules.ts2vec import TS2Vec
 from contrastlab.modules.tstcc import TSTCC
 from contrastlab.modules.vicreg import VICReg
+from contrastlab.modules.wav2vec2 import Wav2Vec2
 
 __all__ = [
     "BYOL",
@@ -53,4 +54,5 @@ __all__ = [
     "TS2Vec",
     "TSTCC",
     "VICReg",
+    "Wav2Vec2",
 ]
