@@ -69,8 +69,10 @@ class PseudoLabels(nn.Module):
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         saved = state_dict.get(prefix + "labels")
-        if saved is not None:
-            self._grow(saved.shape[0])
+        if saved is not None and saved.shape[0] != self.labels.shape[0]:  # the checkpoint's size, larger or smaller
+            self.bank = self.bank.new_zeros(saved.shape[0], self.bank.shape[1])
+            self.seen = self.seen.new_zeros(saved.shape[0])
+            self.labels = self.labels.new_full((saved.shape[0],), -1)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @torch.no_grad()
