@@ -1,7 +1,8 @@
-"""CPC and speaker embeddings: the shipped configs' encoders after pretraining vs the same encoders at random init.
+"""CPC, wav2vec 2.0 and speaker embeddings: the shipped configs' encoders after pretraining vs the same encoders at
+random init.
 
-    .venv/bin/python benchmarks/cpc.py [fsdd] [speakers] [ucr] [--epochs 8] [--speaker-epochs 3] [--width 64]
-                                   [--ucr-epochs 150]
+    .venv/bin/python benchmarks/cpc.py [fsdd] [wav2vec2] [speakers] [ucr] [--epochs 8] [--speaker-epochs 3]
+                                   [--width 64] [--ucr-epochs 150]
 
 `fsdd` (skipped when ../shared/data/fsdd is absent): configs/cpc/fsdd.yaml on FSDD's official split (takes 0-4 of
 every speaker are test), with a narrower encoder (`--width` channels for the convs and the GRU) and `--epochs`
@@ -9,6 +10,9 @@ epochs so that it fits a few CPU minutes. The frozen encoder, pooled three ways 
 last context; the mean latent), is evaluated for the spoken digit (weighted kNN k=1 and k=20, logistic probe with
 L2 chosen on the validation split) and, with the same features, for the speaker (closed-set identification among
 the 6 speakers), next to MFCC mean/std + 1-NN (benchmarks/audio.py's baseline).
+
+`wav2vec2` (skipped without FSDD): configs/wav2vec2/fsdd.yaml on the same split, as shipped, `--epochs` epochs, its
+encoder's mean unmasked context evaluated for the digit and the speaker as CPC's is, against its random init.
 
 `speakers` (skipped without FSDD): configs/supcon/fsdd_speakers.yaml (SupCon over same-speaker positives with an
 additive margin) with the same narrower encoder, against its random init: speaker kNN and probe on FSDDSpeakers.
@@ -33,6 +37,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 FSDD_ROOT = REPO.parent / "shared" / "data" / "fsdd" / "recordings"
 sys.path.insert(0, str(REPO / "benchmarks"))
+PARTS = ["fsdd", "wav2vec2", "speakers", "ucr"]
 POOLS = {"context": "mean context", "last": "last context", "latent": "mean latent"}
 
 
@@ -148,6 +153,28 @@ def fsdd(epochs: int, width: int) -> None:
         )
 
 
+def wav2vec2(epochs: int) -> None:
+    import lightning as L
+
+    root = ["--data.init_args.root", str(FSDD_ROOT)]
+    L.seed_everything(0, verbose=False)
+    random_model, data = build("wav2vec2/fsdd", *root)
+    random_feats = features(random_model, data)
+    L.seed_everything(0, verbose=False)
+    model, data = build("wav2vec2/fsdd", *root)
+    seconds = train(model, data, epochs)
+    trained = features(model, data)
+    setup = f"{epochs} epochs of configs/wav2vec2/fsdd.yaml ({seconds:.0f} CPU s, one thread)"
+    for key, label, classes in (("y", "digit", 10), ("group", "speaker", 6)):
+        table(
+            f"FSDD official split, the {label}; {setup}",
+            [
+                ("wav2vec 2.0 encoder, random init, mean context", scores(random_feats, key, classes)),
+                (f"wav2vec 2.0 encoder, {epochs} epochs, mean context", scores(trained, key, classes)),
+            ],
+        )
+
+
 def speakers(epochs: int, width: int) -> None:
     import lightning as L
 
@@ -189,8 +216,8 @@ def ucr(epochs: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("parts", nargs="*", choices=["fsdd", "speakers", "ucr"], default=["fsdd", "speakers", "ucr"])
-    parser.add_argument("--epochs", type=int, default=8, help="CPC epochs on FSDD")
+    parser.add_argument("parts", nargs="*", choices=PARTS, default=PARTS)
+    parser.add_argument("--epochs", type=int, default=8, help="CPC's and wav2vec 2.0's epochs on FSDD")
     parser.add_argument("--speaker-epochs", type=int, default=3, help="SupCon epochs on FSDD's speakers")
     parser.add_argument("--width", type=int, default=64, help="conv and GRU width on FSDD (the config: 128)")
     parser.add_argument("--ucr-epochs", type=int, default=150)
@@ -198,11 +225,13 @@ def main() -> None:
     torch.set_num_threads(1)
     for part in args.parts:
         start = time.process_time()
-        if part in ("fsdd", "speakers") and not FSDD_ROOT.is_dir():
+        if part != "ucr" and not FSDD_ROOT.is_dir():
             print(f"{part}: FSDD not found at {FSDD_ROOT}: skipped")
             continue
         if part == "fsdd":
             fsdd(args.epochs, args.width)
+        elif part == "wav2vec2":
+            wav2vec2(args.epochs)
         elif part == "speakers":
             speakers(args.speaker_epochs, args.width)
         else:

@@ -11,11 +11,13 @@ nets and losses import no method and nothing of core; core imports no method.
 
 from contrastlab.modules.barlow_twins import BarlowTwins
 from contrastlab.modules.byol import BYOL
+from contrastlab.modules.cacr import CACR
 from contrastlab.modules.clip import CLIP
 from contrastlab.modules.convirt import ConVIRT
 from contrastlab.modules.core.base import ContrastiveModule
 from contrastlab.modules.cpc import CPC
 from contrastlab.modules.dcl import DCL
+from contrastlab.modules.gsimclr import GSimCLR
 from contrastlab.modules.moco import MoCoV2
 from contrastlab.modules.moco_v3 import MoCoV3
 from contrastlab.modules.msc import MeanShifted
@@ -28,9 +30,11 @@ from contrastlab.modules.supcon import SupCon
 from contrastlab.modules.ts2vec import TS2Vec
 from contrastlab.modules.tstcc import TSTCC
 from contrastlab.modules.vicreg import VICReg
+from contrastlab.modules.wav2vec2 import Wav2Vec2
 
 __all__ = [
     "BYOL",
+    "CACR",
     "CLIP",
     "CPC",
     "DCL",
@@ -39,6 +43,7 @@ __all__ = [
     "BarlowTwins",
     "ConVIRT",
     "ContrastiveModule",
+    "GSimCLR",
     "MeanShifted",
     "MoCoV2",
     "MoCoV3",
@@ -49,4 +54,5 @@ __all__ = [
     "TS2Vec",
     "TSTCC",
     "VICReg",
+    "Wav2Vec2",
 ]

@@ -1,6 +1,7 @@
 """Every shipped digits config, built as the CLI builds it and trained for a few steps on one batch, in-process.
 
-For each method (every `configs/*/digits.yaml`, plus SimSiam's DirectPred predictor): the training loss falls
+For each method (every `configs/*/digits.yaml`, plus SimSiam's DirectPred predictor, and wav2vec 2.0's FSDD config
+on synthesised spoken digits): the training loss falls
 on that batch, gradients reach the backbone (its weights move and stay finite), and a checkpoint saved by
 the trainer loads (`weights_only`) into a freshly built model that then gives the same features.
 
@@ -39,13 +40,31 @@ DIRECTPRED = [
 MSC_FROM_SCRATCH = ["--model.init_args.optimizer.lr", "0.003"]
 CONFIGS = {p.parent.name: p for p in sorted((REPO / "configs").glob("*/digits.yaml"))}
 EXTRA = {"simsiam-directpred": ("simsiam", DIRECTPRED), "msc": ("msc", MSC_FROM_SCRATCH)}
-CASES = {name: (path, []) for name, path in CONFIGS.items()} | {k: (CONFIGS[c], a) for k, (c, a) in EXTRA.items()}
+# wav2vec 2.0 learns from raw audio: its FSDD config on the espeak-ng spoken digits (tests/speech.py), half-second
+# clips (25 latent steps), a tiny encoder and codebooks.
+AUDIO = {
+    "wav2vec2": (
+        REPO / "configs" / "wav2vec2" / "fsdd.yaml",
+        [
+            *("--data.init_args.test_takes", "1", "--data.init_args.duration", "0.5"),
+            *("--model.init_args.codebook_entries", "16", "--model.init_args.codebook_dim", "16"),
+            *("--model.init_args.final_dim", "16", "--model.init_args.optimizer.lr", "0.002"),
+            "--model.init_args.backbone_kwargs",
+            "{strides: [5, 4, 2, 2, 2], conv_width: 16, dim: 16, layers: 1, heads: 2, ffn_dim: 32, pos_kernel: 5, "
+            "pos_groups: 2}",
+        ],
+    )
+}
+CASES = (
+    {name: (path, []) for name, path in CONFIGS.items()} | {k: (CONFIGS[c], a) for k, (c, a) in EXTRA.items()} | AUDIO
+)
 # What a method logs beside its loss, so a user can see what drives it (all methods log train/loss).
 ALSO_LOGGED = {
     "vicreg": {"train/invariance", "train/variance", "train/covariance"},
     "mocov2": {"train/momentum"},
     "mocov3": {"train/momentum"},
     "byol": {"train/momentum"},
+    "wav2vec2": {"train/contrastive", "train/diversity", "train/gumbel_temperature"},
 }
 # MoCo's queue starts empty, so its first step has no negatives: a loss of 0 and no gradient.
 EMPTY_FIRST_STEP = {"mocov2"}
@@ -106,8 +125,10 @@ def one_batch_trainer(record: StepRecord) -> L.Trainer:
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_a_few_steps_on_one_batch(name, tmp_path, monkeypatch):
+def test_a_few_steps_on_one_batch(name, tmp_path, monkeypatch, request):
     config, extra = CASES[name]
+    if name in AUDIO:
+        extra = ["--data.init_args.root", str(request.getfixturevalue("spoken_digits")), *extra]
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["contrastlab"])
     model, data = build(config, extra)

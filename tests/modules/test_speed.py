@@ -12,10 +12,12 @@ from contrastlab.augment.vision import ImageViews
 from contrastlab.contract import DataInfo
 from contrastlab.modules import (
     BYOL,
+    CACR,
     DCL,
     NCL,
     NNCLR,
     BarlowTwins,
+    GSimCLR,
     MeanShifted,
     MoCoV2,
     MoCoV3,
@@ -49,6 +51,8 @@ METHODS = {
     "simsiam": lambda **kw: SimSiam(pred_hidden_dim=4, **HEAD, **SMALL, **kw),
     "nnclr": lambda **kw: NNCLR(queue_size=16, pred_hidden_dim=16, **HEAD, **SMALL, **kw),
     "msc": lambda **kw: MeanShifted(**SMALL, **kw),
+    "cacr": lambda **kw: CACR(**HEAD, **SMALL, **kw),
+    "gsimclr": lambda **kw: GSimCLR(num_clusters=2, **HEAD, **SMALL, **kw),
 }
 
 

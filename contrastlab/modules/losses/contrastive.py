@@ -18,7 +18,9 @@ from contrastlab.modules.losses.precision import in_float32
 
 
 @in_float32
-def multi_positive_info_nce(z: Tensor, positives: Tensor, temperature: float, margin: float = 0.0) -> Tensor:
+def multi_positive_info_nce(
+    z: Tensor, positives: Tensor, temperature: float, margin: float = 0.0, excluded: Tensor | None = None
+) -> Tensor:
     """InfoNCE with any set of positives per anchor; NT-Xent and SupCon are special cases.
 
     For L2-normalised rows z_i and s_ij = z_i . z_j / T (Khosla et al. 2020, eq. 2, "L_out"):
@@ -34,6 +36,8 @@ def multi_positive_info_nce(z: Tensor, positives: Tensor, temperature: float, ma
         positives: (M, M) bool, True where j is a positive of i; the diagonal is ignored.
         temperature: T > 0.
         margin: m >= 0 subtracted from the cosine similarity of positive pairs.
+        excluded: (M, M) bool, True where j is neither a positive nor a negative of i: left out of the
+            denominator (G-SimCLR's same-cluster pairs); a positive is never excluded.
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
@@ -46,7 +50,8 @@ def multi_positive_info_nce(z: Tensor, positives: Tensor, temperature: float, ma
     similarity = z @ z.T
     if margin:
         similarity = similarity - margin * positives.to(similarity.dtype)
-    logits = (similarity / temperature).masked_fill(self_mask, float("-inf"))
+    left_out = self_mask if excluded is None else self_mask | (excluded & ~positives)
+    logits = (similarity / temperature).masked_fill(left_out, float("-inf"))
     log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
     n_pos = positives.sum(dim=1)
     per_anchor = -log_prob.masked_fill(~positives, 0.0).sum(dim=1) / n_pos.clamp(min=1)
@@ -54,6 +59,32 @@ def multi_positive_info_nce(z: Tensor, positives: Tensor, temperature: float, ma
     if not has_pos.any():
         raise ValueError("no anchor has a positive: check the views or labels given to the loss")
     return per_anchor[has_pos].mean()
+
+
+@in_float32
+def guided_nt_xent(z1: Tensor, z2: Tensor, pseudo_labels: Tensor, temperature: float = 0.2) -> Tensor:
+    """NT-Xent whose negatives exclude samples of the anchor's cluster, G-SimCLR's loss (Chakraborty et al.
+    2020): its batches hold no two images of one pseudo-label, so that no likely same-class pair is pushed
+    apart; leaving those pairs out of the denominator is the same loss on any batch. With s the cosine over T,
+
+        l(i, j) = -log( exp(s_ij) / sum_{k != i, c(k) != c(i) or k = j} exp(s_ik) ),
+
+    averaged over the 2N anchors as in `nt_xent`; a pseudo-label of -1 (not clustered yet) excludes nothing.
+
+    Args:
+        z1, z2: (N, D) embeddings of two views, row k of each a positive pair.
+        pseudo_labels: (N,) cluster of each sample, -1 where unknown.
+        temperature: T > 0.
+    """
+    if z1.shape != z2.shape or pseudo_labels.shape != z1.shape[:1]:
+        raise ValueError(
+            f"G-SimCLR needs two (N, D) views and N labels, got {z1.shape}, {z2.shape}, {pseudo_labels.shape}"
+        )
+    n = z1.shape[0]
+    same_cluster = label_positives(pseudo_labels.repeat(2))
+    return multi_positive_info_nce(
+        torch.cat([z1, z2]), view_positives(n, 2, z1.device), temperature, excluded=same_cluster
+    )
 
 
 def view_positives(batch_size: int, num_views: int, device: torch.device | None = None) -> Tensor:
@@ -284,3 +315,52 @@ def paired_info_nce(a: Tensor, b: Tensor, temperature: float | Tensor, weight: f
     logits = F.normalize(a, dim=1) @ F.normalize(b, dim=1).T / temperature
     target = torch.arange(a.shape[0], device=a.device)
     return weight * F.cross_entropy(logits, target) + (1 - weight) * F.cross_entropy(logits.T, target)
+
+
+# -- Conditionally weighted attraction and repulsion: CACR ---------------------------------------------------------
+
+
+@in_float32
+def cacr(
+    views: list[Tensor], tau_pos: float = 1.0, tau_neg: float = 1.0, alpha: float = 1.0, beta: float = 1.0
+) -> Tensor:
+    """Contrastive attraction and contrastive repulsion (Zheng et al. 2021, "Contrastive Attraction and Contrastive
+    Repulsion for Representation Learning", eq. 4-6), with the squared Euclidean cost of L2-normalised embeddings.
+
+    For a query x_i of view a, its positives are its other views x_i^b and its negatives the other samples x_j
+    (j != i) of each other view b. Each side is weighted by a conditional distribution over it:
+
+        pi+(b | i, a)   = softmax_b( tau_pos * |z_i^a - z_i^b|^2 )           (the farther positive pulled harder)
+        pi-(j | i, a, b) = softmax_j( -tau_neg * |z_i^a - z_j^b|^2 ), j != i   (the nearer negative pushed harder)
+        attraction = mean_{a, i} sum_b pi+ * alpha * |z_i^a - z_i^b|^2
+        repulsion  = mean_{a < b} mean_i sum_j pi- * (-beta) * |z_i^a - z_j^b|^2
+        loss       = attraction + repulsion
+
+    as the authors' code (github.com/JegZheng/CACR-SSL, small_scale_experiments/losses) computes it: the
+    weights keep their gradient, and repulsion runs over each unordered pair of views once. With two views
+    the attraction weight is 1.
+
+    Args:
+        views: V >= 2 tensors (N, D), N >= 2, the embeddings of V views of the same N samples.
+        tau_pos, tau_neg: the conditional distributions' inverse temperatures (>= 0; 0 weighs uniformly).
+        alpha, beta: the weights of attraction and repulsion (> 0).
+    """
+    if len(views) < 2 or views[0].shape[0] < 2:
+        raise ValueError(f"CACR needs at least two views of at least two samples, got {len(views)} views")
+    if min(tau_pos, tau_neg) < 0 or min(alpha, beta) <= 0:
+        raise ValueError(
+            f"CACR needs tau_pos, tau_neg >= 0 and alpha, beta > 0; got {tau_pos}, {tau_neg}, {alpha}, {beta}"
+        )
+    z = torch.stack([F.normalize(v, dim=1) for v in views])  # (V, N, D)
+    v, n = z.shape[:2]
+    # (V, V, N): |z_i^a - z_i^b|^2, whose diagonal a = b is left out of each query's positives
+    pos_cost = (z[:, None] - z[None, :]).pow(2).sum(dim=-1)
+    others = ~torch.eye(v, dtype=torch.bool, device=z.device)[:, :, None].expand_as(pos_cost)
+    pos_weight = torch.softmax((tau_pos * pos_cost).masked_fill(~others, float("-inf")), dim=1)
+    attraction = (alpha * pos_cost * pos_weight).masked_fill(~others, 0.0).sum(dim=1).mean()
+    a, b = torch.triu_indices(v, v, offset=1, device=z.device)
+    neg_cost = 2 - 2 * z[a] @ z[b].transpose(1, 2)  # (pairs, N, N): |z_i^a - z_j^b|^2 of unit vectors
+    self_pair = torch.eye(n, dtype=torch.bool, device=z.device)
+    neg_weight = torch.softmax((-tau_neg * neg_cost).masked_fill(self_pair, float("-inf")), dim=2)
+    repulsion = (-beta * neg_cost * neg_weight).masked_fill(self_pair, 0.0).sum(dim=2).mean()
+    return attraction + repulsion

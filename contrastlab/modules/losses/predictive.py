@@ -1,5 +1,6 @@
 """Predictive contrastive losses, as pure functions of tensors: a context predicts later steps' latents,
-and each prediction must pick its own target among negatives (CPC; TS-TCC's temporal contrasting).
+and each prediction must pick its own target among negatives (CPC; TS-TCC's temporal contrasting; wav2vec 2.0,
+whose context at masked steps picks their quantised latents).
 Tests compare each with a plain loop written from the formula.
 """
 
@@ -106,3 +107,66 @@ def temporal_contrasting(future: Tensor, predicted: Tensor) -> Tensor:
     logits = future @ predicted.transpose(1, 2)  # K x B x B: future i against prediction j
     log_prob = F.log_softmax(logits, dim=-1)
     return -log_prob.diagonal(dim1=1, dim2=2).mean()
+
+
+# -- wav2vec 2.0: masked steps pick their quantised latent among distractors of the same utterance -----------------
+
+
+def sample_distractors(batch: int, masked: int, count: int, device=None) -> Tensor:
+    """(batch, masked, count) indices in [0, masked): for masked step t of a row, `count` other masked steps of
+    the same row, drawn uniformly with replacement, never t itself (fairseq's sample_negatives)."""
+    if masked < 2:
+        raise ValueError(f"distractors need at least 2 masked steps per utterance, got {masked}")
+    draw = torch.randint(0, masked - 1, (batch, masked, count), device=device)
+    own = torch.arange(masked, device=device)[None, :, None]
+    return draw + (draw >= own).long()  # skip the step itself
+
+
+@in_float32
+def wav2vec2_contrastive(context: Tensor, quantised: Tensor, distractors: Tensor, temperature: float = 0.1) -> Tensor:
+    """wav2vec 2.0's contrastive task (Baevski et al. 2020, eq. 3): at each masked step t, the context c_t must
+    pick its quantised latent q_t among distractors q~ drawn from the other masked steps of the same utterance,
+
+        L_m = -mean_{b, t} log( exp(sim(c_t, q_t) / k) / sum_{q~ in {q_t} + Q_t} exp(sim(c_t, q~) / k) ),
+
+    sim the cosine similarity and k the temperature. A distractor equal to the positive (the same codebook
+    entries) is left out, as fairseq does, so no step is asked to tell a code from itself.
+
+    Args:
+        context: (B, M, D) context at the M masked steps of each utterance (after the final projection).
+        quantised: (B, M, D) their quantised latents (after the quantiser's projection).
+        distractors: (B, M, K) indices into the M steps of the same row (`sample_distractors`).
+        temperature: k > 0 (0.1 in the paper).
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if context.shape != quantised.shape or distractors.shape[:2] != context.shape[:2]:
+        raise ValueError(
+            f"context {context.shape}, targets {quantised.shape}, distractors {distractors.shape} disagree"
+        )
+    b, m, d = quantised.shape
+    rows = torch.arange(b, device=quantised.device)[:, None, None]
+    negatives = quantised[rows, distractors]  # (B, M, K, D)
+    candidates = torch.cat([quantised[:, :, None], negatives], dim=2)
+    logits = F.cosine_similarity(context[:, :, None], candidates, dim=-1) / temperature
+    same = (negatives == quantised[:, :, None]).all(dim=-1)
+    logits[..., 1:] = logits[..., 1:].masked_fill(same, float("-inf"))
+    return -logits.log_softmax(dim=-1)[..., 0].mean()
+
+
+@in_float32
+def codebook_diversity(probs: Tensor) -> Tensor:
+    """wav2vec 2.0's diversity loss (Baevski et al. 2020, eq. 4): with p_g the softmax over codebook g's V entries
+    averaged over the N steps of the batch (no Gumbel noise),
+
+        L_d = (G V - sum_g exp(-sum_v p_gv log p_gv)) / (G V),
+
+    0 when every entry of every codebook is used equally, near 1 when one entry takes all.
+
+    Args:
+        probs: (N, G, V) the softmax of each step over each codebook.
+    """
+    mean = probs.mean(dim=0)
+    perplexity = torch.exp(-(mean * torch.log(mean + 1e-7)).sum(dim=-1)).sum()
+    total = probs.shape[1] * probs.shape[2]
+    return (total - perplexity) / total
