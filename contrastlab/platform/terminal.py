@@ -24,13 +24,14 @@ def on_terminal(stream: TextIO | None = None) -> bool:
         return False
 
 
-def bar(iterable: Iterable[T], description: str, total: int | None = None) -> Iterable[T]:
-    """`iterable` drawn as a bar with an ETA on a terminal, and left as it is elsewhere."""
+def bar(iterable: Iterable[T], description: str) -> Iterable[T]:
+    """`iterable` drawn as a bar with an ETA on a terminal (its length read where it has one), and left as it is
+    elsewhere."""
     if not on_terminal():
         return iterable
     from tqdm import tqdm
 
-    return tqdm(iterable, desc=description, total=total, file=sys.stdout, dynamic_ncols=True)
+    return tqdm(iterable, desc=description, file=sys.stdout, dynamic_ncols=True)
 
 
 def say(line: str) -> None:
