@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import re
 
-from tests.conftest import DIGITS_CONFIG, run_cli, run_on_terminal
+import pytest
+
+from tests.conftest import DIGITS_CONFIG, in_process_store, run_on_terminal
 
 # One epoch of three small steps, validated: the bars a fit draws, in a few seconds.
 TINY = [
@@ -45,7 +47,20 @@ def test_a_fit_written_to_a_log_from_a_terminal_writes_the_summaries_alone(tmp_p
     assert SUMMARY.search(written) and "browse it: contrastlab ui" in written, written
 
 
-def test_a_setting_in_the_config_or_on_the_line_wins_over_the_terminal(tmp_path):
-    """A log asks for the bar: `trainer.enable_progress_bar true` draws it into the file."""
-    proc = run_cli("validate", "-c", str(DIGITS_CONFIG), *TINY, "--trainer.enable_progress_bar", "true", cwd=tmp_path)
-    assert re.search(r"Validation DataLoader 0: 100%\|[^|]*\| \d+/\d+ \[", proc.stdout), proc.stdout[-3000:]
+@pytest.mark.parametrize("terminal, setting", [(False, "true"), (True, "false")])
+def test_a_setting_on_the_line_or_in_the_config_wins_over_the_terminal(
+    terminal, setting, tmp_path, cli_here, monkeypatch
+):
+    """In this process, and validating nothing: what is decided is the point, the bars are the tests' above."""
+    from contrastlab.platform import cli
+
+    built = []
+    instantiate = cli.ContrastlabCLI.instantiate_trainer
+    monkeypatch.setattr(cli, "on_terminal", lambda: terminal)
+    monkeypatch.setattr(
+        cli.ContrastlabCLI, "instantiate_trainer", lambda s, **kw: built.append(instantiate(s, **kw)) or built[-1]
+    )
+    args = ["-c", str(DIGITS_CONFIG), "--trainer.limit_val_batches", "0", "--trainer.enable_progress_bar", setting]
+    code, err = cli_here("validate", *args, *in_process_store(tmp_path), cwd=tmp_path)
+    assert code == 0, err[-3000:]
+    assert (built[0].progress_bar_callback is not None) is (setting == "true")
