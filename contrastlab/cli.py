@@ -22,8 +22,9 @@ def main(argv: list[str] | None = None) -> None:
     verb = argv[0] if argv else ""
     if verb == "ui":
         from contrastlab.platform.ui import main as ui_main
+        from contrastlab.sweeps.summary import sweep_pages
 
-        raise SystemExit(ui_main(argv[1:]))
+        raise SystemExit(ui_main(argv[1:], more_pages=sweep_pages))
     if verb in ("sweep", "eval"):
         from contrastlab.platform.cli import quiet_known_warnings
 

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 import warnings
 from pathlib import Path
 
@@ -183,6 +184,45 @@ def run_cli(*args: str, cwd: Path, timeout: float = 300, check: bool = True) -> 
     if check and proc.returncode != 0:
         raise AssertionError(f"contrastlab {' '.join(args)} exited {proc.returncode}:\n{proc.stderr[-4000:]}")
     return proc
+
+
+def run_on_terminal(
+    *args: str, cwd: Path, stdout: Path | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
+    """`contrastlab ARGS` run as from a terminal (a pseudo-terminal of 100 columns): its stderr, and its stdout
+    unless `stdout` names a file to redirect it to. The CompletedProcess's stdout is what the terminal showed;
+    its stderr is the file's text (empty without one)."""
+    import fcntl
+    import pty
+    import select
+    import struct
+    import termios
+
+    if uses_default_store(args, cwd):
+        give_store(cwd)
+    main, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | {"TERM": "xterm"}
+    tty = Path(os.ttyname(terminal))
+    handle = warm_contrastlab().start(list(args), env, stdout or tty, tty, cwd=cwd)
+    shown, deadline = bytearray(), time.monotonic() + timeout
+    try:
+        while True:
+            ended = handle.poll() is not None
+            while select.select([main], [], [], 0 if ended else 0.2)[0]:
+                shown += os.read(main, 65536)  # read as it comes: a full terminal would block the command
+            if ended:
+                break
+            if time.monotonic() > deadline:
+                handle.kill()
+                handle.wait()
+                raise AssertionError(f"contrastlab {' '.join(args)} ran past {timeout} s:\n{shown[-4000:].decode()}")
+    finally:
+        os.close(main)
+        os.close(terminal)
+    text = shown.decode(errors="replace")
+    piped = stdout.read_text(errors="replace") if stdout else ""
+    return subprocess.CompletedProcess(["contrastlab", *args], handle.returncode, text, piped)
 
 
 def fit(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -33,6 +33,7 @@ from contrastlab.evaluation.plots import tsne_png
 from contrastlab.evaluation.protocols import UnsupportedProtocol
 from contrastlab.evaluation.registry import timed
 from contrastlab.platform import stores
+from contrastlab.platform.terminal import bar
 
 SPLITS = ("train", "val", "test")
 
@@ -74,7 +75,8 @@ def features(args: argparse.Namespace, target: Target, model, datamodule, reques
         if loader is None or len(loader.dataset) == 0:
             feats[split] = None
             continue
-        feats[split] = cache.get(split, lambda loader=loader: extract_features(model, loader, device))
+        shown = bar(loader, f"features of {split}")
+        feats[split] = cache.get(split, lambda shown=shown: extract_features(model, shown, device))
     if cache.hits:
         print(f"features of {', '.join(cache.hits)} read from the cache in {cache.folder}", flush=True)
     return feats
@@ -105,7 +107,7 @@ def evaluate_target(args: argparse.Namespace, target: Target, client, uri: str, 
     feats = features(args, target, model, datamodule, requested, device)
     chosen, skipped = choose(args, requested, info, feats)
     context = registry.Context(feats, info.num_classes, args, device, model, datamodule.eval_loader)
-    results, sources = registry.run(chosen, context)
+    results, sources = registry.run(chosen, context, shown=lambda protocols: bar(protocols, "protocols"))
     picture = None
     if feats.get("test") is not None and args.tsne_points > 0:
         with timed("t-SNE"):

@@ -27,12 +27,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
+from tqdm import tqdm
 
 from contrastlab.evaluation import protocols as P
 from contrastlab.evaluation.features import Features
@@ -101,7 +103,9 @@ def number_list(kind: Callable[[str], Any], option: str) -> Callable[[str], list
 def timed(what: str) -> Iterator[None]:
     started = time.monotonic()
     yield
-    print(f"{what}: {time.monotonic() - started:.1f} s", flush=True)
+    # tqdm.write, not print: on a terminal a bar is being drawn (`contrastlab eval`'s), and a print would cut it
+    tqdm.write(f"{what}: {time.monotonic() - started:.1f} s", file=sys.stdout)
+    sys.stdout.flush()
 
 
 class Protocol:
@@ -210,11 +214,14 @@ def splits_needed(chosen: list[str]) -> set[str]:
     return {split for name in chosen for split in get(name).needs.splits}
 
 
-def run(chosen: list[str], ctx: Context) -> tuple[dict[str, dict[str, float]], dict[str, str]]:
-    """Run the `chosen` protocols (in their `order`): the metrics of each group, and the protocol of each group."""
+def run(
+    chosen: list[str], ctx: Context, shown: Callable[[list[Protocol]], Iterable[Protocol]] = iter
+) -> tuple[dict[str, dict[str, float]], dict[str, str]]:
+    """Run the `chosen` protocols (in their `order`): the metrics of each group, and the protocol of each group.
+    `shown` wraps the list as the caller shows progress (a bar on a terminal)."""
     results: dict[str, dict[str, float]] = {}
     sources: dict[str, str] = {}
-    for protocol in sorted((get(name) for name in chosen), key=lambda p: p.order):
+    for protocol in shown(sorted((get(name) for name in chosen), key=lambda p: p.order)):
         for group, metrics in protocol.run_groups(ctx).items():
             results[group], sources[group] = metrics, protocol.name
     return results, sources

@@ -20,6 +20,7 @@ from lightning.pytorch.loggers import MLFlowLogger
 from contrastlab import compat
 from contrastlab.errors import TrainingDiverged
 from contrastlab.platform import checkpoints, stores, tracking
+from contrastlab.platform.terminal import say
 
 # Under DDP, or on an accelerator, a decision that needs every rank or a value read back from the device
 # is taken every this many steps, not every step: each one stalls the pipeline.
@@ -203,8 +204,8 @@ class SystemMetrics(L.Callback):
 
 
 class EpochSummary(L.Callback):
-    """One line per validation on rank 0 (`epoch 4 step 20 | train/loss 3.58 | val/knn_top1 0.912`), so
-    a run without a progress bar still shows how it goes."""
+    """One line per validation on rank 0 (`epoch 4 step 20 | train/loss 3.58 | val/knn_top1 0.912`): what a log
+    keeps of a run, and on a terminal the history above the progress bar."""
 
     KEYS = ("train/loss_epoch", "val/knn_top1", "val/probe_acc", "val/auroc", "val/map", "val/effective_rank")
 
@@ -217,7 +218,7 @@ class EpochSummary(L.Callback):
         if monitor and monitor not in keys:
             keys.insert(1, monitor)
         shown = [f"{k.replace('_epoch', '')} {float(metrics[k]):.4g}" for k in keys if k in metrics]
-        print(f"epoch {trainer.current_epoch} step {trainer.global_step} | " + " | ".join(shown), flush=True)
+        say(f"epoch {trainer.current_epoch} step {trainer.global_step} | " + " | ".join(shown))
 
 
 class DivergenceGuard(L.Callback):

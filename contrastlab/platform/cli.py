@@ -37,6 +37,7 @@ from contrastlab.platform.exits import user_error_exit
 from contrastlab.platform.preemption import Preempted, Preemption
 from contrastlab.platform.resume import AtomicCheckpointIO, ExactResume
 from contrastlab.platform.runpage import RunPage
+from contrastlab.platform.terminal import on_terminal
 from contrastlab.platform.ui import UI_BASE, page_url
 
 log = logging.getLogger("contrastlab")
@@ -212,6 +213,8 @@ class ContrastlabCLI(LightningCLI):
         plugins = list(cfg["trainer"].get("plugins") or [])
         if not any(isinstance(p, CheckpointIO) for p in plugins):
             plugins.append(AtomicCheckpointIO())
+        if cfg["trainer"].get("enable_progress_bar") is None:  # a setting in the config or on the line wins
+            kwargs["enable_progress_bar"] = on_terminal()
         self.tracking_uri, self.experiment_name = uri, experiment
         return super().instantiate_trainer(logger=logger, callbacks=callbacks, plugins=plugins, **kwargs)
 

@@ -25,6 +25,7 @@ from contrastlab.platform.exits import USER_ERROR_EXIT, user_error_exit
 from contrastlab.platform.stores import redact
 from contrastlab.sweeps import devices, runs
 from contrastlab.sweeps.config import SweepConfig, load_sweep
+from contrastlab.sweeps.live import live_table
 from contrastlab.sweeps.space import check_keys
 from contrastlab.sweeps.storage import open_storage, recover_dead_trials, resolve_storage
 from contrastlab.sweeps.summary import _print_best, _summarise
@@ -157,7 +158,8 @@ def run(args: argparse.Namespace) -> int:
             fresh_processes=args.fresh_processes,
             device_slices=slices,
         )
-        codes = _run_workers(sweep, args.workers)
+        with live_table(sweep, args.workers):  # on a terminal: the study's standing below the workers' lines
+            codes = _run_workers(sweep, args.workers)
 
     study = _load_study(config, storage_url)
     recover_dead_trials(study)

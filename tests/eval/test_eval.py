@@ -1,5 +1,6 @@
 """`contrastlab eval` and the predict embeddings, as a user drives them, on one short digits run."""
 
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -8,7 +9,16 @@ import pytest
 import torch
 
 from contrastlab.evaluation.registry import Context, Needs, Protocol, register, unregister
-from tests.conftest import DIGITS_CONFIG, QUICK, give_store, in_process_store, run_cli, store_client, the_error_line
+from tests.conftest import (
+    DIGITS_CONFIG,
+    QUICK,
+    give_store,
+    in_process_store,
+    run_cli,
+    run_on_terminal,
+    store_client,
+    the_error_line,
+)
 
 FAST = ["--finetune-epochs", "1", "--finetune-fractions", "0.1,1.0", "--k", "1,20", "--tsne-points", "150"]
 
@@ -95,6 +105,26 @@ def test_a_second_eval_reads_the_cached_features(trained, cli_here, monkeypatch)
     monkeypatch.setattr("contrastlab.eval.run.extract_features", no_extraction)
     code, err = cli_here("eval", "--ckpt", ckpt, "--protocols", "knn", "--tsne-points", "0", cwd=cwd)
     assert code == 0, err[-3000:]
+
+
+def test_eval_on_a_terminal_draws_bars_with_an_eta_under_its_lines(trained, tmp_path):
+    cwd, _, folder = trained
+    args = ["--protocols", "knn", "--tsne-points", "0", "--cache-dir", str(tmp_path)]  # features extracted anew
+    proc = run_on_terminal("eval", "--ckpt", str(folder / "last.ckpt"), *args, cwd=cwd)
+    shown = proc.stdout
+    assert proc.returncode == 0, shown[-3000:]
+    for what in ("features of train", "features of test", "protocols"):
+        assert re.search(rf"{what}: 100%\|[^|\r\n]*\| \d+/\d+ \[\d\d:\d\d<\d\d:\d\d", shown), (what, shown[-3000:])
+    assert re.search(r"[\r\n]knn: [\d.]+ s\r?\n", shown), shown[-3000:]  # a line of its own, above the bar
+
+
+def test_a_bar_is_drawn_on_a_terminal_only(monkeypatch):
+    from contrastlab.platform import terminal
+
+    steps = [1, 2]
+    assert terminal.bar(steps, "steps") is steps  # pytest's captured output is no terminal
+    monkeypatch.setattr(terminal, "on_terminal", lambda: True)
+    assert terminal.bar(steps, "steps") is not steps and list(terminal.bar(steps, "steps")) == steps
 
 
 def test_register_gives_the_same_features_on_raw_samples(trained, cli_here):

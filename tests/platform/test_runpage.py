@@ -12,6 +12,11 @@ def test_ui_addresses_open_the_model_training_view():
     assert (
         page_url("http://h:5000", "3", "abc") == "http://h:5000/#/experiments/3/runs/abc?workflowType=machine_learning"
     )
+    # sorted by a metric, as MLflow's UI writes its sort into the address (and lists every run as a row of its own)
+    assert page_url("http://h:5000", "3", sort_by=("objective/val/knn_top1", False)) == (
+        "http://h:5000/#/experiments/3/runs?workflowType=machine_learning"
+        "&orderByKey=metrics.%60objective%2Fval%2Fknn_top1%60&orderByAsc=false"
+    )
 
 
 def test_the_dataset_record_names_the_data_its_source_shape_and_split_sizes():

@@ -124,6 +124,8 @@ def test_sweep_prunes_fails_survives_sigkill_and_resumes(tmp_path):
     again = ["--workers", "2", "--n-trials", "5", "--accelerators", "0,1"]
     done = run_cli("sweep", "-c", str(sweep), *again, cwd=tmp_path, timeout=600)
     assert "trials [3] lost their worker: queued again" in done.stdout
+    # a log keeps the workers' lines and no live table (that is for a terminal: tests/sweeps/test_ui.py)
+    assert "trial 4 started: " in done.stdout and "time left" not in done.stdout and "\x1b[" not in done.stdout
 
     storage = f"sqlite:///{tmp_path / 'mlruns' / 'optuna.db'}"
     trials = load_trials(storage, name)

@@ -3,12 +3,13 @@ complete trial and one the median pruner stops after its first epoch."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.conftest import DIGITS_CONFIG, run_cli, store_client
+from tests.conftest import DIGITS_CONFIG, run_on_terminal, store_client
 
 NAME = "ui-tiny"
 FIXED = {
@@ -46,8 +47,11 @@ def tiny_sweep(folder: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory):
+    """The tiny sweep, run as from a terminal (what it showed there: `test_a_sweep_on_a_terminal_...`)."""
     folder = tmp_path_factory.mktemp("ui")
-    run_cli("sweep", "-c", str(tiny_sweep(folder)), cwd=folder, timeout=600)
+    proc = run_on_terminal("sweep", "-c", str(tiny_sweep(folder)), cwd=folder, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    (folder / "terminal.txt").write_text(proc.stdout)
     client = store_client(folder)
     experiment = client.get_experiment_by_name(NAME)
     runs = client.search_runs([experiment.experiment_id])
@@ -55,6 +59,39 @@ def swept(tmp_path_factory):
     trials = {int(r.data.tags["sweep.trial"]): r for r in runs if r.data.tags.get("sweep.role") == "trial"}
     assert sorted(trials) == [0, 1]
     return folder, client, experiment, parent, trials
+
+
+def test_a_sweep_on_a_terminal_keeps_a_live_table_below_its_lines(swept):
+    shown = (swept[0] / "terminal.txt").read_text()
+    header = re.compile(r"running +complete +pruned +failed +finished +best val/knn_top1 +time left\r?\n")
+    tables = [shown[m.end() :].splitlines()[0].split() for m in header.finditer(shown)]
+    assert len(tables) >= 3, shown[-3000:]  # drawn at the start, at each trial's lines and every second
+    assert "\x1b[2F\x1b[J" in shown  # each redraw in place of the last table
+    assert tables[0][1:5] == ["0", "0", "0", "0/2"], tables[0]  # nothing finished, the time left unknown
+    assert tables[0][-2:] == ["-", "-"], tables[0]
+    final = tables[-1]  # one trial complete, one pruned, the best the complete one, nothing left to run
+    assert final[:5] == ["0", "1", "1", "0", "2/2"] and final[6:] == ["(trial", "0)", "~0", "s"], final
+    best = float(final[5])
+    # the workers' lines, whole, above the table
+    assert re.search(r"trial 0 started: .*model.temperature=0.2\r?\n", shown)
+    assert re.search(rf"trial 0 complete in \d+ s \(\d+ s of it training\): val/knn_top1={best:.4f}\r?\n", shown)
+    assert re.search(r"trial 1 pruned in \d+ s", shown)
+    assert shown.rstrip().splitlines()[-1].startswith("study dashboard: optuna-dashboard")  # the summary after it
+
+
+def test_the_sweep_and_contrastlab_ui_name_the_trials_page_best_first(swept):
+    from contrastlab.sweeps.summary import sweep_pages
+
+    folder, _, experiment, _, _ = swept
+    trials = (
+        f"/#/experiments/{experiment.experiment_id}/runs?workflowType=machine_learning"
+        "&orderByKey=metrics.%60objective%2Fval%2Fknn_top1%60&orderByAsc=false"
+    )
+    assert f"then open http://127.0.0.1:5000{trials}: its trials, best first" in (folder / "terminal.txt").read_text()
+    store = f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}"
+    assert sweep_pages(store, "http://127.0.0.1:5001") == [
+        f"  sweep 'ui-tiny', its trials best first: http://127.0.0.1:5001{trials}"
+    ]
 
 
 def test_pruned_trials_carry_their_state_in_run_name_and_description(swept):
