@@ -100,9 +100,12 @@ def pretrain_and_evaluate(epochs: int, widths: str, ckpt: Path | None) -> tuple[
             "0.1,1.0",
             "--tsne-points",
             "0",
+            "--baselines",
+            "none",  # computed here, raw_pixel_baselines
             cwd=ckpt.parents[3],  # the folder whose mlruns/ holds the checkpoint's run
         )
-    value = {(p, m): float(v) for p, m, v in re.findall(r"^\| (\w+) \| (\w+) \| ([-0-9.e]+) \|$", table, re.MULTILINE)}
+    found = re.findall(r"^\| [^|]+ \| (\w+) \| (\w+) \| ([-0-9.e]+) \|$", table, re.MULTILINE)  # features, protocol
+    value = {(p, m): float(v) for p, m, v in found}
     rows = {
         "SimCLR + linear probe": {"acc": value[("linear", "top1")], "auc": value[("auroc", "auroc")]},
         "SimCLR + fine-tune 10% labels": {

@@ -1,4 +1,5 @@
-"""What data, views, nets and methods agree on, and nothing else: the batch keys, `DataInfo`, the `ViewPipeline`.
+"""What data, views, nets and methods agree on, and nothing else: the batch keys, `DataInfo`, the `ViewPipeline`,
+and `HandFeatures` (the baseline features a DataModule declares for evaluation).
 
 A DataModule's dataset yields `{SAMPLE: raw sample, LABEL: label or -1, INDEX: index}` (multi-label data: a
 multi-hot label, all -1 when unlabelled; a padding collate adds `MASK` and `LENGTHS`); it says what one sample is
@@ -25,6 +26,7 @@ once, so a pipeline written for a kind of data (say "images") picks up what it w
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
@@ -111,6 +113,33 @@ class DataInfo:
         defaults["extra"] = {}
         for key, value in {**defaults, **state}.items():
             object.__setattr__(self, key, value)
+
+
+Samples = Sequence[np.ndarray]  # raw samples as their evaluation loader gives them, each over its own steps
+
+
+@dataclass(frozen=True)
+class HandFeatures:
+    """Hand-crafted features of raw samples: what a practitioner classifies before learning anything, the
+    baseline a learned representation must beat (a DataModule's `hand_features()`, by name).
+
+    Args:
+        label: what the features are, as a table shows it ("MFCC mean+std", "raw").
+        fit: the train split's samples and a seed -> the transform of any split's samples (an (N, D) array, or
+            one array per sample). Fitted on train alone, so nothing of val or test leaks into the features.
+        classifiers: what evaluation runs on them, from "nn" (1-NN, Euclidean), "dtw" (1-NN by DTW: samples
+            (C, T)), "logistic" (L2 tuned on val), "ridge" (ridge regression one-vs-rest, alpha by
+            leave-one-out).
+    """
+
+    label: str
+    fit: Callable[[Samples, int], Callable[[Samples], np.ndarray | Samples]]
+    classifiers: tuple[str, ...]
+
+
+def as_they_are(train: Samples, seed: int) -> Callable[[Samples], Samples]:
+    """The `fit` of raw features: the samples themselves (pixels, values)."""
+    return lambda samples: samples
 
 
 class ViewPipeline(nn.Module):

@@ -14,6 +14,7 @@ BREAST = str(REPO / "configs" / "simclr" / "breastmnist.yaml")
 ORGAN3D = str(REPO / "configs" / "simclr" / "organmnist3d.yaml")
 SHORT = ["--trainer.max_epochs", "1", "--trainer.check_val_every_n_epoch", "1", "--data.init_args.batch_size", "16"]
 EVAL = ["--finetune-fractions", "0.1,1.0", "--finetune-epochs", "1", "--tsne-points", "0"]
+EVAL += ["--baselines", "raw_nn"]  # the pixels, voxels beside the learned features (a logistic on them: seconds)
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +49,7 @@ def test_simclr_on_a_2d_multilabel_medmnist_file_trains_resumes_and_gives_auroc(
     assert {"val/map", "val/auroc", "test/auroc"} <= set(metrics)
     for key in ("eval/auroc/auroc", "eval/linear/map", "eval/finetune_10pct/auroc", "eval/finetune_100pct/map"):
         assert 0 < metrics[key] <= 1, key
+    assert "eval/baseline_raw_nn/acc" not in metrics  # skipped: a 1-NN classifies one class per sample
 
 
 def test_simclr_on_a_3d_medmnist_file_trains_resumes_and_gives_auroc_and_accuracy(cli_here, workdir):
@@ -67,6 +69,7 @@ def test_simclr_on_a_3d_medmnist_file_trains_resumes_and_gives_auroc_and_accurac
         "eval/finetune_10pct/top1",
         "eval/finetune_10pct/auroc",
         "eval/finetune_100pct/auroc",
+        "eval/baseline_raw_nn/acc",  # raw voxels
     ):
         assert 0 <= metrics[key] <= 1, key
     assert metrics["eval/finetune_10pct/labels"] == 6 and metrics["eval/finetune_100pct/labels"] == 64

@@ -19,10 +19,12 @@ seconds: a random crop (or random placement of a shorter clip) for training, the
 An unreadable or corrupt file is found when its split is listed (its header) or when it is decoded;
 `on_bad_file: skip` drops it and counts it (`skipped_files`, logged), `stop` ends the run naming it
 (datamodules/badfiles.py). Seeded splits follow datamodules/splits.py, the manifest datamodules/manifest.py.
+The practitioner's baseline features (`hand_features`) are each clip's MFCC mean and standard deviation.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Sequence
@@ -30,9 +32,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
 from torch.utils.data import Dataset
 
-from contrastlab.contract import DataInfo
+from contrastlab.contract import DataInfo, HandFeatures, Samples
 from contrastlab.datamodules.audio_files import AUDIO_EXTENSIONS, Decoding
 from contrastlab.datamodules.badfiles import BadFiles, check_policy, list_readable, skip_collate
 from contrastlab.datamodules.base import ContrastiveDataModule
@@ -43,6 +47,39 @@ from contrastlab.errors import ConfigError, DataError
 log = logging.getLogger(__name__)
 
 DEFAULT_VIEWS = "contrastlab.augment.audio.CLMRViews"
+MFCCS = 20
+
+
+def mfcc_stats(wave: np.ndarray, sample_rate: float) -> np.ndarray:
+    """(2 * MFCCS * C,): the mean and standard deviation over frames of each channel's MFCCs, as
+    librosa.feature.mfcc computes them with its defaults (n_fft 2048, hop 512, 128 mels, dB clipped 80 dB
+    below the peak, orthonormal DCT-II), through our log-mel front end."""
+    from scipy.fft import dct
+
+    db = _librosa_front(float(sample_rate))(torch.as_tensor(wave, dtype=torch.float32)[None])[
+        0
+    ].numpy()  # (C, mels, frames)
+    mfcc = dct(db, type=2, norm="ortho", axis=1)[:, :MFCCS]
+    return np.concatenate([mfcc.mean(axis=2), mfcc.std(axis=2)], axis=1).reshape(-1)
+
+
+@functools.cache
+def _librosa_front(sample_rate: float):
+    from contrastlab.augment.ops import LogMel
+
+    return LogMel(sample_rate, n_fft=2048, hop_length=512, n_mels=128, top_db=80.0)
+
+
+def standardized_by_train(make):
+    """`HandFeatures.fit` of per-sample features `make(sample)`, z-scored by the train split's statistics (their
+    scales differ by orders of magnitude: the 0th MFCC is the loudness, the others are not)."""
+
+    def fit(train: Samples, seed: int):
+        features = np.stack([make(s) for s in train])
+        mean, std = features.mean(axis=0), np.maximum(features.std(axis=0), 1e-6)
+        return lambda samples: (np.stack([make(s) for s in samples]) - mean) / std
+
+    return fit
 
 
 @dataclass(frozen=True)
@@ -186,6 +223,16 @@ class AudioDataModule(ContrastiveDataModule):
             views=self.views,
             extra={"classes": list(self.classes)},
         )
+
+    def hand_features(self) -> dict[str, HandFeatures]:
+        """MFCC mean+std of each clip: the speech practitioner's first classifier input (raw waveforms are no
+        baseline: a shift of a few samples moves them far apart)."""
+        rate = self.decoding.sample_rate
+        return {
+            "mfcc": HandFeatures(
+                "MFCC mean+std", standardized_by_train(lambda w: mfcc_stats(w, rate)), ("nn", "logistic")
+            )
+        }
 
     def assign_splits(self, clips: list[Clip]) -> dict[str, list[Clip]]:
         """Clips of each split: held-out groups, else the official split, else seeded shares (splits.py)."""

@@ -7,8 +7,9 @@ data's default view pipeline (`default_views`) and batches samples with its `col
 pads variable-length samples and adds `mask` and `lengths`). The train loader follows a resumable
 permutation and drops the last partial batch; validation and test return named loaders, `bank` (the
 train split in order: the kNN feature bank) and `query` (the split being evaluated); predict reads the
-test split; `eval_loader(split)` is any split in order. `normal_class` trains one-class: train and the
-bank keep only that class.
+test split; `eval_loader(split)` is any split in order; `hand_features()` names the features a practitioner would
+compute from the raw samples (the baselines of evaluation: the samples themselves by default). `normal_class` trains
+one-class: train and the bank keep only that class.
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ from contrastlab.contract import (
     QUERY_LOADER,
     SAMPLE,
     DataInfo,
+    HandFeatures,
     ViewPipeline,
+    as_they_are,
     default_views,
 )
 from contrastlab.datamodules.sampling import ResumableSampler
@@ -116,6 +119,12 @@ class ContrastiveDataModule(L.LightningDataModule):
     def default_views(self) -> ViewPipeline:
         """The view pipeline this data proposes (a config's `model.init_args.augment` replaces it)."""
         return default_views(self.info)
+
+    def hand_features(self) -> dict[str, HandFeatures]:
+        """The features a practitioner would compute from this data's raw samples, by name (the baselines of
+        `contrastlab eval`). By default the samples themselves (pixels, voxels, values), with 1-NN and a
+        logistic probe; a modality whose raw samples make a poor baseline (waveforms) declares its own."""
+        return {"raw": HandFeatures("raw", as_they_are, ("nn", "logistic"))}
 
     def load_split(self, split: str) -> Dataset:
         """The dataset of one split ("train", "val" or "test")."""

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, default_collate
 
-from contrastlab.contract import DataInfo
+from contrastlab.contract import DataInfo, HandFeatures, Samples, as_they_are
 from contrastlab.datamodules.base import ContrastiveDataModule, pad_collate
 from contrastlab.datamodules.manifest import class_order
 from contrastlab.datamodules.series_files import Arrays, read_series_file
@@ -37,6 +37,7 @@ from contrastlab.datamodules.splits import seeded_split
 from contrastlab.errors import ConfigError, DataError
 
 SERIES_VIEWS = "contrastlab.augment.series.SeriesViews"
+MINIROCKET_MIN_LENGTH = 9  # its kernels' length
 NORMALIZE = ("auto", "series", "dataset", "none")
 UNEQUAL = ("pad", "crop")
 
@@ -188,6 +189,14 @@ class SeriesData(ContrastiveDataModule):
         assert self._info is not None
         return self._info
 
+    def hand_features(self) -> dict[str, HandFeatures]:
+        """The series themselves (1-NN Euclidean and DTW, the archive's baselines) and MiniRocket's features
+        with a ridge classifier: the strong reference a time-series practitioner runs first."""
+        return {
+            "raw": HandFeatures("raw", as_they_are, ("nn", "dtw")),
+            "minirocket": HandFeatures("MiniRocket", minirocket, ("ridge",)),
+        }
+
     def collate(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
         extra = self.info.extra
         if extra["equal_length"] and not extra["missing"]:
@@ -215,6 +224,22 @@ def _zscore(s: Tensor) -> Tensor:
     mean = s.nan_to_num().sum(dim=1, keepdim=True) / count
     std = (((s - mean).nan_to_num() ** 2).sum(dim=1, keepdim=True) / count).sqrt()
     return (s - mean) / torch.where(std > 1e-8, std, torch.ones_like(std))
+
+
+def minirocket(train: Samples, seed: int):
+    """`HandFeatures.fit` of aeon's MiniRocket (Dempster et al. 2021), fitted on the train series. MiniRocket
+    takes equal lengths: every series is zero-padded (or cut) to the longest train series, at least its kernel's
+    length; a missing step counts as 0, as the raw baselines count it."""
+    from aeon.transformations.collection.convolution_based import MiniRocket
+
+    length = max(MINIROCKET_MIN_LENGTH, max(s.shape[-1] for s in train))
+
+    def stacked(samples: Samples) -> np.ndarray:
+        cut = [s[:, :length] for s in samples]
+        return np.stack([np.pad(s, [(0, 0), (0, length - s.shape[-1])]) for s in cut]).astype(np.float32)
+
+    transform = MiniRocket(random_state=seed).fit(stacked(train))
+    return lambda samples: transform.transform(stacked(samples))
 
 
 def aeon_data_dir() -> Path:

@@ -26,6 +26,11 @@ def _names(text: str) -> list[str]:
     return names
 
 
+def _baselines(text: str) -> list[str]:
+    names = _names(text)
+    return [] if names == ["none"] else names
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = _Parser(prog="contrastlab eval", description=DESCRIPTION)
     which = parser.add_mutually_exclusive_group(required=True)
@@ -42,11 +47,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--baselines",
+        type=_baselines,
         default=None,
-        help="with a table: raw-feature baselines beside it, from nn_euclidean,nn_dtw (default: both where the "
-        "data allows; none: no baseline)",
+        help="the practitioner's baselines beside the learned features, comma-separated: those the data declares "
+        "(raw_nn, raw_logistic, raw_dtw, mfcc_nn, mfcc_logistic, minirocket_ridge, ...) and supervised (default: "
+        "all the data allows; none: no baseline)",
     )
-    parser.add_argument("--dtw-window", type=float, help="nn_dtw's Sakoe-Chiba band, a fraction (default: none)")
+    parser.add_argument("--dtw-window", type=float, help="raw_dtw's Sakoe-Chiba band, a fraction (default: none)")
     parser.add_argument("--table-experiment", default="eval-tables", help="the experiment of a table's run")
     parser.add_argument(
         "--checkpoint",

@@ -8,7 +8,8 @@ papers use, and log the results into the MLflow run that wrote the checkpoint.
 
 This module runs one located checkpoint: the model and data are built from the run's own `config.yaml`
 (targets.py), the features of each split the chosen protocols read are extracted once and cached beside
-the checkpoint, the protocols come from `contrastlab.evaluation.registry`, and the results go into the run
+the checkpoint, the protocols come from `contrastlab.evaluation.registry`, the data's baselines from
+`contrastlab.evaluation.baselines` (on the same splits, beside them), and the results go into the run
 (report.py) and, with `--register`, into the Model Registry (export.py). The options are in args.py, the
 verb's entry in cli.py, and `--runs`/`--datasets` tables in table.py.
 """
@@ -16,6 +17,7 @@ verb's entry in cli.py, and `--runs`/`--datasets` tables in table.py.
 from __future__ import annotations
 
 import argparse
+import copy
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +29,7 @@ from contrastlab.errors import ConfigError
 from contrastlab.eval.export import register
 from contrastlab.eval.report import log_results, results_markdown
 from contrastlab.eval.targets import Target, build
+from contrastlab.evaluation import baselines as B
 from contrastlab.evaluation import registry
 from contrastlab.evaluation.features import FeatureCache, Features, extract_features
 from contrastlab.evaluation.plots import tsne_png
@@ -36,6 +39,7 @@ from contrastlab.platform import stores
 from contrastlab.platform.terminal import bar
 
 SPLITS = ("train", "val", "test")
+LOADING = ("batch_size", "eval_batch_size", "num_workers")  # data settings that change no sample
 
 
 def pick_device(name: str) -> torch.device:
@@ -58,6 +62,7 @@ class Evaluated:
     skipped: dict[str, str]
     datamodule: Any
     sources: dict[str, str] = field(default_factory=dict)  # the protocol of each group of results
+    labels: dict[str, str] = field(default_factory=dict)  # what each baseline's group of results is
 
 
 def features(args: argparse.Namespace, target: Target, model, datamodule, requested: list[str], device):
@@ -98,16 +103,68 @@ def choose(args: argparse.Namespace, requested: list[str], info, feats) -> tuple
     return chosen, skipped
 
 
-def evaluate_target(args: argparse.Namespace, target: Target, client, uri: str, device: torch.device) -> Evaluated:
-    """Evaluate one located checkpoint with the requested protocols and log the results into its run."""
-    model, datamodule, target.step = build(target.config, target.ckpt)
+def wanted_baselines(args: argparse.Namespace, datamodule) -> list[str]:
+    """`--baselines` (default: every one the data declares), each checked against what the data declares."""
+    known = B.names(datamodule)
+    for name in args.baselines or []:
+        if name not in known:
+            choices = ",".join(known)
+            raise ConfigError(
+                f"--baselines: {datamodule.info.name} declares no baseline {name!r}; choose from {choices} or none"
+            )
+    return known if args.baselines is None else args.baselines
+
+
+def baselines(args, target: Target, datamodule, model, initial, device, memo: dict | None):
+    """The practitioner's baselines on this run's splits: (results, skipped, label of each group). Those of
+    the data alone are computed once per data config when a table passes a `memo`; the supervised one, from this
+    run's own initialisation, for every run."""
+    wanted = wanted_baselines(args, datamodule)
+    if not wanted:
+        return {}, {}, {}
+    # The data's config, less what does not change its splits, says which runs share those baselines.
+    data = dict(target.config.get("data") or {})
+    data["init_args"] = {k: v for k, v in (data.get("init_args") or {}).items() if k not in LOADING}
+    key = repr((data, args.seed, args.dtw_window))
+    memo = {} if memo is None else memo
+    with timed("baselines"):
+        hand = [n for n in wanted if n != B.SUPERVISED]
+        if key not in memo:
+            memo[key] = B.run_baselines(datamodule, hand, options=args, device=device)
+        results, skipped = copy.deepcopy(memo[key])
+        if B.SUPERVISED in wanted:
+            fresh = copy.deepcopy(model)
+            fresh.load_state_dict(initial)
+            more, why = B.run_baselines(datamodule, [B.SUPERVISED], initial_model=fresh, options=args, device=device)
+            results.update(more)
+            skipped.update(why)
+    named = lambda group: f"baseline_{group}"  # noqa: E731
+    labels = {named(group): B.label(datamodule, group) for group in results}
+    return (
+        {named(g): m for g, m in results.items()},
+        {named(n): why for n, why in skipped.items()},
+        labels,
+    )
+
+
+def evaluate_target(
+    args: argparse.Namespace, target: Target, client, uri: str, device: torch.device, memo: dict | None = None
+) -> Evaluated:
+    """Evaluate one located checkpoint with the requested protocols, and the data's baselines beside them, and
+    log the results into its run. `memo`: baselines of the data alone already computed (a table's)."""
+    model, datamodule, target.step, initial = build(target.config, target.ckpt)
     info = datamodule.info
+    wanted_baselines(args, datamodule)  # a wrong name is refused before any work
     model.to(device)
     requested = args.protocols or registry.names()
     feats = features(args, target, model, datamodule, requested, device)
     chosen, skipped = choose(args, requested, info, feats)
     context = registry.Context(feats, info.num_classes, args, device, model, datamodule.eval_loader)
     results, sources = registry.run(chosen, context, shown=lambda protocols: bar(protocols, "protocols"))
+    more, why, labels = baselines(args, target, datamodule, model, initial, device, memo)
+    results.update(more)
+    skipped.update(why)
+    sources.update({group: "baseline" for group in more})
     picture = None
     if feats.get("test") is not None and args.tsne_points > 0:
         with timed("t-SNE"):
@@ -119,11 +176,11 @@ def evaluate_target(args: argparse.Namespace, target: Target, client, uri: str, 
                 max_points=args.tsne_points,
                 seed=args.seed,
             )
-    log_results(client, target, results, skipped, picture)
+    log_results(client, target, results, skipped, picture, labels)
     if args.register:
         example = next(iter(datamodule.eval_loader("test" if feats.get("test") is not None else "train")))["x"][:2]
         version = register(model, target, args.register, uri, client, example)
         print(f"registered the encoder as models:/{args.register}/{version}", flush=True)
-    print(results_markdown(target, results, skipped), flush=True)
+    print(results_markdown(target, results, skipped, labels), flush=True)
     print(f"logged into run {target.run_id} ({stores.redact(uri)})", flush=True)
-    return Evaluated(results, skipped, datamodule, sources)
+    return Evaluated(results, skipped, datamodule, sources, labels)

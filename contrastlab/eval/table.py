@@ -3,14 +3,16 @@
     contrastlab fit -c configs/simclr/gunpoint.yaml --data.init_args.name ArrowHead    # a run per dataset
     contrastlab eval --datasets GunPoint,ArrowHead --protocols svm --checkpoint last
 
-Each run is evaluated as `contrastlab eval --run` does (its results logged into it, features cached). The
-table has a row per dataset and a column per method and protocol (the run's `method` tag; where one dataset
-has several runs of a method, the newest fills the cell and every run is in the CSV), with the data's
-raw-feature baselines beside (`evaluation/baselines.py`: 1-NN Euclidean, 1-NN DTW where samples have a
-time axis), computed once per dataset. The table goes into a run of its own in the experiment
-`--table-experiment` (default `eval-tables`): `table.md` and `table.csv` as artifacts, each cell as the
-metric `<dataset>/<method>_<protocol>/<metric>` or `<dataset>/<baseline>/acc` (`GunPoint/simclr_svm/acc`,
-`GunPoint/nn_dtw/acc`).
+Each run is evaluated as `contrastlab eval --run` does (its results, and the data's baselines beside them,
+logged into it; features cached; the baselines of the data alone computed once per data config). Runs whose
+configs differ only by seed (`seed_everything`, the data's split `seed`) and by what does not change a result
+(logging, workers, progress) are one configuration: the table has a row per dataset and configuration (the
+run's `method` tag, and the settings that tell its configurations apart), `runs` in it, and a column per
+protocol and baseline, each cell the mean ± sd over the configuration's runs. The table goes into a run of its
+own in the experiment `--table-experiment` (default `eval-tables`): `table.md` and `table.csv` (one row per run
+and cell) as artifacts, each cell as the metric `<dataset>/<configuration>_<protocol>/<metric>` (the mean; with
+more than one run, `<metric>_sd` and `<metric>_n` too): `GunPoint/simclr_svm/acc`,
+`GunPoint/simclr_baseline_raw_dtw/acc`.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from contrastlab.errors import ConfigError
 from contrastlab.eval.run import evaluate_target
 from contrastlab.eval.targets import locate
 from contrastlab.evaluation import registry
-from contrastlab.evaluation.baselines import BASELINES, LABELS, run_baselines
+from contrastlab.evaluation.baselines import headline as baseline_headline
 from contrastlab.platform import stores
 
 TABLE_PROTOCOLS = ["svm"]  # the papers' protocol, unless --protocols says otherwise
@@ -38,29 +40,72 @@ TABLE_PROTOCOLS = ["svm"]  # the papers' protocol, unless --protocols says other
 
 @dataclass
 class Cell:
+    """One headline value of one run."""
+
     dataset: str
-    column: str  # "SimCLR svm", "1-NN DTW (raw)"
-    key: str  # the column in metric names: "SimCLR_svm", "nn_dtw"
-    run_id: str  # "" for a baseline
+    configuration: str  # the group of runs: "simclr", or "simclr (model.init_args.temperature=0.5)"
+    column: str  # "svm", "raw, 1-NN DTW"
+    key: str  # the column in metric names: "svm", "baseline_raw_dtw"
+    run_id: str
     protocol: str
     metric: str
     value: float
 
 
 def headline(protocol: str, metrics: dict[str, float], source: str | None = None) -> tuple[str, float] | None:
-    """The (metric, value) a cell shows: the registered protocol's headline (kNN: its smallest k)."""
+    """The (metric, value) a cell shows: the registered protocol's headline (kNN: its smallest k), a baseline's
+    accuracy."""
+    if source == "baseline":
+        return baseline_headline(metrics)
     return registry.headline(protocol, metrics, source)
 
 
-def parse_baselines(text: str | None) -> list[str]:
-    if text is None:
-        return list(BASELINES)
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    if names == ["none"]:
-        return []
-    for name in names:
-        if name not in BASELINES:
-            raise ConfigError(f"--baselines: unknown baseline {name!r}; choose from {','.join(BASELINES)} or none")
+# Settings that change no result: two runs that differ only in these (and in seeds) are one configuration.
+SEEDS = ("seed_everything", "data.init_args.seed")
+INCIDENTAL = (
+    "tracking",
+    "resume",
+    "resume_allow_changes",
+    "test_after_fit",
+    "ckpt_path",
+    "trainer.logger",
+    "trainer.callbacks",
+    "trainer.default_root_dir",
+    "trainer.enable_progress_bar",
+    "trainer.enable_model_summary",
+    "trainer.log_every_n_steps",
+    "data.init_args.num_workers",
+)
+
+
+def settings(config: dict, prefix: str = "") -> dict[str, str]:
+    """The run config as dotted keys -> values, without its seeds and incidental settings."""
+    out = {}
+    for key, value in config.items():
+        dotted = f"{prefix}{key}"
+        if dotted in SEEDS or dotted in INCIDENTAL:
+            continue
+        if isinstance(value, dict) and value:
+            out.update(settings(value, f"{dotted}."))
+        else:
+            out[dotted] = repr(value)
+    return out
+
+
+def configurations(runs: list[tuple[str, str, dict[str, str]]]) -> list[str]:
+    """A name for each (dataset, method, settings) run: the method, and where a dataset has several configurations
+    of that method, the settings in which they differ."""
+    groups: dict[tuple[str, str], list[dict[str, str]]] = {}
+    for dataset, method, values in runs:
+        kinds = groups.setdefault((dataset, method), [])
+        if values not in kinds:
+            kinds.append(values)
+    names = []
+    for dataset, method, values in runs:
+        kinds = groups[(dataset, method)]
+        differing = sorted({k for other in kinds for k in {*values, *other} if values.get(k) != other.get(k)})
+        shown = ", ".join(f"{k}={values.get(k, 'unset')}" for k in differing)
+        names.append(f"{method} ({shown[:200]})" if shown else method)
     return names
 
 
@@ -103,37 +148,31 @@ def slug(text: str) -> str:
 def evaluate_table(args: argparse.Namespace, uri: str, device: torch.device) -> int:
     from mlflow import MlflowClient
 
-    baselines = parse_baselines(args.baselines)
     if args.protocols is None:
         args.protocols = list(TABLE_PROTOCOLS)
     client = MlflowClient(uri)
     runs = select_runs(args, client)
-    cells: list[Cell] = []
+    found: list[tuple] = []
     notes: list[str] = []
-    baselined: set[str] = set()
+    memo: dict = {}  # the baselines of the data alone, once per data config
     for run in runs:
         one = copy.copy(args)
         one.run, one.ckpt = run.info.run_id, None
         target, _ = locate(one, uri)
-        evaluated = evaluate_target(one, target, client, uri, device)
+        evaluated = evaluate_target(one, target, client, uri, device, memo)
         dataset = evaluated.datamodule.info.name
         method = run.data.tags.get("method") or run.info.run_name or run.info.run_id[:8]
-        for protocol, metrics in evaluated.results.items():
-            shown = headline(protocol, metrics, evaluated.sources.get(protocol))
+        found.append((run, dataset, method, settings(target.config), evaluated))
+    names = configurations([(dataset, method, values) for _, dataset, method, values, _ in found])
+    cells: list[Cell] = []
+    for (run, dataset, _, _, evaluated), configuration in zip(found, names):
+        for group, metrics in evaluated.results.items():
+            shown = headline(group, metrics, evaluated.sources.get(group))
             if shown is not None:
-                column, key = f"{method} {protocol}", slug(f"{method}_{protocol}")
-                cells.append(Cell(dataset, column, key, run.info.run_id, protocol, *shown))
-        notes += [f"{dataset} / {method}: {p} skipped: {why}" for p, why in evaluated.skipped.items()]
-        if baselines and dataset not in baselined:
-            baselined.add(dataset)
-            started = time.monotonic()
-            data = evaluated.datamodule
-            results, skipped = run_baselines(
-                baselines, data.eval_loader("train"), data.eval_loader("test"), args.dtw_window
-            )
-            print(f"baselines of {dataset}: {time.monotonic() - started:.1f} s", flush=True)
-            cells += [Cell(dataset, LABELS[n], n, "", n, "acc", r["acc"]) for n, r in results.items()]
-            notes += [f"{dataset}: {name} skipped: {why}" for name, why in skipped.items()]
+                column = evaluated.labels.get(group, group)
+                cells.append(Cell(dataset, configuration, column, group, run.info.run_id, group, *shown))
+        notes += [f"{dataset} / {configuration}: {p} skipped: {why}" for p, why in evaluated.skipped.items()]
+    notes = list(dict.fromkeys(notes))
     markdown = table_markdown(cells, notes)
     table_run = log_table(client, args, cells, markdown, runs)
     print(markdown, flush=True)
@@ -141,27 +180,58 @@ def evaluate_table(args: argparse.Namespace, uri: str, device: torch.device) -> 
     return 0
 
 
-def wide(cells: list[Cell]) -> tuple[list[str], list[str], dict[tuple[str, str], float]]:
-    """(datasets, columns, value of each (dataset, column)): the newest run wins a cell; baselines last."""
-    datasets = list(dict.fromkeys(c.dataset for c in cells))
-    learned = list(dict.fromkeys(c.column for c in cells if c.run_id))
-    raw = [LABELS[n] for n in BASELINES if any(c.column == LABELS[n] for c in cells)]
-    values = {(c.dataset, c.column): c.value for c in cells}  # runs come oldest first
-    return datasets, learned + raw, values
+@dataclass
+class Summary:
+    mean: float
+    sd: float
+    n: int
+
+    def __str__(self) -> str:
+        return f"{self.mean:.4f}" if self.n == 1 else f"{self.mean:.4f} ± {self.sd:.4f}"
+
+
+def grouped(cells: list[Cell]) -> dict[tuple[str, str], dict[str, Summary]]:
+    """(dataset, configuration) -> column -> mean, sample sd and count over the configuration's runs."""
+    values: dict[tuple[str, str], dict[str, list[float]]] = {}
+    for c in cells:
+        values.setdefault((c.dataset, c.configuration), {}).setdefault(c.column, []).append(c.value)
+    return {
+        row: {column: Summary(*_mean_sd(v), len(v)) for column, v in by_column.items()}
+        for row, by_column in values.items()
+    }
+
+
+def _mean_sd(values: list[float]) -> tuple[float, float]:
+    mean = sum(values) / len(values)
+    sd = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0
+    return mean, sd
 
 
 def table_markdown(cells: list[Cell], notes: list[str]) -> str:
-    datasets, columns, values = wide(cells)
-    lines = ["| dataset | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-    for dataset in datasets:
-        row = [f"{values[(dataset, c)]:.4f}" if (dataset, c) in values else "-" for c in columns]
-        lines.append(f"| {dataset} | " + " | ".join(row) + " |")
+    rows = grouped(cells)
+    learned = list(dict.fromkeys(c.column for c in cells if not c.key.startswith("baseline_")))
+    columns = learned + list(dict.fromkeys(c.column for c in cells if c.key.startswith("baseline_")))
+    runs = {row: len({c.run_id for c in cells if (c.dataset, c.configuration) == row}) for row in rows}
+    lines = [
+        "| dataset | configuration | runs | " + " | ".join(columns) + " |",
+        "|---" * (len(columns) + 3) + "|",
+    ]
+    for (dataset, configuration), by_column in rows.items():
+        row = []
+        for column in columns:
+            summary = by_column.get(column)
+            text = "-" if summary is None else str(summary)
+            if summary is not None and summary.n != runs[(dataset, configuration)]:
+                text += f" (n={summary.n})"
+            row.append(text)
+        lines.append(f"| {dataset} | {configuration} | {runs[(dataset, configuration)]} | " + " | ".join(row) + " |")
     footer = [""] + [f"- {n}" for n in notes] if notes else []
-    return "\n".join(["# Accuracy (test split)", "", *lines, *footer]) + "\n"
+    title = "# Accuracy (test split): mean ± sd over the runs of each configuration"
+    return "\n".join([title, "", *lines, *footer]) + "\n"
 
 
 def log_table(client, args: argparse.Namespace, cells: list[Cell], markdown: str, runs: list) -> str:
-    """A run of its own for the table: artifacts `table.md`, `table.csv`; a metric per cell."""
+    """A run of its own for the table: artifacts `table.md`, `table.csv`; a metric per cell (mean, sd, n)."""
     from mlflow.entities import Metric, Param, RunTag
 
     experiment = client.get_experiment_by_name(args.table_experiment)
@@ -174,10 +244,18 @@ def log_table(client, args: argparse.Namespace, cells: list[Cell], markdown: str
         "datasets": ",".join(datasets),
         "runs": ",".join(r.info.run_id for r in runs)[:6000],
         "protocols": ",".join(args.protocols),
-        "baselines": args.baselines or ",".join(BASELINES),
+        "baselines": "all" if args.baselines is None else ",".join(args.baselines) or "none",
         "checkpoint": args.checkpoint,
     }
-    metrics = [Metric(f"{slug(c.dataset)}/{c.key}/{c.metric}", c.value, now, 0) for c in cells]
+    metrics = []
+    keys = {(c.dataset, c.configuration, c.column): (c.key, c.metric) for c in cells}
+    for (dataset, configuration), by_column in grouped(cells).items():
+        for column, summary in by_column.items():
+            key, metric = keys[(dataset, configuration, column)]
+            name = f"{slug(dataset)}/{slug(configuration + '_' + key)}/{metric}"
+            metrics.append(Metric(name, summary.mean, now, 0))
+            if summary.n > 1:
+                metrics += [Metric(f"{name}_sd", summary.sd, now, 0), Metric(f"{name}_n", summary.n, now, 0)]
     client.log_batch(
         run_id,
         metrics=metrics[:1000],
@@ -190,9 +268,9 @@ def log_table(client, args: argparse.Namespace, cells: list[Cell], markdown: str
         (Path(folder) / "table.md").write_text(markdown)
         with open(Path(folder) / "table.csv", "w", newline="") as handle:
             writer = csv.writer(handle)
-            writer.writerow(["dataset", "column", "run_id", "protocol", "metric", "value"])
+            writer.writerow(["dataset", "configuration", "column", "run_id", "protocol", "metric", "value"])
             for c in cells:
-                writer.writerow([c.dataset, c.column, c.run_id, c.protocol, c.metric, c.value])
+                writer.writerow([c.dataset, c.configuration, c.column, c.run_id, c.protocol, c.metric, c.value])
         client.log_artifact(run_id, str(Path(folder) / "table.md"))
         client.log_artifact(run_id, str(Path(folder) / "table.csv"))
     client.set_terminated(run_id, "FINISHED")

@@ -5,6 +5,7 @@ from that config with the checkpoint's weights."""
 from __future__ import annotations
 
 import argparse
+import copy
 import shutil
 import tempfile
 import warnings
@@ -121,7 +122,9 @@ def run_checkpoint(client, run_id: str, experiment: str, config: dict[str, Any],
 
 
 def build(config: dict[str, Any], ckpt: Path):
-    """The model and DataModule of `config` (through the run CLI's parser), with `ckpt`'s weights."""
+    """The model and DataModule of `config` (through the run CLI's parser), with `ckpt`'s weights, the
+    checkpoint's step, and the model's weights as the run initialised them (its seed's random init: the
+    supervised baseline's start)."""
     from contrastlab.platform.cli import ContrastlabCLI
 
     class Build(ContrastlabCLI):
@@ -134,6 +137,7 @@ def build(config: dict[str, Any], ckpt: Path):
         path.write_text(yaml.safe_dump({k: config[k] for k in BUILD_KEYS if k in config}))
         cli = Build(run=False, args=["-c", str(path)])
     model, datamodule = cli.model, cli.datamodule
+    initial = copy.deepcopy(model.state_dict())
     state = checkpoints.load_weights_only(ckpt, "--ckpt")
     try:
         model.load_state_dict(state["state_dict"])
@@ -142,4 +146,4 @@ def build(config: dict[str, Any], ckpt: Path):
         raise CheckpointError(
             f"{ckpt} does not fit its run's config.yaml ({first}); pass a checkpoint of that run"
         ) from err
-    return model, datamodule, int(state.get("global_step", 0))
+    return model, datamodule, int(state.get("global_step", 0)), initial

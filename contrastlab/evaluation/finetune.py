@@ -12,7 +12,14 @@ from lightning.fabric.utilities.apply_func import move_data_to_device
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Subset
 
-from contrastlab.evaluation.protocols import auroc_ap, is_multilabel, labelled
+from contrastlab.evaluation.protocols import auroc_ap, is_multilabel, labelled, stratified_subset
+
+# The fine-tuning protocol's defaults, which the supervised baseline (baselines.py) shares.
+FINETUNE_DEFAULTS = {"fractions": (0.01, 0.1, 1.0), "epochs": 10, "lr": 1e-3, "batch_size": 64}
+
+
+def fraction_name(fraction: float) -> str:
+    return f"finetune_{fraction * 100:g}pct"
 
 
 def subset_loader(loader: DataLoader, indices: Tensor, batch_size: int, seed: int) -> DataLoader:
@@ -90,3 +97,40 @@ def _evaluate(encoder: nn.Module, head: nn.Module, loader: DataLoader, multilabe
     if len(y.unique()) >= 2:  # AUROC needs both classes in the test split
         metrics["auroc"] = auroc_ap(logits.softmax(dim=1), y, logits.shape[1])["auroc"]
     return metrics
+
+
+def finetune_fractions(
+    model: nn.Module,
+    train_y: Tensor,
+    train_idx: Tensor,
+    train_loader: DataLoader,
+    test_loader: DataLoader,
+    feature_dim: int,
+    num_classes: int,
+    options,
+    device: torch.device | str,
+) -> dict[str, dict[str, float]]:
+    """`finetune` on seeded stratified subsets of train, one per `options.finetune_fractions` (`train_y` and
+    `train_idx`: the train split's labels and dataset indices, in the loader's order): metrics by
+    `fraction_name`, with the labelled samples each used."""
+    from contrastlab.evaluation.registry import timed
+
+    multilabel = is_multilabel(train_y)
+    results = {}
+    for fraction in options.finetune_fractions:
+        indices = train_idx[stratified_subset(train_y, fraction, options.seed)]
+        with timed(fraction_name(fraction)):
+            metrics = finetune(
+                model,
+                subset_loader(train_loader, indices, options.finetune_batch_size, options.seed),
+                test_loader,
+                feature_dim=feature_dim,
+                num_outputs=train_y.shape[1] if multilabel else num_classes,
+                multilabel=multilabel,
+                epochs=options.finetune_epochs,
+                lr=options.finetune_lr,
+                device=device,
+                seed=options.seed,
+            )
+        results[fraction_name(fraction)] = {**metrics, "labels": float(len(indices))}
+    return results

@@ -20,6 +20,7 @@ from tests.conftest import (
     the_error_line,
 )
 
+NO_BASELINES = ("--baselines", "none")
 FAST = ["--finetune-epochs", "1", "--finetune-fractions", "0.1,1.0", "--k", "1,20", "--tsne-points", "150"]
 
 
@@ -70,12 +71,20 @@ def test_eval_logs_every_protocol_into_the_run(trained, cli_here):
         "eval/finetune_10pct/labels",
         "eval/auroc/auroc",
         "eval/auroc/ap",
+        # the practitioner's baselines beside: raw pixels, and the same net from random init, fine-tuned alike
+        "eval/baseline_raw_nn/acc",
+        "eval/baseline_raw_logistic/acc",
+        "eval/baseline_raw_logistic/l2",
+        "eval/baseline_supervised_10pct/top1",
+        "eval/baseline_supervised_100pct/top1",
     ]
     assert not [key for key in expected if key not in metrics], sorted(metrics)
     for key in ("eval/knn/top1_k20", "eval/linear/top1", "eval/svm/acc"):
         assert 0.5 < metrics[key] <= 1.0, (key, metrics[key])
     assert 0.8 < metrics["eval/auroc/auroc"] <= 1.0
     assert metrics["eval/finetune_10pct/labels"] == 126 and metrics["eval/finetune_100pct/labels"] == 1257
+    assert metrics["eval/baseline_supervised_10pct/labels"] == 126  # the same subsets as fine-tuning
+    assert metrics["eval/baseline_raw_nn/acc"] > 0.95  # 8x8 digits: 1-NN on the pixels is strong
     assert run.info.status == "FINISHED"  # the run keeps its status
     # logged at the step of the checkpoint evaluated (the run's best: one epoch of 4 steps)
     ckpt = next(folder.glob("best-*.ckpt"))
@@ -83,7 +92,11 @@ def test_eval_logs_every_protocol_into_the_run(trained, cli_here):
     artifacts = {a.path for a in client.list_artifacts(run_id, "eval")}
     assert artifacts == {"eval/results.md", "eval/results.csv", "eval/tsne.png"}
     table = Path(client.download_artifacts(run_id, "eval/results.md", str(cwd))).read_text()
-    assert ckpt.name in table and "| svm | acc |" in table and "| finetune_100pct | top1 |" in table
+    assert ckpt.name in table and "| learned | svm | acc |" in table and "| finetune_100pct | top1 |" in table
+    assert (
+        "| raw, 1-NN | baseline_raw_nn | acc |" in table and "| raw, logistic | baseline_raw_logistic | acc |" in table
+    )
+    assert "| supervised from random init, 10% of labels | baseline_supervised_10pct | top1 |" in table
     picture = Path(client.download_artifacts(run_id, "eval/tsne.png", str(cwd))).read_bytes()
     assert picture[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name.split("-")[1] for p in (folder / "eval-cache").glob("features-*.pt")) == [
@@ -96,14 +109,14 @@ def test_eval_logs_every_protocol_into_the_run(trained, cli_here):
 def test_a_second_eval_reads_the_cached_features(trained, cli_here, monkeypatch):
     cwd, run_id, folder = trained
     ckpt = str(folder / "last.ckpt")
-    code, err = cli_here("eval", "--ckpt", ckpt, "--protocols", "knn", "--tsne-points", "0", cwd=cwd)
+    code, err = cli_here("eval", "--ckpt", ckpt, "--protocols", "knn", "--tsne-points", "0", *NO_BASELINES, cwd=cwd)
     assert code == 0, err[-3000:]
 
     def no_extraction(*args, **kwargs):
         raise AssertionError("features were extracted again")
 
     monkeypatch.setattr("contrastlab.eval.run.extract_features", no_extraction)
-    code, err = cli_here("eval", "--ckpt", ckpt, "--protocols", "knn", "--tsne-points", "0", cwd=cwd)
+    code, err = cli_here("eval", "--ckpt", ckpt, "--protocols", "knn", "--tsne-points", "0", *NO_BASELINES, cwd=cwd)
     assert code == 0, err[-3000:]
 
 
@@ -134,8 +147,9 @@ def test_register_gives_the_same_features_on_raw_samples(trained, cli_here):
 
     cwd, run_id, folder = trained
     code, err = cli_here(
-        "eval", "--run", run_id, "--protocols", "knn", "--tsne-points", "0", "--register", "digits-encoder", cwd=cwd
-    )
+        "eval", "--run", run_id, "--protocols", "knn", "--tsne-points", "0", "--register", "digits-encoder",
+        *NO_BASELINES, cwd=cwd,
+    )  # fmt: skip
     assert code == 0, err[-3000:]
     uri = f"sqlite:///{cwd / 'mlruns' / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
@@ -151,7 +165,8 @@ def test_register_gives_the_same_features_on_raw_samples(trained, cli_here):
 def test_run_without_a_local_checkpoint_fetches_it_from_the_artifacts(trained, cli_here, tmp_path):
     cwd, run_id, _ = trained
     uri = f"sqlite:///{cwd / 'mlruns' / 'mlflow.db'}"
-    args = ("eval", "--run", run_id, "--tracking-uri", uri, "--protocols", "knn", "--k", "5", "--tsne-points", "0")
+    args = ("eval", "--run", run_id, "--tracking-uri", uri, "--protocols", "knn", "--k", "5", "--tsne-points", "0",
+            *NO_BASELINES)  # fmt: skip
     code, err = cli_here(*args, cwd=tmp_path)  # another folder: no checkpoints/ here
     assert code == 0, err[-3000:]
     fetched = list((tmp_path / "checkpoints" / "digits" / run_id).glob("best-*.ckpt"))
@@ -284,7 +299,7 @@ def toy():
 def test_a_protocol_registered_in_this_file_is_evaluated_and_tabulated(trained, toy, cli_here):
     cwd, run_id, _ = trained
     args = ("--checkpoint", "last", "--tsne-points", "0")
-    code, err = cli_here("eval", "--run", run_id, "--protocols", "toy", *args, cwd=cwd)
+    code, err = cli_here("eval", "--run", run_id, "--protocols", "toy", *args, *NO_BASELINES, cwd=cwd)
     assert code == 0, err[-3000:]
     client = store_client(cwd)
     metrics = client.get_run(run_id).data.metrics
@@ -298,7 +313,7 @@ def test_a_protocol_registered_in_this_file_is_evaluated_and_tabulated(trained, 
     assert cells.keys() == {"digits/simclr_toy/centroid_top1", "digits/simclr_knn/top1_k5"}, cells
     assert cells["digits/simclr_toy/centroid_top1"] == metrics["eval/toy/centroid_top1"]
     folder = Path(client.download_artifacts(table.info.run_id, "", str(cwd / "table")))
-    assert "| dataset | simclr knn | simclr toy |" in (folder / "table.md").read_text().splitlines()
+    assert "| dataset | configuration | runs | knn | toy |" in (folder / "table.md").read_text().splitlines()
 
 
 def test_an_unregistered_protocol_is_unknown(tmp_path, cli_here):

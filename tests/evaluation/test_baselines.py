@@ -1,4 +1,5 @@
-"""Raw-feature 1-NN baselines against slow references, on unequal-length and masked series."""
+"""The practitioner's baselines: 1-NN against slow references on unequal-length and masked series, the MFCC and
+MiniRocket features against direct computations, and `run_baselines` on a DataModule as a script calls it."""
 
 from __future__ import annotations
 
@@ -56,5 +57,54 @@ def test_raw_samples_read_each_series_over_its_own_steps_and_refuse_what_they_ca
     assert nn_euclidean(images, labels, images, labels)["acc"] == 1.0
     with pytest.raises(UnsupportedProtocol, match=r"DTW needs samples with one time axis"):
         nn_dtw(images, labels, images, labels)
-    results, skipped = run_baselines(["nn_euclidean", "nn_dtw"], loader, loader)
-    assert results["nn_euclidean"]["acc"] == 1.0 and not skipped
+
+
+def test_mfcc_features_are_librosas_mfcc_mean_and_std_standardised_by_train():
+    import librosa
+
+    from contrastlab.datamodules.audio import mfcc_stats, standardized_by_train
+
+    rng = np.random.default_rng(0)
+    t = np.arange(4000) / 8000
+    waves = [
+        (np.sin(2 * np.pi * 440 * t) * np.linspace(0, 1, 4000)).astype(np.float32),
+        (0.3 * rng.standard_normal(4000)).astype(np.float32),
+    ]
+    for wave in waves:
+        mfcc = librosa.feature.mfcc(y=wave, sr=8000, n_mfcc=20)
+        expected = np.concatenate([mfcc.mean(axis=1), mfcc.std(axis=1)])
+        np.testing.assert_allclose(mfcc_stats(wave[None], 8000), expected, atol=1e-4 * np.abs(expected).max())
+    stereo = np.stack(waves)  # each channel's MFCCs, one after the other
+    np.testing.assert_allclose(mfcc_stats(stereo, 8000)[40:], mfcc_stats(stereo[1:], 8000), rtol=1e-6)
+
+    train = [w[None] for w in waves] + [0.5 * w[None] for w in waves]
+    transform = standardized_by_train(lambda w: mfcc_stats(w, 8000))(train, 0)
+    features = transform(train)
+    np.testing.assert_allclose(features.mean(axis=0), 0, atol=1e-4)
+    assert transform(train[:1]).shape == (1, 40)
+
+
+def test_series_baselines_on_a_ucr_set_match_aeons_minirocket_classifier():
+    """`run_baselines` on a DataModule, as benchmarks/quality.py calls it: MiniRocket + ridge gives aeon's own
+    MiniRocketClassifier's predictions on the same splits, and 1-NN Euclidean the archive's convention."""
+    from aeon.classification.convolution_based import MiniRocketClassifier
+    from aeon.transformations.collection.convolution_based import MiniRocket
+
+    from contrastlab.datamodules.series import UCR, minirocket
+    from contrastlab.evaluation.baselines import names, read_split
+
+    data = UCR(name="ItalyPowerDemand", batch_size=64)
+    assert names(data) == ["raw_nn", "raw_dtw", "minirocket_ridge", "supervised"]
+    results, skipped = run_baselines(data, ["raw_nn", "minirocket_ridge", "supervised"], options=None)
+    assert skipped == {"supervised": "needs the run's model as initialised (initial_model)"}
+
+    train, test = read_split(data.eval_loader("train")), read_split(data.eval_loader("test"))
+    direct = MiniRocketClassifier(random_state=0).fit(np.stack(train.samples), train.y.numpy())
+    expected = float((direct.predict(np.stack(test.samples)) == test.y.numpy()).mean())
+    assert results["minirocket_ridge"]["acc"] == pytest.approx(expected, abs=1e-9) and expected > 0.9
+    ours = minirocket(train.samples, 0)(test.samples[:2])
+    np.testing.assert_allclose(ours, MiniRocket(random_state=0).fit(np.stack(train.samples)).transform(
+        np.stack(test.samples[:2])), rtol=1e-6)  # fmt: skip
+    bank, queries = np.stack(train.samples).reshape(len(train.y), -1), np.stack(test.samples).reshape(len(test.y), -1)
+    nearest = ((queries[:, None] - bank[None]) ** 2).sum(-1).argmin(1)
+    assert results["raw_nn"]["acc"] == pytest.approx(float((train.y.numpy()[nearest] == test.y.numpy()).mean()))

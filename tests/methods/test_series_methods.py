@@ -55,7 +55,8 @@ def only_run(store, experiment: str):
 
 
 def eval_svm(cli_here, store, run_id: str) -> float:
-    args = ["eval", "--run", run_id, "--protocols", "svm", "--tsne-points", "0", *in_process_store(store)[:2]]
+    args = ["eval", "--run", run_id, "--protocols", "svm", "--tsne-points", "0", "--baselines", "none"]
+    args += in_process_store(store)[:2]
     code, err = cli_here(*args, cwd=store)
     assert code == 0, err[-3000:]
     return store_client(store).get_run(run_id).data.metrics["eval/svm/acc"]
