@@ -46,8 +46,9 @@ def test_check_reruns_a_recipe_and_exits_1_naming_the_figure_that_fell(tmp_path)
                 "--model.proj_hidden_dim", "64", "--tracking.system_metrics_interval", "0", "--test_after_fit", "false",
             ],
             "protocols": "knn,linear",
-            "eval_args": ["--k", "5"],
+            "eval_args": ["--k", "5", "--baselines", "raw_nn"],
             "figures": {"knn": "eval/knn/top1_k5", "linear": "eval/linear/top1"},
+            "baselines": {"pixels_1nn": "eval/baseline_raw_nn/acc"},
         }
     }  # fmt: skip
     (tmp_path / "recipes.yaml").write_text(yaml.safe_dump(recipe))
