@@ -5,12 +5,15 @@
   bidirectional loss of paired data (ConVIRT, CLIP, CLAP).
 - `blocked.py`: multi-positive InfoNCE and DCL's denominator by blocks of rows, for GradCache's large batches.
 - `non_contrastive.py`: no negatives: BYOL's and SimSiam's regression, Barlow Twins, VICReg.
+- `clustering.py`: the multi-crop methods' losses: SwAV's swapped prediction with Sinkhorn-Knopp, DINO's
+  self-distillation from a centred teacher.
 - `predictive.py`: a context predicts later steps: CPC, TS-TCC's temporal contrasting.
 - `series.py`: timestamp-level contrast of TS2Vec and SoftCLT, and SoftCLT's soft targets.
 - `precision.py`: `in_float32`, which every loss wears.
 """
 
 from contrastlab.modules.losses.blocked import blocked_info_nce, blocked_negative_logsumexp
+from contrastlab.modules.losses.clustering import dino_loss, global_mean, sinkhorn_knopp, swav_loss
 from contrastlab.modules.losses.contrastive import (
     dcl,
     info_nce,
@@ -53,6 +56,8 @@ __all__ = [
     "cpc_info_nce",
     "cpc_terms",
     "dcl",
+    "dino_loss",
+    "global_mean",
     "hierarchical_contrastive",
     "in_float32",
     "info_nce",
@@ -69,9 +74,11 @@ __all__ = [
     "pair_weights",
     "paired_info_nce",
     "queue_info_nce",
+    "sinkhorn_knopp",
     "soft_instance_targets",
     "soft_temporal_targets",
     "supcon",
+    "swav_loss",
     "temporal_contrasting",
     "temporal_contrastive",
     "vicreg",
