@@ -86,12 +86,6 @@ def _check_patches(model: nn.Module, name: str, view_shapes: Sequence[tuple[int,
         return
     patch, built = tuple(embed.patch_size), tuple(embed.img_size)
     sizes = sorted({tuple(shape[-2:]) for shape in view_shapes}, reverse=True)
-    for size in sizes:
-        if size[0] % patch[0] or size[1] % patch[1]:
-            raise ConfigError(
-                f"model.backbone_kwargs.patch_size: {name!r} cuts {patch[0]}x{patch[1]} px patches, which do not tile "
-                f"the {size[0]}x{size[1]} px views; give a patch_size that divides every view size"
-            )
     dynamic = getattr(model, "dynamic_img_size", False)
     if not dynamic and len(sizes) > 1:
         raise ConfigError(
@@ -103,6 +97,12 @@ def _check_patches(model: nn.Module, name: str, view_shapes: Sequence[tuple[int,
             f"model.backbone_kwargs.img_size: {name!r} is built for {built[0]}x{built[1]} px images but the views "
             f"are {sizes[0][0]}x{sizes[0][1]} px; set img_size: {sizes[0][0]}"
         )
+    for size in sizes:
+        if size[0] % patch[0] or size[1] % patch[1]:
+            raise ConfigError(
+                f"model.backbone_kwargs.patch_size: {name!r} cuts {patch[0]}x{patch[1]} px patches, which do not tile "
+                f"the {size[0]}x{size[1]} px views; give a patch_size that divides every view size"
+            )
 
 
 def _construct(factory: Callable[..., nn.Module], name: str, *args, **kwargs) -> nn.Module:
