@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.conftest import DIGITS_CONFIG, in_process_store, run_cli, the_error_line
+from tests.conftest import DIGITS_CONFIG, in_process_store, run_cli, store_client, the_error_line
 from tests.learning import build, logged_finite, untrained_weights
 from tests.methods.conftest import method_config, only_run
 
@@ -49,8 +49,6 @@ def test_multi_crop_method_trains_under_two_process_ddp(method, tmp_path):
     run = only_run(tmp_path)
     assert run.info.status == "FINISHED" and run.data.params["trainer.devices"] == "2"
     assert logged_finite(run.data.metrics["train/loss_epoch"]) and "val/knn_top1" in run.data.metrics
-    from tests.conftest import store_client
-
     artifacts = {a.path for a in store_client(tmp_path).list_artifacts(run.info.run_id)}
     assert "views.png" in artifacts  # the preview draws global and local crops alike
     ckpt = tmp_path / "checkpoints" / "digits" / run.info.run_id / "last.ckpt"
