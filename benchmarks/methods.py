@@ -8,8 +8,7 @@ config; SwAV and DINO with their multi-crop), except `msc`, which is anomaly det
 (AUROC per normal digit, before and after adapting the SimCLR encoder of the same run; `--msc-fashion-classes`
 adds the same one-vs-rest on Fashion-MNIST, held to AUROC >= 0.9 before and after). Every run goes through
 `contrastlab fit` in this process (the CLI's own code path) on a temporary MLflow store, with the same epochs,
-batch size and
-backbone for every method:
+batch size and backbone for every method:
 
 - digits: each method's digits config (its own batch size), small_cnn, `--epochs` epochs;
 - fashion_mnist: the same configs on a 2,000-image Fashion-MNIST subset at 28 px with the recipe of
