@@ -12,7 +12,7 @@ from contrastlab.modules import losses
 from contrastlab.modules.core import heads, optim
 from contrastlab.modules.core.base import ContrastiveModule
 from contrastlab.modules.core.distributed import all_reduce_sum
-from contrastlab.modules.core.memory import EmbeddingQueue
+from contrastlab.modules.core.memory import EmbeddingQueue, check_queue_fits_data
 
 
 class SwAV(ContrastiveModule):
@@ -62,6 +62,10 @@ class SwAV(ContrastiveModule):
         self.global_views = self.view_groups[0].count
         queues = [EmbeddingQueue(queue_size, proj_dim) for _ in range(self.global_views)] if queue_size else []
         self.queues = nn.ModuleList(queues)
+
+    def setup(self, stage: str) -> None:
+        if stage == "fit" and self.hparams.queue_size:
+            check_queue_fits_data(self.hparams.queue_size, self.trainer)
 
     def contrastive_loss(self, feats: list[Tensor], batch: Batch) -> Tensor:
         # The prototypes are kept on the unit sphere, so that scores are cosines (the paper normalises them
