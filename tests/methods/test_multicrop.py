@@ -31,10 +31,11 @@ def test_grad_cache_refuses_multi_crop_in_one_line(tmp_path, cli_here):
 
 
 # Two epochs of two steps on each rank: SwAV's prototypes (frozen in the first epoch) and DINO's last layer then
-# move once; SwAV's queue of 64 fills in two steps of 32 and is scored from the third.
+# move once; SwAV's queue of 64 fills in two steps of 32 and is scored from the third. No validation: it is the
+# same under DDP for every method (tests/platform/test_cli.py), and it would double these fits.
 SHORT_DDP = [
     *("--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp"),
-    *("--trainer.max_epochs", "2", "--trainer.limit_train_batches", "2", "--trainer.check_val_every_n_epoch", "2"),
+    *("--trainer.max_epochs", "2", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "0"),
     *("--data.init_args.batch_size", "32", "--model.init_args.proj_hidden_dim", "64", "--test_after_fit", "false"),
     *("--tracking.system_metrics_interval", "0"),
 ]
@@ -48,7 +49,7 @@ def test_multi_crop_method_trains_under_two_process_ddp(method, tmp_path):
     run_cli("fit", *args, cwd=tmp_path)
     run = only_run(tmp_path)
     assert run.info.status == "FINISHED" and run.data.params["trainer.devices"] == "2"
-    assert logged_finite(run.data.metrics["train/loss_epoch"]) and "val/knn_top1" in run.data.metrics
+    assert logged_finite(run.data.metrics["train/loss_epoch"])
     artifacts = {a.path for a in store_client(tmp_path).list_artifacts(run.info.run_id)}
     assert "views.png" in artifacts  # the preview draws global and local crops alike
     ckpt = tmp_path / "checkpoints" / "digits" / run.info.run_id / "last.ckpt"
