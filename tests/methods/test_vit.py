@@ -61,6 +61,8 @@ def test_moco_v3_dino_and_swav_train_a_vit(method, tmp_path, monkeypatch):
     args = ["-c", str(method_config(method)), *VIT_ARGS, *ACCEPT[method], "--model.init_args.proj_hidden_dim", "64"]
     model, data = build(args)
     start = {k: v.detach().clone() for k, v in model.backbone.named_parameters()}
+    held = {"swav": "prototypes.weight", "dino": "head.last_layer.parametrizations.weight.original1"}.get(method)
+    held_start = model.state_dict()[held].clone() if held else None
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         trainer = L.Trainer(
@@ -75,3 +77,7 @@ def test_moco_v3_dino_and_swav_train_a_vit(method, tmp_path, monkeypatch):
         assert all(torch.equal(key[k], start[k]) for k in embedding)
     else:
         assert moved == set(start)
+        # the one step is in the first epoch, where SwAV's prototypes (kept on the unit sphere) and DINO's last
+        # layer stay still
+        expected = torch.nn.functional.normalize(held_start, dim=1) if method == "swav" else held_start
+        assert torch.allclose(model.state_dict()[held], expected, atol=1e-7)
