@@ -4,11 +4,11 @@
                                            [--epochs 20] [--fashion-epochs 5] [--msc-fashion-classes 1] [--no-write]
 
 Methods are the folders of `configs/*/digits.yaml` (so a new method is benchmarked once it ships its digits
-config), except `msc`, which is anomaly detection and is measured apart (AUROC per normal digit, before
-and after adapting the SimCLR encoder of the same run; `--msc-fashion-classes` adds the same one-vs-rest on
-Fashion-MNIST, held to AUROC >= 0.9 before and after). Every run goes through `contrastlab fit` in this
-process (the CLI's own code path) on a temporary MLflow store, with the same epochs, batch size and
-backbone for every method:
+config; SwAV and DINO with their multi-crop), except `msc`, which is anomaly detection and is measured apart
+(AUROC per normal digit, before and after adapting the SimCLR encoder of the same run; `--msc-fashion-classes`
+adds the same one-vs-rest on Fashion-MNIST, held to AUROC >= 0.9 before and after). Every run goes through
+`contrastlab fit` in this process (the CLI's own code path) on a temporary MLflow store, with the same epochs,
+batch size and backbone for every method:
 
 - digits: each method's digits config (its own batch size), small_cnn, `--epochs` epochs;
 - fashion_mnist: the same configs on a 2,000-image Fashion-MNIST subset at 28 px with the recipe of
@@ -54,6 +54,10 @@ FASHION = [
     "--model.init_args.augment.init_args.affine_p=0.0",
     "--model.init_args.augment.init_args.noise_p=0.3",
 ]
+# The multi-crop methods (their digits configs: 2 global crops of 8 px + 4 local of 6 px) keep their local crops at
+# about the digits' share of the global size on Fashion-MNIST's 28 px.
+MULTI_CROP = {"swav", "dino"}
+MULTI_CROP_FASHION = ["--model.init_args.augment.init_args.local_size=20"]
 # Runs that are a shipped config plus options (named config-variant), benchmarked beside the configs.
 VARIANTS = {
     "simsiam-directpred": (
@@ -116,7 +120,7 @@ def benchmark_method(method: str, dataset: str, epochs: int, work: Path) -> dict
     args = ["fit", "-c", str(config), "--trainer.max_epochs", str(epochs), "--trainer.check_val_every_n_epoch"]
     args += [str(epochs), "--model.init_args.backbone", "small_cnn", *options]
     if dataset == "fashion_mnist":
-        args += FASHION
+        args += FASHION + (MULTI_CROP_FASHION if folder in MULTI_CROP else [])
     cwd = Path(tempfile.mkdtemp(dir=work))
     client, run = cli_run(args, cwd, f"{method}-{dataset}")
     row = {name: run.data.metrics.get(f"test/{name}", float("nan")) for name in COLUMNS}

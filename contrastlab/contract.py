@@ -63,6 +63,20 @@ MOVED_CLASSES = {
 
 
 @dataclass(frozen=True)
+class ViewGroup:
+    """Views of one kind that a pipeline makes: `count` views, each sample of `shape` (no batch dimension).
+
+    Multi-crop (Caron et al. 2020) makes two groups: global crops at the data's size, then smaller local crops.
+    A pipeline lists its groups in the order `forward` returns them, the first group being the views a method may
+    treat as global (SwAV's assignments, DINO's teacher inputs).
+    """
+
+    name: str
+    count: int
+    shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class DataInfo:
     """What a method needs to know about its data, known before any file is read.
 
@@ -157,6 +171,10 @@ class ViewPipeline(nn.Module):
     - `view_info(info)`: the data as the encoder sees it, i.e. `info` with the shape of this pipeline's views,
       which the backbone is built for. The default: the views have the raw samples' shape. A pipeline that
       crops to another length or turns waveforms into spectrograms ((C, T) -> (C, mels, frames)) says so here.
+    - `view_groups(info)`: the groups of views `forward` returns, in order (`ViewGroup`: name, count, shape);
+      the default is one group of `num_views` views of `view_info(info)`'s shape. A pipeline whose views differ
+      in size (multi-crop's global and local crops) declares each group, and methods that cannot take views of
+      several sizes refuse it (`multi_size`).
     - `preview(x)`: a picture (matplotlib Figure) of a few raw samples beside their views, logged at the
       start of each run; the default draws each panel by its rank (`preview_views`).
     """
@@ -177,6 +195,9 @@ class ViewPipeline(nn.Module):
 
     def view_info(self, info: DataInfo) -> DataInfo:
         return info
+
+    def view_groups(self, info: DataInfo) -> tuple[ViewGroup, ...]:
+        return (ViewGroup("views", self.num_views, self.view_info(info).shape),)
 
     def preview(self, x: Tensor) -> Figure:
         return preview_views(self, x)
@@ -220,6 +241,29 @@ def check_pipeline(pipeline: nn.Module) -> None:
         )
 
 
+def view_groups(pipeline: nn.Module, info: DataInfo) -> tuple[ViewGroup, ...]:
+    """A pipeline's view groups, checked against its `num_views`; a pipeline written without the method (one
+    duck-typed on `forward`, `eval_view` and `num_views`) makes one group of views shaped as the data."""
+    declare = getattr(pipeline, "view_groups", None)
+    groups = declare(info) if declare is not None else (ViewGroup("views", pipeline.num_views, info.shape),)
+    if sum(g.count for g in groups) != pipeline.num_views:
+        raise ConfigError(
+            f"model.augment: {type(pipeline).__name__} declares {sum(g.count for g in groups)} views in its "
+            f"view_groups but num_views={pipeline.num_views}; the groups must add up to the views forward returns"
+        )
+    return tuple(groups)
+
+
+def multi_size(groups: tuple[ViewGroup, ...]) -> bool:
+    """Whether the views come in more than one shape (multi-crop)."""
+    return len({g.shape for g in groups}) > 1
+
+
+def describe_groups(groups: tuple[ViewGroup, ...]) -> str:
+    """`2 global of (1, 8, 8) + 4 local of (1, 6, 6)`: for error messages."""
+    return " + ".join(f"{g.count} {g.name} of {g.shape}" for g in groups)
+
+
 # -- the views picture: raw samples beside their views, the fastest way to see a broken recipe -------------------
 #
 # One row per sample and one column per picture (raw, the evaluation view, each random view); a panel is drawn by
@@ -239,7 +283,11 @@ def preview_views(pipeline: nn.Module, x: Tensor) -> Figure:
     with torch.random.fork_rng(devices=devices), torch.no_grad():
         views = pipeline(x)
         columns = {"raw": x, "eval view": pipeline.eval_view(x)}
-        columns.update({f"view {i + 1}": view for i, view in enumerate(views)})
+        sizes = {tuple(view.shape[2:]) for view in views}
+        for i, view in enumerate(views):
+            # multi-crop: say each view's size, since panels are drawn at one size whatever their pixels
+            size = f" ({'x'.join(map(str, view.shape[2:]))})" if len(sizes) > 1 else ""
+            columns[f"view {i + 1}{size}"] = view
     return views_figure(columns, title=type(pipeline).__name__)
 
 

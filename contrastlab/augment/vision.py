@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from contrastlab.augment.ops import ChannelNormalize, PerView, check_views, chosen, per_view
-from contrastlab.contract import ViewPipeline
+from contrastlab.contract import DataInfo, ViewGroup, ViewPipeline
 from contrastlab.errors import ConfigError
 
 
@@ -245,7 +245,7 @@ class ImageViews(ViewPipeline):
 
     Args:
         size: output side in pixels.
-        num_views: V, the number of views returned.
+        num_views: the (global) views returned; with local crops V = num_views + local_crops.
         crop_scale, crop_ratio: area fraction and aspect-ratio range of the random resized crop.
         crop_subpixel: crop boxes with real-valued sides and corners (see `RandomGeometry`), not whole pixels.
         hflip_p: probability of a horizontal flip (0 for digits and characters).
@@ -256,6 +256,10 @@ class ImageViews(ViewPipeline):
         solarize_p: probability of solarisation at 0.5, per view or one for all.
         noise_std, noise_p: additive Gaussian noise, clamped to [0, 1].
         mean, std: per-channel normalisation of the views; by default the data's (`DataInfo.mean/std`).
+        local_crops, local_size, local_crop_scale: multi-crop (Caron et al. 2020): after the `num_views` global
+            crops of `size` px, this many local crops of `local_size` px covering `local_crop_scale` of the area
+            (0 local crops, the default, is the plain recipe). Per-view options then take one value per view,
+            the global views first. Only methods that take views of several sizes accept them (SwAV, DINO).
     """
 
     def __init__(
@@ -279,22 +283,32 @@ class ImageViews(ViewPipeline):
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
         crop_subpixel: bool = False,
+        local_crops: int = 0,
+        local_size: int = 0,
+        local_crop_scale: tuple[float, float] = (0.05, 0.4),
     ):
         super().__init__()
         check_views(num_views)
-        self.size = size
-        self.num_views = num_views
-        blur = per_view(blur_p, num_views, "blur_p")
-        solarize = per_view(solarize_p, num_views, "solarize_p")
+        if local_crops < 0 or (local_crops and not 0 < local_size <= size):
+            raise ConfigError(
+                f"model.augment.local_size={local_size} with local_crops={local_crops}: local crops need "
+                f"0 < local_size <= size ({size}); local_crops: 0 turns multi-crop off"
+            )
+        self.size, self.local_size = size, local_size
+        self.global_views, self.local_crops = num_views, local_crops
+        self.num_views = num_views + local_crops
+        blur = per_view(blur_p, self.num_views, "blur_p")
+        solarize = per_view(solarize_p, self.num_views, "solarize_p")
         brightness, contrast, saturation, hue = jitter
         # One pipeline per view so that asymmetric recipes are just per-view probabilities.
         self.geometric = nn.ModuleList()
         self.colour = nn.ModuleList()
         self.photometric = nn.ModuleList()
-        for v in range(num_views):
+        for v in range(self.num_views):
+            side, scale = (size, crop_scale) if v < num_views else (local_size, local_crop_scale)
             self.geometric.append(
                 RandomGeometry(
-                    size, crop_scale, crop_ratio, hflip_p, affine_degrees, affine_translate, affine_p, crop_subpixel
+                    side, scale, crop_ratio, hflip_p, affine_degrees, affine_translate, affine_p, crop_subpixel
                 )
             )
             colour: list[nn.Module] = []
@@ -305,7 +319,7 @@ class ImageViews(ViewPipeline):
             self.colour.append(nn.Sequential(*colour))
             photometric: list[nn.Module] = []
             if blur[v] > 0:
-                kernel = _odd_kernel(size)
+                kernel = _odd_kernel(side)
                 photometric.append(K.RandomGaussianBlur((kernel, kernel), blur_sigma, p=blur[v]))
             if solarize[v] > 0:
                 photometric.append(RandomSolarize(p=solarize[v]))
@@ -326,6 +340,13 @@ class ImageViews(ViewPipeline):
         if isinstance(self.normalize, nn.Identity) and info.mean and info.std:
             self._normalize_by(info.mean, info.std)
 
+    def view_groups(self, info: DataInfo) -> tuple[ViewGroup, ...]:
+        channels = info.channels
+        groups = (ViewGroup("global", self.global_views, (channels, self.size, self.size)),)
+        if self.local_crops:
+            groups += (ViewGroup("local", self.local_crops, (channels, self.local_size, self.local_size)),)
+        return groups
+
     @classmethod
     def for_data(cls, info) -> ImageViews:
         """SimCLR's recipe at the data's image size, normalised by its statistics."""
@@ -342,7 +363,8 @@ class ImageViews(ViewPipeline):
 
     @torch.no_grad()
     def forward(self, x: Tensor) -> list[Tensor]:
-        """V augmented views of the batch, each (B, C, size, size) float, in [0, 1] before normalisation."""
+        """V augmented views of the batch, each (B, C, size, size) float, in [0, 1] before normalisation; with
+        local crops, the global views then the local ones (B, C, local_size, local_size)."""
         x = self.to_float(x)
         views = []
         for v in range(self.num_views):

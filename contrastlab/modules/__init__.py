@@ -17,6 +17,7 @@ from contrastlab.modules.convirt import ConVIRT
 from contrastlab.modules.core.base import ContrastiveModule
 from contrastlab.modules.cpc import CPC
 from contrastlab.modules.dcl import DCL
+from contrastlab.modules.dino import DINO
 from contrastlab.modules.gsimclr import GSimCLR
 from contrastlab.modules.moco import MoCoV2
 from contrastlab.modules.moco_v3 import MoCoV3
@@ -27,6 +28,7 @@ from contrastlab.modules.simclr import SimCLR
 from contrastlab.modules.simsiam import SimSiam
 from contrastlab.modules.softclt import SoftCLT
 from contrastlab.modules.supcon import SupCon
+from contrastlab.modules.swav import SwAV
 from contrastlab.modules.ts2vec import TS2Vec
 from contrastlab.modules.tstcc import TSTCC
 from contrastlab.modules.vicreg import VICReg
@@ -38,6 +40,7 @@ __all__ = [
     "CLIP",
     "CPC",
     "DCL",
+    "DINO",
     "NCL",
     "NNCLR",
     "BarlowTwins",
@@ -51,6 +54,7 @@ __all__ = [
     "SimSiam",
     "SoftCLT",
     "SupCon",
+    "SwAV",
     "TS2Vec",
     "TSTCC",
     "VICReg",

@@ -24,6 +24,8 @@ class MoCoV3(MomentumModule):
             2 layers for ResNets, 3 for ViTs.
         pred_hidden_dim: the predictor h, 2 layers, proj_dim -> proj_dim.
         momentum, final_momentum: the key encoder's momentum, raised from 0.99 to 1 by a cosine schedule.
+        freeze_patch_embed: keep a ViT backbone's patch projection at its random initialisation (sec. 4.2: it
+            removes the training instability of ViTs); the key encoder's copy then stays equal to it.
         The paper's BatchNorm across devices is `trainer.sync_batchnorm: true`.
     """
 
@@ -36,11 +38,21 @@ class MoCoV3(MomentumModule):
         pred_hidden_dim: int = 4096,
         momentum: float = 0.99,
         final_momentum: float | None = 1.0,
+        freeze_patch_embed: bool = False,
         **base,
     ):
         if temperature <= 0:
             raise ConfigError(f"model.init_args.temperature must be > 0, got {temperature}")
         super().__init__(momentum=momentum, final_momentum=final_momentum, **base)
+        if freeze_patch_embed:
+            embed = getattr(self.backbone, "patch_embed", None)
+            if embed is None:
+                raise ConfigError(
+                    f"model.init_args.freeze_patch_embed: backbone {self.hparams.backbone!r} has no patch embedding "
+                    "(it applies to ViTs, e.g. vit_tiny_patch16_224); remove the key"
+                )
+            # frozen before the key encoder is copied from it, so both hold the same random projection
+            embed.requires_grad_(False)
         self.projector = heads.mlp(self.feature_dim, proj_hidden_dim, proj_dim, num_layers=proj_layers, last_bn=True)
         self.predictor = heads.mlp(proj_dim, pred_hidden_dim, proj_dim)
         self.key_backbone = self.momentum_copy(self.backbone)

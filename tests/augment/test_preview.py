@@ -50,3 +50,15 @@ def test_drawing_the_views_leaves_the_training_random_stream_alone():
     torch.manual_seed(0)
     preview_views(Jitter(), x)
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_multi_crop_views_are_drawn_each_at_its_size_and_named_by_it():
+    from contrastlab.augment.vision import ImageViews
+
+    x = torch.randint(0, 255, (2, 1, 8, 8), dtype=torch.uint8)
+    figure = ImageViews(size=8, hflip_p=0.0, local_crops=4, local_size=6).preview(x)
+    titles = [ax.get_title() for ax in figure.axes[:8]]
+    assert titles == ["raw", "eval view", "view 1 (8x8)", "view 2 (8x8)", *[f"view {i} (6x6)" for i in range(3, 7)]]
+    pixels = [ax.get_images()[0].get_array().shape for ax in figure.axes[:8]]
+    assert pixels == [(8, 8)] * 4 + [(6, 6)] * 4
+    assert kinds(figure) == [["image"] * 8] * 2

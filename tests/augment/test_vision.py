@@ -2,6 +2,8 @@ import pytest
 import torch
 
 from contrastlab.augment.vision import BYOLViews, ImageViews
+from contrastlab.contract import DataInfo
+from contrastlab.errors import ConfigError
 
 
 def colour_batch(n=16, size=32):
@@ -144,3 +146,29 @@ def test_subpixel_crop_boxes_take_any_size_and_place_inside_the_image():
     assert ((cx - w / 2) % 1 != 0).float().mean() > 0.9  # corners between pixels
     views = ImageViews(size=8, crop_scale=(0.5, 1.0), crop_subpixel=True, hflip_p=0.0)(colour_batch(n=4))
     assert len(views) == 2 and views[0].shape == (4, 3, 8, 8) and 0 <= views[0].min() and views[0].max() <= 1
+
+
+def test_multi_crop_declares_its_groups_and_keeps_the_global_views_of_the_plain_recipe():
+    from contrastlab.contract import ViewGroup, multi_size
+
+    info = DataInfo("rgb", "image", (3, 32, 32))
+    x = colour_batch()
+    plain, multi = ImageViews(size=32), ImageViews(size=32, local_crops=6, local_size=16)
+    assert multi.num_views == 8 and not multi_size(plain.view_groups(info))
+    assert multi.view_groups(info) == (ViewGroup("global", 2, (3, 32, 32)), ViewGroup("local", 6, (3, 16, 16)))
+    torch.manual_seed(0)
+    views = multi(x)
+    assert [v.shape[-1] for v in views] == [32] * 2 + [16] * 6
+    torch.manual_seed(0)
+    # the global crops draw first, so a recipe gains local crops without changing its global views' stream
+    assert all(torch.equal(a, b) for a, b in zip(plain(x), views[:2]))
+    assert multi.eval_view(x).shape[-1] == 32
+
+
+def test_local_crops_need_a_local_size_that_fits():
+    with pytest.raises(ConfigError, match="model.augment.local_size=0 with local_crops=4"):
+        ImageViews(size=8, local_crops=4)
+    with pytest.raises(ConfigError, match="local_size=12"):
+        ImageViews(size=8, local_crops=4, local_size=12)
+    with pytest.raises(ConfigError, match="blur_p: 2 per-view values given for 6 views"):
+        ImageViews(size=8, local_crops=4, local_size=6, blur_p=[1.0, 0.1])

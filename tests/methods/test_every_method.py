@@ -38,8 +38,21 @@ DIRECTPRED = [
 ]
 # MSC's config adapts a pretrained encoder gently (lr 1e-4); from random init, a few steps need a larger one.
 MSC_FROM_SCRATCH = ["--model.init_args.optimizer.lr", "0.003"]
+# DINO's loss is a cross-entropy to targets that move: the teacher (an EMA of the student) and its centre. From
+# random init over a few steps, they move faster than the student fits them and the loss rises toward log K (the
+# paper's curves rise early too). Here they are held (momentum 1, a centre that barely moves, no temperature warm-up)
+# so that a falling loss says the student learns its targets; the centre's statistics are tests/modules/
+# test_distributed.py's, the EMA tests/modules/test_momentum.py's, and DINO's DDP fit tests/methods/test_multicrop.py's.
+DINO_HELD_TARGETS = [
+    *("--model.init_args.momentum", "1.0", "--model.init_args.final_momentum", "null"),
+    *("--model.init_args.center_momentum", "0.999", "--model.init_args.teacher_temperature_warmup_epochs", "0"),
+]
 CONFIGS = {p.parent.name: p for p in sorted((REPO / "configs").glob("*/digits.yaml"))}
-EXTRA = {"simsiam-directpred": ("simsiam", DIRECTPRED), "msc": ("msc", MSC_FROM_SCRATCH)}
+EXTRA = {
+    "simsiam-directpred": ("simsiam", DIRECTPRED),
+    "msc": ("msc", MSC_FROM_SCRATCH),
+    "dino": ("dino", DINO_HELD_TARGETS),
+}
 # wav2vec 2.0 learns from raw audio: its FSDD config on the espeak-ng spoken digits (tests/speech.py), half-second
 # clips (25 latent steps), a tiny encoder and codebooks.
 AUDIO = {
@@ -65,6 +78,7 @@ ALSO_LOGGED = {
     "mocov3": {"train/momentum"},
     "byol": {"train/momentum"},
     "wav2vec2": {"train/contrastive", "train/diversity", "train/gumbel_temperature"},
+    "dino": {"train/momentum", "train/teacher_temperature"},
 }
 # MoCo's queue starts empty, so its first step has no negatives: a loss of 0 and no gradient.
 EMPTY_FIRST_STEP = {"mocov2"}

@@ -109,3 +109,35 @@ def test_small_cnn_pool_size_keeps_a_coarse_layout():
     assert torch.allclose(cells.mean(dim=(1, 2)), global_pool(x)[0], atol=1e-6)  # the cells average to global pooling
     with pytest.raises(ConfigError, match="model.backbone_kwargs.pool_size=0"):
         create_backbone("small_cnn", GREY, pool_size=0)
+
+
+VIT = {"img_size": 8, "patch_size": 2, "depth": 1, "embed_dim": 24, "num_heads": 2}
+
+
+def test_a_vit_takes_small_images_through_backbone_kwargs():
+    net = create_backbone("vit_tiny_patch16_224", GREY, **VIT)
+    assert net(torch.randn(2, 1, 8, 8)).shape == (2, net.num_features) and net.patch_embed.num_patches == 16
+    # views of several sizes (multi-crop) with positions interpolated per size
+    multi = create_backbone(
+        "vit_tiny_patch16_224", GREY, view_shapes=[(1, 8, 8), (1, 4, 4)], dynamic_img_size=True, **VIT
+    )
+    assert multi(torch.randn(2, 1, 4, 4)).shape == (2, multi.num_features)
+
+
+def test_a_vit_that_does_not_fit_the_views_is_named_by_its_key():
+    with pytest.raises(
+        ConfigError, match=r"model.backbone_kwargs.patch_size: .* 3x3 px patches, which do not tile the 8x8"
+    ):
+        create_backbone("vit_tiny_patch16_224", GREY, **(VIT | {"patch_size": 3}))
+    with pytest.raises(ConfigError, match=r"model.backbone_kwargs.img_size: .* built for 224x224 .* set img_size: 8"):
+        create_backbone("vit_tiny_patch16_224", GREY, depth=1)
+    with pytest.raises(ConfigError, match=r"model.backbone_kwargs.dynamic_img_size: .* \(8x8, 6x6 px, multi-crop\)"):
+        create_backbone("vit_tiny_patch16_224", GREY, view_shapes=[(1, 8, 8), (1, 6, 6)], **VIT)
+    with pytest.raises(ConfigError, match=r"patch_size: .* do not tile the 6x6 px views"):
+        create_backbone(
+            "vit_tiny_patch16_224",
+            GREY,
+            view_shapes=[(1, 8, 8), (1, 6, 6)],
+            dynamic_img_size=True,
+            **(VIT | {"patch_size": 4}),
+        )

@@ -15,29 +15,20 @@ from tests.conftest import DIGITS_CONFIG, Started, run_cli, start_cli, store_cli
 
 # 384 samples in batches of 32: 12 steps an epoch, 3 epochs, last.ckpt refreshed every 5 steps.
 STEPS_PER_EPOCH, EPOCHS = 12, 3
-SHORT = [
-    "fit",
-    "-c",
-    str(DIGITS_CONFIG),
-    "--trainer.max_epochs",
-    str(EPOCHS),
-    "--trainer.check_val_every_n_epoch",
-    "1",
-    "--trainer.log_every_n_steps",
-    "1",
-    "--data.init_args.batch_size",
-    "32",
-    "--data.init_args.max_train_samples",
-    "384",
-    "--model.init_args.proj_hidden_dim",
-    "64",
-    "--tracking.system_metrics_interval",
-    "0",
-    "--tracking.checkpoint_every_n_steps",
-    "5",
-    "--test_after_fit",
-    "false",
-]
+
+
+def short(config: Path = DIGITS_CONFIG, *extra: str) -> list[str]:
+    """The short run of a digits `config`: 384 samples in batches of 32, 3 epochs, checkpoints every 5 steps."""
+    return [
+        *("fit", "-c", str(config), "--trainer.max_epochs", str(EPOCHS), "--trainer.check_val_every_n_epoch", "1"),
+        *("--trainer.log_every_n_steps", "1", "--data.init_args.batch_size", "32"),
+        *("--data.init_args.max_train_samples", "384", "--model.init_args.proj_hidden_dim", "64"),
+        *("--tracking.system_metrics_interval", "0", "--tracking.checkpoint_every_n_steps", "5"),
+        *("--test_after_fit", "false", *extra),
+    ]
+
+
+SHORT = short()
 DDP = ["--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp"]
 # the epoch means too: the interrupted epoch's must average all its batches, not only the resumed ones
 HISTORIES = ("train/loss_step", "train/lr", "val/knn_top1", "epoch", "train/loss_epoch", "train/probe_loss_epoch")
@@ -135,9 +126,9 @@ def wait_for_step(cwd: Path, proc: Started, step: int, timeout: float = 240) -> 
     raise AssertionError(f"step {step} not reached in {timeout} s")
 
 
-def reference_run(tmp_path_factory, processes: int) -> Path:
-    """The folder of an uninterrupted run with the same seed on that many processes: what every interrupted run
-    must end up as."""
+def reference_run(tmp_path_factory, processes: int, args: list[str] = SHORT) -> Path:
+    """The folder of an uninterrupted run of `args` with the same seed on that many processes: what every
+    interrupted run must end up as."""
     cwd = tmp_path_factory.mktemp(f"reference-{processes}")
-    run_cli(*SHORT, *(DDP if processes == 2 else []), cwd=cwd, timeout=600)
+    run_cli(*args, *(DDP if processes == 2 else []), cwd=cwd, timeout=600)
     return cwd

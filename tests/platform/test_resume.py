@@ -1,5 +1,9 @@
 """Exact resume on one process, with real processes: kill -9 mid-epoch or SIGTERM, then resume, and get the
-uninterrupted run back; SLURM's SIGUSR1 requeues the job, which resumes by itself."""
+uninterrupted run back; SLURM's SIGUSR1 requeues the job, which resumes by itself.
+
+The exact-resume runs here are SwAV's with multi-crop (2 global + 4 local crops a step, more random draws than
+any other recipe) and a queue that fills mid-epoch: the state a resume must restore beyond SimCLR's, which
+test_resume_ddp.py resumes under DDP."""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ import signal
 import pytest
 import torch
 
-from tests.conftest import run_cli
+from tests.conftest import REPO, run_cli
 from tests.platform.interrupted import (
     EPOCHS,
     SHORT,
@@ -18,15 +22,23 @@ from tests.platform.interrupted import (
     assert_same_training,
     final_state,
     reference_run,
+    short,
     start,
     the_run,
     wait_for_step,
 )
 
+# half-width small_cnn: six views a step then cost about what SimCLR's two full-width views did, and what a resume
+# must restore does not depend on the width
+MULTI_CROP = short(
+    REPO / "configs" / "swav" / "digits.yaml",
+    *("--model.init_args.queue_size", "64", "--model.init_args.backbone_kwargs", "{widths: [32, 64, 128]}"),
+)
+
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    return reference_run(tmp_path_factory, 1)
+    return reference_run(tmp_path_factory, 1, MULTI_CROP)
 
 
 def test_kill_9_right_after_a_mid_epoch_checkpoint_then_resume_equals_uninterrupted(reference, tmp_path):
@@ -37,13 +49,13 @@ def test_kill_9_right_after_a_mid_epoch_checkpoint_then_resume_equals_uninterrup
     candidates = [s for s in range(5, steps, 5) if s % STEPS_PER_EPOCH]
     kill_at = random.Random(os.getpid()).choice(candidates)
     killer = f"{{class_path: tests.platform.interrupted.KillAfterCheckpoint, init_args: {{step: {kill_at}}}}}"
-    proc = start(tmp_path, *SHORT, "--trainer.callbacks+", killer)
+    proc = start(tmp_path, *MULTI_CROP, "--trainer.callbacks+", killer)
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == -signal.SIGKILL, err[-3000:]
     _, run = the_run(tmp_path)
     assert run.info.status == "RUNNING"  # nobody could tell MLflow: that is what a kill -9 looks like
 
-    resumed = run_cli(*SHORT, "--resume", cwd=tmp_path, timeout=600)
+    resumed = run_cli(*MULTI_CROP, "--resume", cwd=tmp_path, timeout=600)
     # what Lightning warns about is ours to know: the loader resumes through the DataModule, the folder is the run's
     assert "not resumable" not in resumed.stderr and "exists and is not empty" not in resumed.stderr
     assert_same_training(tmp_path, reference, 1)
@@ -51,7 +63,7 @@ def test_kill_9_right_after_a_mid_epoch_checkpoint_then_resume_equals_uninterrup
 
 def test_sigterm_saves_exits_0_and_resumes_exactly(reference, tmp_path):
     """One process: the signal path is the same under DDP, whose kill test is in test_resume_ddp.py."""
-    proc = start(tmp_path, *SHORT)
+    proc = start(tmp_path, *MULTI_CROP)
     wait_for_step(tmp_path, proc, 14)
     os.kill(proc.pid, signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
@@ -62,7 +74,7 @@ def test_sigterm_saves_exits_0_and_resumes_exactly(reference, tmp_path):
     saved = torch.load(tmp_path / "checkpoints" / "digits" / run.info.run_id / "last.ckpt", weights_only=False)
     assert 14 <= saved["global_step"] < STEPS_PER_EPOCH * EPOCHS and saved["global_step"] % STEPS_PER_EPOCH
 
-    run_cli(*SHORT, "--resume", run.info.run_id, cwd=tmp_path, timeout=600)
+    run_cli(*MULTI_CROP, "--resume", run.info.run_id, cwd=tmp_path, timeout=600)
     assert_same_training(tmp_path, reference, 1)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import timm
@@ -32,7 +32,9 @@ def available_backbones(dims: int = 2) -> list[str]:
     return local + (timm.list_models() if dims == 2 else [])
 
 
-def create_backbone(name: str, info: DataInfo, pretrained: bool = False, **kwargs: Any) -> nn.Module:
+def create_backbone(
+    name: str, info: DataInfo, pretrained: bool = False, view_shapes: Sequence[tuple[int, ...]] = (), **kwargs: Any
+) -> nn.Module:
     """A feature extractor by name for the data `info` describes, with `num_features` set to its output width.
 
     Args:
@@ -42,7 +44,11 @@ def create_backbone(name: str, info: DataInfo, pretrained: bool = False, **kwarg
         pretrained: load timm's pretrained weights; needs network access, so off by default.
         kwargs: the model's constructor arguments (`model.backbone_kwargs`). For ResNet-style timm models
             `cifar_stem: true` swaps in a 3x3 stride-1 first conv and drops the max-pool, the usual change
-            for 32x32 images (He et al. 2016, sec. 4.2).
+            for 32x32 images (He et al. 2016, sec. 4.2). A ViT (`vit_tiny_patch16_224`) takes small images with
+            `img_size` and `patch_size` (8 and 2 for 8 px digits); views of several sizes (multi-crop) also need
+            `dynamic_img_size: true`.
+        view_shapes: the shapes of the views the net will see (`ViewGroup.shape`); a patch-embedding model is
+            checked against them, since a wrong patch size would otherwise fail deep in its first forward.
     """
     dims, in_chans = info.sample_dims, info.channels
     entry = BACKBONES.get(name)
@@ -68,7 +74,35 @@ def create_backbone(name: str, info: DataInfo, pretrained: bool = False, **kwarg
     model = _construct(timm.create_model, name, name, pretrained=pretrained, num_classes=0, in_chans=in_chans, **kwargs)
     if cifar_stem:
         _use_cifar_stem(model, name, in_chans)
+    _check_patches(model, name, view_shapes or [info.shape])
     return model
+
+
+def _check_patches(model: nn.Module, name: str, view_shapes: Sequence[tuple[int, ...]]) -> None:
+    """A ViT-style model (timm's `patch_embed`) fits the views: its patches tile every view, and it is built for
+    the views' size, or for any size with `dynamic_img_size`."""
+    embed = getattr(model, "patch_embed", None)
+    if embed is None or not hasattr(embed, "patch_size") or not hasattr(embed, "img_size"):
+        return
+    patch, built = tuple(embed.patch_size), tuple(embed.img_size)
+    sizes = sorted({tuple(shape[-2:]) for shape in view_shapes}, reverse=True)
+    dynamic = getattr(model, "dynamic_img_size", False)
+    if not dynamic and len(sizes) > 1:
+        raise ConfigError(
+            f"model.backbone_kwargs.dynamic_img_size: {name!r} gets views of {len(sizes)} sizes "
+            f"({', '.join(f'{h}x{w}' for h, w in sizes)} px, multi-crop); set dynamic_img_size: true"
+        )
+    if not dynamic and sizes[0] != built:
+        raise ConfigError(
+            f"model.backbone_kwargs.img_size: {name!r} is built for {built[0]}x{built[1]} px images but the views "
+            f"are {sizes[0][0]}x{sizes[0][1]} px; set img_size: {sizes[0][0]}"
+        )
+    for size in sizes:
+        if size[0] % patch[0] or size[1] % patch[1]:
+            raise ConfigError(
+                f"model.backbone_kwargs.patch_size: {name!r} cuts {patch[0]}x{patch[1]} px patches, which do not tile "
+                f"the {size[0]}x{size[1]} px views; give a patch_size that divides every view size"
+            )
 
 
 def _construct(factory: Callable[..., nn.Module], name: str, *args, **kwargs) -> nn.Module:

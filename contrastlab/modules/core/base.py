@@ -32,6 +32,9 @@ from contrastlab.contract import (
     DataInfo,
     check_pipeline,
     default_views,
+    describe_groups,
+    multi_size,
+    view_groups,
 )
 from contrastlab.errors import ConfigError
 from contrastlab.metrics.multilabel import MultiLabelMetrics
@@ -71,9 +74,13 @@ class ContrastiveModule(L.LightningModule):
             loss is over in-batch negatives set `supports_grad_cache`.
         channels_last, compile_backbone: speed options of the backbone (`modules/core/speed.py`); channels_last
             null (the default) turns it on for nets of 2-D convolutions over images, where it is faster.
+
+    A method whose loss takes views of several sizes (multi-crop's global and local crops, `ViewGroup`) sets
+    `multi_crop`; every other method refuses such a pipeline, so multi-crop changes nothing for them.
     """
 
     supports_grad_cache = False
+    multi_crop = False
 
     def __init__(
         self,
@@ -104,11 +111,23 @@ class ContrastiveModule(L.LightningModule):
             if hasattr(augment, "bind"):
                 augment.bind(data_info)
         self.augment = augment
+        self.view_groups = view_groups(augment, data_info)
+        speed.check_grad_cache(type(self), grad_cache_chunk, self.view_groups)
+        if multi_size(self.view_groups) and not self.multi_crop:
+            raise ConfigError(
+                f"model.augment: {type(self).__name__} takes views of one size, but the pipeline makes "
+                f"{describe_groups(self.view_groups)}; remove local_crops, or use a multi-crop method (SwAV, DINO)"
+            )
         # The backbone reads the views, whose shape the pipeline may change (a waveform's log-mel spectrogram).
         view_info = augment.view_info(data_info) if hasattr(augment, "view_info") else data_info
-        self.backbone = create_backbone(backbone, view_info, pretrained=pretrained, **(backbone_kwargs or {}))
+        self.backbone = create_backbone(
+            backbone,
+            view_info,
+            pretrained=pretrained,
+            view_shapes=[g.shape for g in self.view_groups],
+            **(backbone_kwargs or {}),
+        )
         self.feature_dim: int = self.backbone.num_features
-        speed.check_grad_cache(type(self), grad_cache_chunk)
         if channels_last is None:
             channels_last = speed.wants_channels_last(self.backbone, tuple(view_info.shape))
         self.channels_last: bool = channels_last  # what the run's `channels_last` tag records

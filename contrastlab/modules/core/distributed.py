@@ -62,3 +62,14 @@ def shuffled_bn_forward(encoder: nn.Module, x: Tensor, splits: int = 1) -> Tenso
     restored = torch.empty_like(keys_all)
     restored[permutation] = keys_all
     return restored[rank() * n : (rank() + 1) * n]
+
+
+@torch.no_grad()
+def all_reduce_sum(x: Tensor) -> Tensor:
+    """x summed over every rank (a new tensor; x itself on one process), without gradient: the cross-rank
+    statistics of SwAV's Sinkhorn-Knopp and DINO's centre (`losses.clustering`)."""
+    if world_size() == 1:
+        return x
+    total = x.detach().clone()
+    dist.all_reduce(total)
+    return total

@@ -1,18 +1,27 @@
-"""Projector and predictor heads: MLPs, and DirectPred's predictor set from feature statistics."""
+"""Projector and predictor heads: MLPs, DINO's head, and DirectPred's predictor set from feature statistics."""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.utils.parametrizations import weight_norm
 
 
 def mlp(
-    in_dim: int, hidden_dim: int, out_dim: int, num_layers: int = 2, last_bn: bool = False, batch_norm: bool = True
+    in_dim: int,
+    hidden_dim: int,
+    out_dim: int,
+    num_layers: int = 2,
+    last_bn: bool = False,
+    batch_norm: bool = True,
+    gelu: bool = False,
 ) -> nn.Sequential:
     """Linear-BN-ReLU blocks then a final Linear, the projector of SimCLR/BYOL (num_layers >= 1).
 
     `last_bn` adds an affine-free BatchNorm after the output layer, as in SimCLR v2, SimSiam and MoCo v3.
-    `batch_norm=False` drops the hidden BatchNorms: MoCo v2's head is Linear-ReLU-Linear.
+    `batch_norm=False` drops the hidden BatchNorms: MoCo v2's head is Linear-ReLU-Linear. `gelu` in place of
+    ReLU: DINO's head.
     """
     if num_layers < 1:
         raise ValueError(f"an MLP needs at least one layer, got num_layers={num_layers}")
@@ -23,12 +32,38 @@ def mlp(
             layers += [nn.Linear(dim, hidden_dim, bias=False), nn.BatchNorm1d(hidden_dim)]
         else:
             layers.append(nn.Linear(dim, hidden_dim))
-        layers.append(nn.ReLU(inplace=True))
+        layers.append(nn.GELU() if gelu else nn.ReLU(inplace=True))
         dim = hidden_dim
     layers.append(nn.Linear(dim, out_dim, bias=not last_bn))
     if last_bn:
         layers.append(nn.BatchNorm1d(out_dim, affine=False))
     return nn.Sequential(*layers)
+
+
+class DINOHead(nn.Module):
+    """DINO's projection head (Caron et al. 2021, sec. 3.1 and appendix): a 3-layer MLP with GELU and no BatchNorm
+    down to a bottleneck, L2 normalisation, then a weight-normalised linear layer to K outputs, whose norms are fixed
+    at 1 (`norm_last_layer`, the official default: it keeps the training stable) or learned."""
+
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int = 65536,
+        hidden_dim: int = 2048,
+        bottleneck_dim: int = 256,
+        num_layers: int = 3,
+        norm_last_layer: bool = True,
+    ):
+        super().__init__()
+        self.mlp = mlp(in_dim, hidden_dim, bottleneck_dim, num_layers=num_layers, batch_norm=False, gelu=True)
+        self.last_layer = weight_norm(nn.Linear(bottleneck_dim, out_dim, bias=False))
+        norms = self.last_layer.parametrizations.weight.original0
+        with torch.no_grad():
+            norms.fill_(1.0)
+        norms.requires_grad_(not norm_last_layer)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.last_layer(F.normalize(self.mlp(x), dim=-1))
 
 
 def direct_pred_weights(correlation: Tensor, eps: float) -> Tensor:

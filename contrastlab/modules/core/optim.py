@@ -114,3 +114,11 @@ def warmup_cosine(total_steps: int, warmup_steps: int, min_ratio: float = 0.0):
         return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
     return factor
+
+
+def hold_still(module: nn.Module) -> None:
+    """Drop the gradients of `module`'s parameters before an optimiser step, so that step leaves them as they are
+    (an optimiser skips a parameter without a gradient: no momentum, no weight decay): SwAV's prototypes and DINO's
+    last layer in their first epoch. Under DDP the gradients were already all-reduced, so every rank drops the same."""
+    for p in module.parameters():
+        p.grad = None

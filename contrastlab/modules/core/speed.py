@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
+from contrastlab.contract import ViewGroup, describe_groups, multi_size
 from contrastlab.errors import ConfigError
 from contrastlab.modules.core.gradcache import grad_cache_step
 
@@ -17,9 +18,16 @@ if TYPE_CHECKING:
     from contrastlab.contract import Batch
 
 
-def check_grad_cache(method: type, chunk: int) -> None:
+def check_grad_cache(method: type, chunk: int, groups: tuple[ViewGroup, ...] = ()) -> None:
     if chunk < 0:
         raise ConfigError(f"model.init_args.grad_cache_chunk must be >= 0 (0 turns GradCache off), got {chunk}")
+    if chunk and multi_size(groups):
+        # the cached feature gradients are per view of one batch of equal views; multi-crop's losses
+        # (SwAV's, DINO's) have no in-batch negatives for GradCache to spread over chunks anyway
+        raise ConfigError(
+            f"model.init_args.grad_cache_chunk: GradCache encodes views of one size, but the pipeline makes "
+            f"{describe_groups(groups)} (multi-crop); remove grad_cache_chunk or local_crops"
+        )
     if chunk and not getattr(method, "supports_grad_cache", False):
         raise ConfigError(
             f"model.init_args.grad_cache_chunk: {method.__name__} does not support GradCache, which applies to "

@@ -6,6 +6,8 @@
   bidirectional loss of paired data (ConVIRT, CLIP, CLAP).
 - `blocked.py`: multi-positive InfoNCE and DCL's denominator by blocks of rows, for GradCache's large batches.
 - `non_contrastive.py`: no negatives: BYOL's and SimSiam's regression, Barlow Twins, VICReg.
+- `clustering.py`: the multi-crop methods' losses: SwAV's swapped prediction with Sinkhorn-Knopp, DINO's
+  self-distillation from a centred teacher.
 - `predictive.py`: a context predicts later or masked steps: CPC, TS-TCC's temporal contrasting, wav2vec 2.0's
   masked-step contrast against distractors of the same utterance and its codebook diversity.
 - `series.py`: timestamp-level contrast of TS2Vec and SoftCLT, and SoftCLT's soft targets.
@@ -13,6 +15,7 @@
 """
 
 from contrastlab.modules.losses.blocked import blocked_info_nce, blocked_negative_logsumexp
+from contrastlab.modules.losses.clustering import dino_loss, global_mean, sinkhorn_knopp, swav_loss
 from contrastlab.modules.losses.contrastive import (
     cacr,
     dcl,
@@ -68,6 +71,8 @@ __all__ = [
     "cpc_terms",
     "dcl",
     "guided_nt_xent",
+    "dino_loss",
+    "global_mean",
     "hierarchical_contrastive",
     "in_float32",
     "info_nce",
@@ -85,9 +90,11 @@ __all__ = [
     "paired_info_nce",
     "queue_info_nce",
     "sample_distractors",
+    "sinkhorn_knopp",
     "soft_instance_targets",
     "soft_temporal_targets",
     "supcon",
+    "swav_loss",
     "temporal_contrasting",
     "temporal_contrastive",
     "vicreg",
