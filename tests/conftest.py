@@ -61,9 +61,16 @@ LONGEST_FILES = (
     "tests/sweeps/test_sweep.py",
     "tests/test_demo.py",
     "tests/platform/test_resume.py",
-    "tests/test_toy_modality.py",
+    "tests/sweeps/test_grid.py",
+    "tests/methods/test_multicrop.py",
+    "tests/benchmarks/test_quality.py",
     "tests/sweeps/test_ui.py",
+    "tests/eval/test_eval.py",
+    "tests/methods/test_vit.py",
+    "tests/eval/test_eval_table.py",
+    "tests/test_toy_modality.py",
     "tests/methods/test_cpc.py",
+    "tests/methods/test_guided_methods.py",
     "tests/modules/test_gradcache.py",
 )
 

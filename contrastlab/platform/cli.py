@@ -216,11 +216,15 @@ class ContrastlabCLI(LightningCLI):
         if cfg["trainer"].get("enable_progress_bar") is None:  # a setting in the config or on the line wins
             kwargs["enable_progress_bar"] = on_terminal()
         self.tracking_uri, self.experiment_name = uri, experiment
+        kwargs["precision"] = self._precision(cfg["trainer"])[0]  # `auto` resolved knowing the model
         return super().instantiate_trainer(logger=logger, callbacks=callbacks, plugins=plugins, **kwargs)
+
+    def _precision(self, trainer_cfg) -> tuple[str, str]:
+        return precision.resolve(trainer_cfg.get("precision"), trainer_cfg.get("accelerator"), self.model)
 
     def _speed_tags(self, trainer_cfg) -> dict[str, str]:
         """What the fast defaults chose, and why: `trainer.precision: auto` and the model's `channels_last`."""
-        chosen, why = precision.resolve(trainer_cfg.get("precision"), trainer_cfg.get("accelerator"))
+        chosen, why = self._precision(trainer_cfg)
         tags = {"precision": f"{chosen} ({why})"}
         if hasattr(self.model, "channels_last"):
             tags["channels_last"] = str(self.model.channels_last).lower()

@@ -50,3 +50,18 @@ def test_channels_last_defaults_on_for_2d_convolutions_only(digits_info):
     assert not SimCLR(backbone="small_cnn", data_info=digits_info, channels_last=False).channels_last
     assert not wants_channels_last(nn.Sequential(nn.Conv1d(1, 4, 3)), (1, 128))
     assert not wants_channels_last(nn.Sequential(nn.Linear(4, 4)), (3, 32, 32))
+
+
+def test_auto_keeps_float32_for_3d_convolutions_on_a_cpu(monkeypatch):
+    """bf16 steps of a 3-D ResNet on synthetic volumes reached a NaN loss within 3 steps on this CPU."""
+    from torch import nn
+
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx512_bf16"}))
+    monkeypatch.setattr(precision.torch.cuda, "is_available", lambda: False)
+    volumes, images = nn.Sequential(nn.Conv3d(1, 4, 3)), nn.Sequential(nn.Conv2d(1, 4, 3))
+    assert precision.resolve("auto", "cpu", volumes) == (
+        "32-true",
+        "auto: 3-D convolutions, which diverged in bf16 on CPU",
+    )
+    assert precision.resolve("auto", "cpu", images)[0] == "bf16-mixed"
+    assert precision.resolve("bf16-mixed", "cpu", volumes)[0] == "bf16-mixed"  # asked for by name: kept
