@@ -211,8 +211,13 @@ def main(argv: list[str] | None = None) -> int:
     recorded = json.loads(args.ledger.read_text()) if args.ledger.is_file() else {}
     if args.check:
         missing = [n for n in names if n not in recorded]
-        if missing:
+        if missing and args.only:
             parser.error(f"--check: {missing[0]} has no figures in {args.ledger}; run without --check first")
+        if missing:  # every recipe: those recorded are checked, the others said
+            print(f"not in {args.ledger.name} yet (record them without --check): {', '.join(missing)}", flush=True)
+            names = [n for n in names if n in recorded]
+        if not names:
+            parser.error(f"--check: {args.ledger} records no recipe; run without --check first")
 
     with tempfile.TemporaryDirectory(prefix="quality-") as folder:
         store = args.store or f"sqlite:///{Path(folder) / 'mlflow.db'}"
