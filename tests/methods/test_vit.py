@@ -38,7 +38,18 @@ def test_a_vit_simclr_run_on_digits_trains_resumes_and_is_evaluated(tmp_path, cl
     assert not untrained_weights(build(args)[0], ckpt), "ViT weights that did not train"
 
     code, err = cli_here(
-        "eval", "--run", run.info.run_id, "--protocols", "knn", "--k", "5", "--tsne-points", "0", cwd=tmp_path
+        "eval",
+        "--run",
+        run.info.run_id,
+        "--protocols",
+        "knn",
+        "--k",
+        "5",
+        "--tsne-points",
+        "0",
+        "--baselines",
+        "none",
+        cwd=tmp_path,  # the learned features only: baselines are tests/eval's subject
     )
     assert code == 0, err[-3000:]
     metrics = store_client(tmp_path).get_run(run.info.run_id).data.metrics
