@@ -4,7 +4,8 @@ Every op works on a batch (B, ...) on any device and draws its parameters per sa
 `chosen` says which samples an op with probability p applies to, `on_chosen` computes an op on those samples
 only, `uniform` draws one value per sample and `per_sample` broadcasts it over the sample's other dimensions.
 `per_view` and `triple` read options given once or per view / per axis; `random_crop`, `centre_crop` and `gain`
-act on the last (time) axis. A bad option is a `ConfigError` naming its key (`model.augment.<key>`).
+act on the last (time) axis; `RandomNoise` adds Gaussian noise to chosen samples of any rank. A bad option
+is a `ConfigError` naming its key (`model.augment.<key>`).
 
 Random draws: `chosen` draws one number per sample from torch's generator even at p = 0 or p = 1, so the
 random stream after an op does not depend on its probability; `draw_when_certain=False` (the series ops and
@@ -288,3 +289,14 @@ class LogMel(nn.Module):
             peak = db.amax(dim=(-2, -1), keepdim=True)
             db = torch.maximum(db, peak - self.top_db)
         return db
+
+
+class RandomNoise(nn.Module):
+    """Additive Gaussian noise of standard deviation `std` on each sample with probability p."""
+
+    def __init__(self, std: float = 0.05, p: float = 0.5):
+        super().__init__()
+        self.std, self.p = std, p
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + torch.randn_like(x) * self.std * chosen(x, self.p, keepdim=True)

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from contrastlab.augment.ops import ChannelNormalize, PerView, check_views, chosen, per_view
+from contrastlab.augment.ops import ChannelNormalize, PerView, RandomNoise, check_views, chosen, per_view
 from contrastlab.contract import DataInfo, ViewGroup, ViewPipeline
 from contrastlab.errors import ConfigError
 
@@ -216,17 +216,6 @@ class RandomSolarize(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return torch.where(chosen(x, self.p, keepdim=True) & (x >= self.threshold), 1 - x, x)
-
-
-class RandomNoise(nn.Module):
-    """Additive Gaussian noise of standard deviation `std` on each sample with probability p."""
-
-    def __init__(self, std: float = 0.05, p: float = 0.5):
-        super().__init__()
-        self.std, self.p = std, p
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x + torch.randn_like(x) * self.std * chosen(x, self.p, keepdim=True)
 
 
 def _grey(x: Tensor) -> Tensor:

@@ -24,7 +24,6 @@ The practitioner's baseline features (`hand_features`) are each clip's MFCC mean
 
 from __future__ import annotations
 
-import functools
 import logging
 import re
 from collections.abc import Sequence
@@ -32,11 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
 from torch.utils.data import Dataset
 
-from contrastlab.contract import DataInfo, HandFeatures, Samples
+from contrastlab.contract import DataInfo, HandFeatures
+from contrastlab.datamodules.audio_features import mfcc_baseline
 from contrastlab.datamodules.audio_files import AUDIO_EXTENSIONS, Decoding
 from contrastlab.datamodules.badfiles import BadFiles, check_policy, list_readable, skip_collate
 from contrastlab.datamodules.base import ContrastiveDataModule
@@ -47,39 +45,6 @@ from contrastlab.errors import ConfigError, DataError
 log = logging.getLogger(__name__)
 
 DEFAULT_VIEWS = "contrastlab.augment.audio.CLMRViews"
-MFCCS = 20
-
-
-def mfcc_stats(wave: np.ndarray, sample_rate: float) -> np.ndarray:
-    """(2 * MFCCS * C,): the mean and standard deviation over frames of each channel's MFCCs, as
-    librosa.feature.mfcc computes them with its defaults (n_fft 2048, hop 512, 128 mels, dB clipped 80 dB
-    below the peak, orthonormal DCT-II), through our log-mel front end."""
-    from scipy.fft import dct
-
-    db = _librosa_front(float(sample_rate))(torch.as_tensor(wave, dtype=torch.float32)[None])[
-        0
-    ].numpy()  # (C, mels, frames)
-    mfcc = dct(db, type=2, norm="ortho", axis=1)[:, :MFCCS]
-    return np.concatenate([mfcc.mean(axis=2), mfcc.std(axis=2)], axis=1).reshape(-1)
-
-
-@functools.cache
-def _librosa_front(sample_rate: float):
-    from contrastlab.augment.ops import LogMel
-
-    return LogMel(sample_rate, n_fft=2048, hop_length=512, n_mels=128, top_db=80.0)
-
-
-def standardized_by_train(make):
-    """`HandFeatures.fit` of per-sample features `make(sample)`, z-scored by the train split's statistics (their
-    scales differ by orders of magnitude: the 0th MFCC is the loudness, the others are not)."""
-
-    def fit(train: Samples, seed: int):
-        features = np.stack([make(s) for s in train])
-        mean, std = features.mean(axis=0), np.maximum(features.std(axis=0), 1e-6)
-        return lambda samples: (np.stack([make(s) for s in samples]) - mean) / std
-
-    return fit
 
 
 @dataclass(frozen=True)
@@ -227,12 +192,7 @@ class AudioDataModule(ContrastiveDataModule):
     def hand_features(self) -> dict[str, HandFeatures]:
         """MFCC mean+std of each clip: the speech practitioner's first classifier input (raw waveforms are no
         baseline: a shift of a few samples moves them far apart)."""
-        rate = self.decoding.sample_rate
-        return {
-            "mfcc": HandFeatures(
-                "MFCC mean+std", standardized_by_train(lambda w: mfcc_stats(w, rate)), ("nn", "logistic")
-            )
-        }
+        return {"mfcc": mfcc_baseline(self.decoding.sample_rate)}
 
     def assign_splits(self, clips: list[Clip]) -> dict[str, list[Clip]]:
         """Clips of each split: held-out groups, else the official split, else seeded shares (splits.py)."""

@@ -62,7 +62,7 @@ def test_raw_samples_read_each_series_over_its_own_steps_and_refuse_what_they_ca
 def test_mfcc_features_are_librosas_mfcc_mean_and_std_standardised_by_train():
     import librosa
 
-    from contrastlab.datamodules.audio import mfcc_stats, standardized_by_train
+    from contrastlab.datamodules.audio_features import mfcc_stats, standardized_by_train
 
     rng = np.random.default_rng(0)
     t = np.arange(4000) / 8000
