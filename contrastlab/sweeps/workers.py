@@ -31,7 +31,7 @@ from contrastlab.sweeps.storage import (
 )
 from contrastlab.sweeps.trial import STOP_ATTR, Sweep, _run_trial
 
-IDLE_POLL = 5.0  # seconds between looks at the study while other workers finish the last trials
+IDLE_POLL = 1.0  # seconds between looks at the study while other workers finish the last trials
 
 
 def _run_workers(sweep: Sweep, workers: int) -> list[int]:

@@ -35,8 +35,8 @@ def test_a_figure_falls_below_its_mean_minus_two_sd_or_a_hundredth(before, now, 
 
 
 def test_check_reruns_a_recipe_and_exits_1_naming_the_figure_that_fell(tmp_path):
-    """A tiny digits recipe, fit and eval as real processes; the ledger holds its kNN far higher than it can
-    reach and its linear probe far lower: the check fails on the first and says the second held."""
+    """A tiny digits recipe, fit and eval as real processes; the ledger holds its 5-NN accuracy far higher than it
+    can reach and its 1-NN accuracy far lower: the check fails on the first and says the second held."""
     recipe = {
         "tiny": {
             "config": str(DIGITS_CONFIG.relative_to(REPO)),
@@ -45,19 +45,19 @@ def test_check_reruns_a_recipe_and_exits_1_naming_the_figure_that_fell(tmp_path)
                 "--trainer.max_epochs", "1", "--data.max_train_samples", "200", "--data.batch_size", "100",
                 "--model.proj_hidden_dim", "64", "--tracking.system_metrics_interval", "0", "--test_after_fit", "false",
             ],
-            "protocols": "knn,linear",
-            "eval_args": ["--k", "5", "--baselines", "raw_nn"],
-            "figures": {"knn": "eval/knn/top1_k5", "linear": "eval/linear/top1"},
+            "protocols": "knn",
+            "eval_args": ["--k", "1,5", "--baselines", "raw_nn"],
+            "figures": {"knn": "eval/knn/top1_k5", "knn1": "eval/knn/top1_k1"},
             "baselines": {"pixels_1nn": "eval/baseline_raw_nn/acc"},
         }
     }  # fmt: skip
     (tmp_path / "recipes.yaml").write_text(yaml.safe_dump(recipe))
-    ledger = {"tiny": {"figures": {"knn": {"mean": 1.5, "sd": 0.0}, "linear": {"mean": 0.0, "sd": 0.0}}}}
+    ledger = {"tiny": {"figures": {"knn": {"mean": 1.5, "sd": 0.0}, "knn1": {"mean": 0.0, "sd": 0.0}}}}
     (tmp_path / "ledger.json").write_text(json.dumps(ledger))
     command = [sys.executable, str(REPO / "benchmarks" / "quality.py"), "--check", "--seeds", "0"]
     command += ["--recipes", str(tmp_path / "recipes.yaml"), "--ledger", str(tmp_path / "ledger.json")]
     proc = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "REGRESSION tiny/knn: " in proc.stderr and "below 1.4900" in proc.stderr
-    assert "tiny/linear" not in proc.stderr and "tiny/linear: " in proc.stdout and " held" in proc.stdout
+    assert "tiny/knn1" not in proc.stderr and "tiny/knn1: " in proc.stdout and " held" in proc.stdout
     assert json.loads((tmp_path / "ledger.json").read_text()) == ledger  # a check writes nothing

@@ -122,7 +122,7 @@ def test_a_second_eval_reads_the_cached_features(trained, cli_here, monkeypatch)
 
 def test_eval_on_a_terminal_draws_bars_with_an_eta_under_its_lines(trained, tmp_path):
     cwd, _, folder = trained
-    args = ["--protocols", "knn", "--tsne-points", "0", "--cache-dir", str(tmp_path)]  # features extracted anew
+    args = ["--protocols", "knn", "--tsne-points", "0", *NO_BASELINES, "--cache-dir", str(tmp_path)]  # features anew
     proc = run_on_terminal("eval", "--ckpt", str(folder / "last.ckpt"), *args, cwd=cwd)
     shown = proc.stdout
     assert proc.returncode == 0, shown[-3000:]

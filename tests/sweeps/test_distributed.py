@@ -73,7 +73,7 @@ def start_sweep(config: Path, storage: str, cwd: Path) -> subprocess.Popen:
 def test_two_workers_share_one_postgresql_study_without_losing_or_repeating_a_trial(tmp_path, postgres_url):
     name = "shared"
     space = {"model.temperature": {"type": "float", "low": 0.1, "high": 0.5}}
-    fixed = {**FIXED, "data.max_train_samples": 512}
+    fixed = {**FIXED, "data.max_train_samples": 256}
     config = write_sweep(tmp_path, name, space=space, fixed=fixed, pruner="none", n_trials=3)
     first = start_sweep(config, postgres_url, tmp_path)
     # The second joins once the first has made the study and the MLflow store, as a second machine would.
@@ -112,7 +112,7 @@ def test_two_workers_share_one_journal_file_study_without_losing_or_repeating_a_
     """Optuna's journal file, for a cluster without a database (the file on a shared filesystem): here the two
     worker processes of one command, each taking a trial."""
     name, storage = "journal", f"journal:{tmp_path / 'study' / 'optuna.log'}"
-    fixed = {**FIXED, "data.max_train_samples": 256}
+    fixed = {**FIXED, "data.max_train_samples": 128, "data.batch_size": 128}
     space = {"model.temperature": {"type": "float", "low": 0.1, "high": 0.5}}
     config = write_sweep(tmp_path, name, space=space, fixed=fixed, pruner="none", n_trials=2)
     done = run_cli("sweep", "-c", str(config), "--storage", storage, "--workers", "2", cwd=tmp_path, timeout=600)

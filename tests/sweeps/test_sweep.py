@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import DIGITS_CONFIG, give_store, run_cli, store_client
+from tests.conftest import DIGITS_CONFIG, give_store, run_cli, start_cli, store_client
 from tests.platform.test_cli import free_port
 
-# Each trial: 2 epochs on at most 600 digits, validated each epoch, nothing sampled or copied that is not needed.
+# Each trial: 2 epochs on at most 300 digits, validated each epoch, nothing sampled or copied that is not needed.
 FIXED = {
     "trainer.max_epochs": 2,
     "trainer.check_val_every_n_epoch": 1,
@@ -35,9 +35,9 @@ def write_sweep(folder: Path, name: str, **changes) -> Path:
         "space": {
             # a temperature of 1e-40 overflows NT-Xent's logits: the NaN-loss path
             "model.temperature": {"type": "categorical", "choices": [0.2, 0.5, 1.0e-40]},
-            # a 20-sample kNN bank scores far below a 600-sample one: the median pruner must prune it
-            "data.max_train_samples": {"type": "categorical", "choices": [600, 20]},
-            "data.batch_size": {"type": "categorical", "choices": [256, 20]},  # at most the samples there are
+            # a 20-sample kNN bank scores far below a 300-sample one: the median pruner must prune it
+            "data.max_train_samples": {"type": "categorical", "choices": [300, 20]},
+            "data.batch_size": {"type": "categorical", "choices": [150, 20]},  # at most the samples there are
         },
         "objective": {"metric": "val/knn_top1", "direction": "maximize"},
         "n_trials": 4,
@@ -75,7 +75,7 @@ AS_RUN = {"COMPLETE": ("complete", "FINISHED"), "PRUNED": ("pruned", "FINISHED")
 def wait_for_running_child(cwd: Path, name: str, trial: int, proc: subprocess.Popen, timeout: float = 400) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
-        assert proc.poll() is None, proc.stdout.read()
+        assert proc.poll() is None, proc.communicate()
         try:
             _, _, children = child_runs(cwd, name)
             if trial in children and children[trial].info.status == "RUNNING":
@@ -95,27 +95,20 @@ def test_sweep_prunes_fails_survives_sigkill_and_resumes(tmp_path):
     trial's process sees its worker's slice, and two trials running at once have different ones."""
     name = "tiny"
     tiny_bank = {"data.max_train_samples": 20, "data.batch_size": 20}
+    bank = {"data.max_train_samples": 300, "data.batch_size": 150}
     enqueue = [
-        {"model.temperature": 0.2, "data.max_train_samples": 600, "data.batch_size": 256},
+        {"model.temperature": 0.2, **bank},
         {"model.temperature": 0.2, **tiny_bank},
-        {"model.temperature": 1.0e-40, "data.max_train_samples": 600, "data.batch_size": 256},
-        {"model.temperature": 0.5, "data.max_train_samples": 600, "data.batch_size": 256},
+        {"model.temperature": 1.0e-40, **bank},
+        {"model.temperature": 0.5, **bank},
     ]
     sweep = write_sweep(tmp_path, name, enqueue=enqueue)
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     give_store(tmp_path)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "contrastlab", "sweep", "-c", str(sweep), "--accelerators", "7"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = start_cli("sweep", "-c", str(sweep), "--accelerators", "7", cwd=tmp_path)
     try:
         wait_for_running_child(tmp_path, name, 3, proc)
     finally:
-        os.kill(proc.pid, signal.SIGKILL)
+        os.kill(proc.pid, signal.SIGKILL)  # the command, as `kill -9` would: its workers and trials die with it
         proc.wait(timeout=60)
     time.sleep(2)  # the trial process dies with its worker (PR_SET_PDEATHSIG)
 
