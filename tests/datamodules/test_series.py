@@ -75,6 +75,18 @@ def test_gunpoint_has_its_official_split_and_is_z_normalised_per_series():
     assert batch["x"].shape == (10, 1, 150) and "mask" not in batch  # equal length, nothing missing
 
 
+@pytest.mark.parametrize(
+    ("name", "shape", "classes", "sizes"),
+    [("ArrowHead", (1, 251), 3, (30, 6, 175)), ("OSULeaf", (1, 427), 6, (159, 41, 242)),
+     ("ACSF1", (1, 1460), 10, (80, 20, 100))],
+)  # fmt: skip
+def test_the_other_univariate_sets_of_the_benchmark_load_with_a_holdout_in_every_class(name, shape, classes, sizes):
+    dm = UCR(name)
+    assert (dm.info.shape, dm.info.num_classes) == (shape, classes)
+    assert tuple(len(dm.split(s)) for s in ("train", "val", "test")) == sizes
+    assert sorted(set(dm.split("val").labels)) == list(range(classes))
+
+
 def test_the_holdout_follows_the_data_seed_and_the_papers_protocol_keeps_all_of_train():
     def held(**kwargs) -> list:
         dm = UCR("GunPoint", **kwargs)
