@@ -7,8 +7,10 @@ Each method is its shipped config (`configs/<method>/ucr.yaml`) run through the 
 user would: `contrastlab fit` with `--data.init_args.name <set>` (the archive's official split, z-normalised
 per series), then `contrastlab eval --run <id> --protocols svm`, the protocol of TS2Vec and SoftCLT: an
 RBF-SVM on the max-pooled representations with C chosen by 5-fold CV on train (hard margin when a class
-has fewer than 5 training series), accuracy on test. Nothing is chosen on the test split: no validation
-runs during fit and the last checkpoint is evaluated.
+has fewer than 5 training series), accuracy on test. The papers' protocol
+(configs/shared/recipes/ucr_papers_protocol.yaml): all of train, no validation during fit, the last
+checkpoint evaluated, so nothing is chosen on the test split. (benchmarks/quality.py's series recipes take the
+DataModules' default instead: 20% of train held out for validation.)
 
 By default the encoders are smaller than the papers' and train `--steps` steps of batch 8 (TS2Vec's 200
 iterations at full size take minutes a set on a loaded 2-core CPU); `--paper-size` uses the configs' sizes
@@ -34,6 +36,7 @@ from pathlib import Path
 from figures import write_block
 
 REPO = Path(__file__).resolve().parents[1]
+PAPERS = REPO / "configs" / "shared" / "recipes" / "ucr_papers_protocol.yaml"  # all of train, the last checkpoint
 DATASETS = ["GunPoint", "ArrowHead", "OSULeaf", "BasicMotions", "JapaneseVowels"]
 METHODS = ["ts2vec", "softclt", "tstcc"]
 # SoftCLT's temperatures per set where its authors list them (hyperparameters/cls_hyperparams.csv of
@@ -46,7 +49,15 @@ COMMON = [
 
 
 def method_args(method: str, dataset: str, steps: int | None, paper_size: bool, normalize: str) -> list[str]:
-    args = ["fit", "-c", str(REPO / "configs" / method / "ucr.yaml"), "--data.init_args.name", dataset]
+    args = [
+        "fit",
+        "-c",
+        str(REPO / "configs" / method / "ucr.yaml"),
+        "-c",
+        str(PAPERS),
+        "--data.init_args.name",
+        dataset,
+    ]
     args += ["--data.init_args.normalize", normalize]
     if method in ("ts2vec", "softclt") and not paper_size:
         args += ["--model.init_args.backbone_kwargs", "{hidden_dims: 32, output_dims: 64, depth: 6}"]
@@ -116,7 +127,7 @@ def nearest_neighbour(dataset: str, normalize: str) -> dict[str, tuple[float, fl
     from contrastlab.datamodules.series import UCR
     from contrastlab.metrics.dtw import pairwise_dtw
 
-    data = UCR(name=dataset, normalize=normalize)
+    data = UCR(name=dataset, normalize=normalize, val_size=0)  # the official train split, as the fits
     train, test = data.split("train"), data.split("test")
     series = [[s.nan_to_num().numpy().astype(np.float64) for s in split.x] for split in (train, test)]
     y_train, y_test = train.y.numpy(), test.y.numpy()

@@ -40,6 +40,7 @@ SERIES_VIEWS = "contrastlab.augment.series.SeriesViews"
 MINIROCKET_MIN_LENGTH = 9  # its kernels' length
 NORMALIZE = ("auto", "series", "dataset", "none")
 UNEQUAL = ("pad", "crop")
+VAL_SIZE = 0.2  # of train, held out for validation unless a config says 0 (the papers' protocol)
 
 
 class SeriesSamples(Dataset):
@@ -78,15 +79,18 @@ class SeriesData(ContrastiveDataModule):
             relative scales carry information.
         unequal: what to do with series of unequal length: "pad" (NaN-pad each batch to its longest and
             mask, `DataInfo.shape` has T = 0) or "crop" (keep every series' first T steps, T the shortest).
-        val_size: the fraction of train held out (stratified, seeded: datamodules/splits.py) for validation.
-            0 (the default, as the archive's papers, which have no validation split): validation reads the test
-            split, so choose
-            nothing by `val/*` metrics (evaluate the last checkpoint: `contrastlab eval --ckpt .../last.ckpt`).
+        val_size: the fraction of train held out for validation (stratified by class, seeded by `seed`:
+            datamodules/splits.py), 0.2 by default. The archives have no validation split, and a run that picks
+            its best checkpoint (or a probe's penalty) on `val/*` must not pick it on test; the held-out series
+            are left out of training, of the protocols' train features and of the baselines alike. 0 is the
+            papers' protocol (TS2Vec, SoftCLT, TS-TCC: all of train, no validation, the last checkpoint):
+            validation then reads the test split, so pair it with `trainer.limit_val_batches: 0` and evaluate
+            the last checkpoint (configs/shared/recipes/ucr_papers_protocol.yaml does both).
     """
 
     name = "series"
 
-    def __init__(self, normalize: str = "auto", unequal: str = "pad", val_size: float = 0.0, **kwargs):
+    def __init__(self, normalize: str = "auto", unequal: str = "pad", val_size: float = VAL_SIZE, **kwargs):
         super().__init__(**kwargs)
         if normalize not in NORMALIZE:
             raise ConfigError(f"data.normalize must be one of {', '.join(NORMALIZE)}, got {normalize!r}")

@@ -13,6 +13,11 @@ own in the experiment `--table-experiment` (default `eval-tables`): `table.md` a
 and cell) as artifacts, each cell as the metric `<dataset>/<configuration>_<protocol>/<metric>` (the mean; with
 more than one run, `<metric>_sd` and `<metric>_n` too): `GunPoint/simclr_svm/acc`,
 `GunPoint/simclr_baseline_raw_dtw/acc`.
+
+Over two or more datasets the table also ranks its methods (each configuration's protocol, and each baseline,
+is a method): each method's average rank over the datasets where every method has a value (1 = best), Friedman's
+test and the Nemenyi critical difference (Demšar 2006, evaluation/ranks.py), as a section of `table.md`, the
+metrics `rank/<method>` and `rank/cd`, and the critical-difference diagram `cd.png`.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from contrastlab.errors import ConfigError
@@ -33,6 +39,8 @@ from contrastlab.eval.run import evaluate_target
 from contrastlab.eval.targets import locate
 from contrastlab.evaluation import registry
 from contrastlab.evaluation.baselines import headline as baseline_headline
+from contrastlab.evaluation.plots import cd_diagram
+from contrastlab.evaluation.ranks import Ranking, rank_methods
 from contrastlab.platform import stores
 
 TABLE_PROTOCOLS = ["svm"]  # the papers' protocol, unless --protocols says otherwise
@@ -173,8 +181,11 @@ def evaluate_table(args: argparse.Namespace, uri: str, device: torch.device) -> 
                 cells.append(Cell(dataset, configuration, column, group, run.info.run_id, group, *shown))
         notes += [f"{dataset} / {configuration}: {p} skipped: {why}" for p, why in evaluated.skipped.items()]
     notes = list(dict.fromkeys(notes))
-    markdown = table_markdown(cells, notes)
-    table_run = log_table(client, args, cells, markdown, runs)
+    ranking, why_not = rank_cells(cells)
+    markdown = table_markdown(cells, notes) + ("\n" + ranking_markdown(ranking) if ranking else "")
+    if why_not:
+        print(f"no ranks: {why_not}", flush=True)
+    table_run = log_table(client, args, cells, markdown, runs, ranking)
     print(markdown, flush=True)
     print(f"table logged into run {table_run} of experiment {args.table_experiment!r} ({stores.redact(uri)})")
     return 0
@@ -230,8 +241,47 @@ def table_markdown(cells: list[Cell], notes: list[str]) -> str:
     return "\n".join([title, "", *lines, *footer]) + "\n"
 
 
-def log_table(client, args: argparse.Namespace, cells: list[Cell], markdown: str, runs: list) -> str:
-    """A run of its own for the table: artifacts `table.md`, `table.csv`; a metric per cell (mean, sd, n)."""
+def method_name(cell: Cell) -> str:
+    """A ranked method: a baseline alone (the data's, the same beside every configuration), else the
+    configuration and its protocol."""
+    return cell.column if cell.key.startswith("baseline_") else f"{cell.configuration}, {cell.column}"
+
+
+def rank_cells(cells: list[Cell]) -> tuple[Ranking | None, str]:
+    """The methods' ranking over the datasets where every method has a value (each dataset's value of a method:
+    its mean over that dataset's runs), or None and why not."""
+    values: dict[str, dict[str, list[float]]] = {}
+    for c in cells:
+        values.setdefault(method_name(c), {}).setdefault(c.dataset, []).append(c.value)
+    datasets = list(dict.fromkeys(c.dataset for c in cells))
+    methods = [m for m, by_set in values.items() if len(by_set) == len(datasets)]
+    if len(datasets) < 2 or len(methods) < 2:
+        return None, f"{len(datasets)} dataset(s) and {len(methods)} method(s) with a value on every one; need 2+"
+    scores = [[sum(values[m][d]) / len(values[m][d]) for m in methods] for d in datasets]
+    return rank_methods(np.array(scores), methods, datasets), ""
+
+
+def ranking_markdown(ranking: Ranking) -> str:
+    n, k = len(ranking.datasets), len(ranking.methods)
+    lines = [
+        f"## Average rank over {n} datasets (1 = best; Demšar 2006)",
+        "",
+        "| method | average rank |",
+        "|---|---:|",
+        *(f"| {ranking.methods[j]} | {ranking.average[j]:.2f} |" for j in ranking.order()),
+        "",
+        f"Friedman chi2 = {ranking.chi2:.3f} (p = {ranking.p_value:.3g}), Iman-Davenport F = "
+        f"{ranking.f_statistic:.3f} (p = {ranking.f_p_value:.3g}); Nemenyi CD = {ranking.cd:.3f} for {k} methods "
+        f"at alpha {ranking.alpha} (the picture: cd.png).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def log_table(
+    client, args: argparse.Namespace, cells: list[Cell], markdown: str, runs: list, ranking: Ranking | None = None
+) -> str:
+    """A run of its own for the table: artifacts `table.md`, `table.csv` (and `cd.png` with a ranking); a metric
+    per cell (mean, sd, n), and per method its average rank."""
     from mlflow.entities import Metric, Param, RunTag
 
     experiment = client.get_experiment_by_name(args.table_experiment)
@@ -256,6 +306,9 @@ def log_table(client, args: argparse.Namespace, cells: list[Cell], markdown: str
             metrics.append(Metric(name, summary.mean, now, 0))
             if summary.n > 1:
                 metrics += [Metric(f"{name}_sd", summary.sd, now, 0), Metric(f"{name}_n", summary.n, now, 0)]
+    if ranking is not None:
+        metrics += [Metric(f"rank/{slug(m)}", float(r), now, 0) for m, r in zip(ranking.methods, ranking.average)]
+        metrics += [Metric("rank/cd", ranking.cd, now, 0), Metric("rank/friedman_p", ranking.p_value, now, 0)]
     client.log_batch(
         run_id,
         metrics=metrics[:1000],
@@ -273,5 +326,7 @@ def log_table(client, args: argparse.Namespace, cells: list[Cell], markdown: str
                 writer.writerow([c.dataset, c.configuration, c.column, c.run_id, c.protocol, c.metric, c.value])
         client.log_artifact(run_id, str(Path(folder) / "table.md"))
         client.log_artifact(run_id, str(Path(folder) / "table.csv"))
+        if ranking is not None:
+            client.log_artifact(run_id, str(cd_diagram(ranking, Path(folder) / "cd.png")))
     client.set_terminated(run_id, "FINISHED")
     return run_id

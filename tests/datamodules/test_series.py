@@ -10,7 +10,7 @@ import torch
 
 from contrastlab.datamodules.series import UCR, SeriesFiles, series_collate
 from contrastlab.datamodules.series_files import read_series_file
-from contrastlab.errors import DataError
+from contrastlab.errors import ConfigError, DataError
 from tests.conftest import in_process_store, the_error_line
 
 # A small univariate set: series of unequal length (the last is shorter), one missing value, two classes.
@@ -64,14 +64,40 @@ def test_gunpoint_has_its_official_split_and_is_z_normalised_per_series():
     info = dm.info
     assert (info.name, info.modality, info.shape, info.num_classes) == ("GunPoint", "series", (1, 150), 2)
     assert info.views == "contrastlab.augment.series.SeriesViews" and info.extra["equal_length"]
-    train, test = dm.split("train"), dm.split("test")
-    assert (len(train), len(test)) == (50, 150) and len(dm.split("val")) == 150  # val reads test (no val split)
+    train, val, test = dm.split("train"), dm.split("val"), dm.split("test")
+    # the archive has no validation split: a seeded, stratified 20% of train is held out (24 and 26 per class)
+    assert (len(train), len(val), len(test)) == (40, 10, 150) and sorted(val.labels) == [0] * 5 + [1] * 5
     x = torch.stack([train[i]["x"] for i in range(len(train))])
-    assert torch.allclose(x.mean(-1), torch.zeros(50, 1), atol=1e-5)
-    assert torch.allclose(x.std(-1, unbiased=False), torch.ones(50, 1), atol=1e-4)
+    assert torch.allclose(x.mean(-1), torch.zeros(40, 1), atol=1e-5)
+    assert torch.allclose(x.std(-1, unbiased=False), torch.ones(40, 1), atol=1e-4)
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     assert batch["x"].shape == (10, 1, 150) and "mask" not in batch  # equal length, nothing missing
+
+
+@pytest.mark.parametrize(
+    ("name", "shape", "classes", "sizes"),
+    [("ArrowHead", (1, 251), 3, (30, 6, 175)), ("OSULeaf", (1, 427), 6, (159, 41, 242)),
+     ("ACSF1", (1, 1460), 10, (80, 20, 100))],
+)  # fmt: skip
+def test_the_other_univariate_sets_of_the_benchmark_load_with_a_holdout_in_every_class(name, shape, classes, sizes):
+    dm = UCR(name)
+    assert (dm.info.shape, dm.info.num_classes) == (shape, classes)
+    assert tuple(len(dm.split(s)) for s in ("train", "val", "test")) == sizes
+    assert sorted(set(dm.split("val").labels)) == list(range(classes))
+
+
+def test_the_holdout_follows_the_data_seed_and_the_papers_protocol_keeps_all_of_train():
+    def held(**kwargs) -> list:
+        dm = UCR("GunPoint", **kwargs)
+        return [dm.split("val").x[i] for i in range(len(dm.split("val")))]
+
+    same = [torch.equal(a, b) for a, b in zip(held(seed=0), held(seed=0))]
+    assert all(same) and not all(torch.equal(a, b) for a, b in zip(held(seed=0), held(seed=1)))
+    papers = UCR("GunPoint", val_size=0)
+    assert (len(papers.split("train")), len(papers.split("val"))) == (50, 150)  # val reads test: choose nothing on it
+    with pytest.raises(ConfigError, match="data.val_size must be a fraction"):
+        UCR("GunPoint", val_size=1.5)
 
 
 def test_basic_motions_is_multivariate_and_a_holdout_is_stratified():
@@ -109,7 +135,7 @@ def test_a_set_under_root_is_read_in_the_archive_layout(tmp_path):
     (tmp_path / "Toy").mkdir()
     write_ts(tmp_path / "Toy" / "Toy_TRAIN.ts")
     write_delimited(tmp_path / "Toy" / "Toy_TEST.tsv", "\t")
-    dm = UCR("Toy", root=str(tmp_path), normalize="none", batch_size=4)
+    dm = UCR("Toy", root=str(tmp_path), normalize="none", batch_size=4, val_size=0)  # all 4 train series
     assert dm.info.extra["missing"] and dm.info.shape == (1, 0) and dm.info.extra["classes"] == ["a", "b"]
     batch = series_collate([dm.split("train")[i] for i in range(4)])
     assert batch["mask"].tolist()[1] == [True, False, True, True, True]  # the missing value

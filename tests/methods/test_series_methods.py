@@ -75,9 +75,9 @@ def test_each_method_trains_a_few_steps_on_gunpoint_and_evaluates(method, store,
     still = untrained_weights(untrained, store / "checkpoints" / method / run.info.run_id / "last.ckpt")
     assert not still, f"{method}: encoder weights that did not train: {still}"
     assert 0 <= metrics["test/knn_top1"] <= 1 and "test/probe_acc" in metrics
-    if method == "softclt":  # the DTW matrix of GunPoint's 50 training series, cached by content
+    if method == "softclt":  # the DTW matrix of GunPoint's 40 training series (10 held out), cached by content
         (cached,) = (tmp_path / "dtw").glob("dtw-*.npy")
-        assert np.load(cached).shape == (50, 50)
+        assert np.load(cached).shape == (40, 40)
     if method == "ts2vec":  # the papers' protocol on the learned representations, no worse than on untrained ones
         accuracy, before = eval_svm(cli_here, store, run.info.run_id), svm_accuracy(untrained, data)
         assert accuracy >= before - 0.02, (accuracy, before)  # 3 of 150 test series; measured 0.960 and 0.953
@@ -95,7 +95,7 @@ def test_softclt_on_unequal_length_series_resumes_and_evaluates_with_masks(store
     assert first.info.status == "FINISHED" and first.data.tags["dataset"] == "JapaneseVowels"
     (cached,) = (tmp_path / "dtw").glob("dtw-*.npy")
     distances = np.load(cached)
-    assert distances.shape == (270, 270) and np.isfinite(distances).all() and (np.diag(distances) == 0).all()
+    assert distances.shape == (216, 216) and np.isfinite(distances).all() and (np.diag(distances) == 0).all()
     written = cached.stat().st_mtime_ns
 
     longer = [*vowels, "--trainer.max_steps", "6", "--resume"]
