@@ -42,7 +42,8 @@ MSC_FROM_SCRATCH = ["--model.init_args.optimizer.lr", "0.003"]
 # random init over a few steps, they move faster than the student fits them and the loss rises toward log K (the
 # paper's curves rise early too). Here they are held (momentum 1, a centre that barely moves, no temperature warm-up)
 # so that a falling loss says the student learns its targets; the centre's statistics are tests/modules/
-# test_distributed.py's, the EMA tests/modules/test_momentum.py's, and DINO's DDP fit tests/methods/test_multicrop.py's.
+# test_distributed.py's, the EMA tests/modules/test_momentum.py's, and DINO's DDP fit
+# tests/methods/test_ddp_methods.py's.
 DINO_HELD_TARGETS = [
     *("--model.init_args.momentum", "1.0", "--model.init_args.final_momentum", "null"),
     *("--model.init_args.center_momentum", "0.999", "--model.init_args.teacher_temperature_warmup_epochs", "0"),
