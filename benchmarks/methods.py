@@ -1,26 +1,29 @@
 """Every method side by side on one budget: kNN, probe and embedding statistics on digits and Fashion-MNIST.
 
     .venv/bin/python benchmarks/methods.py [--datasets digits fashion_mnist] [--methods simclr supcon ...]
-                                           [--epochs 20] [--fashion-epochs 5] [--msc-fashion-classes 1] [--no-write]
+                                           [--epochs 20] [--fashion-epochs 5] [--seeds 3] [--msc-fashion-classes 1]
+                                           [--no-write]
 
 Methods are the folders of `configs/*/digits.yaml` (so a new method is benchmarked once it ships its digits
 config; SwAV and DINO with their multi-crop), except `msc`, which is anomaly detection and is measured apart
 (AUROC per normal digit, before and after adapting the SimCLR encoder of the same run; `--msc-fashion-classes`
 adds the same one-vs-rest on Fashion-MNIST, held to AUROC >= 0.9 before and after). Every run goes through
 `contrastlab fit` in this process (the CLI's own code path) on a temporary MLflow store, with the same epochs,
-batch size and backbone for every method:
+batch size and backbone for every method, once per seed (`--seed_everything` 0, 1, ...: the backbone's and heads'
+initialisation and the views; the data split is the dataset's own, the same for every seed):
 
 - digits: each method's digits config (its own batch size), small_cnn, `--epochs` epochs;
 - fashion_mnist: the same configs on a 2,000-image Fashion-MNIST subset at 28 px with the recipe of
   configs/simclr/fashion_mnist.yaml and a narrower small_cnn (32-64-128, so a run takes seconds per
   epoch on 2 cores); skipped when Debian's files are absent.
 
-Figures: test-split kNN top-1 (k=20), its gain over the same backbone at random initialisation (the `test`
-verb before any training, seed 0: the bar a method must clear by `--margin`), online probe accuracy,
-alignment, uniformity, effective rank, and seconds per training epoch (median gap between `train/loss_epoch`
-timestamps; validation runs only after the last epoch). The table replaces the one between the markers in
-docs/benchmarks/quality.md. Methods that miss the bar are listed at the end and the script exits with status 1:
-this is where the test suite's former "trains past random init" checks live.
+Figures: test-split kNN top-1 (k=20), mean ± sd over the seeds; its gain over the same backbone at random
+initialisation of the same seed (the `test` verb before any training), mean ± sd: the bar a method's mean gain must
+clear by `--margin`; then the means of online probe accuracy, alignment, uniformity, effective rank, and seconds
+per training epoch (median gap between `train/loss_epoch` timestamps; validation runs only after the last epoch).
+The table replaces the one between the markers in docs/benchmarks/quality.md. Methods that miss the bar are
+listed at the end and the script exits with status 1: this is where the test suite's former "trains past random
+init" checks live.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from figures import write_block
 REPO = Path(__file__).resolve().parents[1]
 FASHION_ROOT = Path("/usr/share/datasets/fashion-mnist")
 SEPARATE = {"msc"}  # anomaly detection: its own table
-COMMON = ["--tracking.system_metrics_interval", "0", "--tracking.log_checkpoints", "false", "--seed_everything", "0"]
+COMMON = ["--tracking.system_metrics_interval", "0", "--tracking.log_checkpoints", "false"]
 FASHION = [
     "--data.class_path=contrastlab.datamodules.vision.FashionMNIST",
     f"--data.init_args.root={FASHION_ROOT}",
@@ -87,8 +90,8 @@ def discover() -> list[str]:
     return sorted([*configs, *VARIANTS])
 
 
-def cli_run(args: list[str], cwd: Path, experiment: str):
-    """`contrastlab <args>` in this process, quiet; the MLflow run it made."""
+def cli_run(args: list[str], cwd: Path, experiment: str, seed: int = 0):
+    """`contrastlab <args>` in this process with `--seed_everything seed`, quiet; the MLflow run it made."""
     import mlflow
 
     from contrastlab.cli import main
@@ -100,7 +103,8 @@ def cli_run(args: list[str], cwd: Path, experiment: str):
             # An absolute store: MLflow caches one database engine per URI, and a relative one would follow
             # the first run's folder.
             store = f"sqlite:///{cwd / 'mlruns' / 'mlflow.db'}"
-            main([*args, *COMMON, "--tracking.experiment", experiment, "--tracking.uri", store])
+            seeded = [*args, *COMMON, "--seed_everything", str(seed)]
+            main([*seeded, "--tracking.experiment", experiment, "--tracking.uri", store])
     finally:
         os.chdir(here)
     client = mlflow.MlflowClient(f"sqlite:///{cwd / 'mlruns' / 'mlflow.db'}")
@@ -114,7 +118,7 @@ def seconds_per_epoch(client, run) -> float:
     return statistics.median(gaps) if gaps else float("nan")
 
 
-def benchmark_method(method: str, dataset: str, epochs: int, work: Path) -> dict[str, float]:
+def benchmark_method(method: str, dataset: str, epochs: int, work: Path, seed: int) -> dict[str, float]:
     folder, options = VARIANTS.get(method, (method, []))
     config = REPO / "configs" / folder / "digits.yaml"
     args = ["fit", "-c", str(config), "--trainer.max_epochs", str(epochs), "--trainer.check_val_every_n_epoch"]
@@ -122,14 +126,15 @@ def benchmark_method(method: str, dataset: str, epochs: int, work: Path) -> dict
     if dataset == "fashion_mnist":
         args += FASHION + (MULTI_CROP_FASHION if folder in MULTI_CROP else [])
     cwd = Path(tempfile.mkdtemp(dir=work))
-    client, run = cli_run(args, cwd, f"{method}-{dataset}")
+    client, run = cli_run(args, cwd, f"{method}-{dataset}-{seed}", seed)
     row = {name: run.data.metrics.get(f"test/{name}", float("nan")) for name in COLUMNS}
     row["s_per_epoch"] = seconds_per_epoch(client, run)
     return row
 
 
-def random_init_knn(dataset: str, work: Path) -> float:
-    """Test-split kNN top-1 of the benchmark's backbone as built, untrained (seed 0): the bar every method must clear.
+def random_init_knn(dataset: str, work: Path, seed: int) -> float:
+    """Test-split kNN top-1 of the benchmark's backbone as built from `seed`, untrained: the bar every method of that
+    seed must clear.
 
     Every method builds its backbone first from the same seed, so one untrained model stands for all of them;
     only the backbone's features enter kNN.
@@ -137,7 +142,7 @@ def random_init_knn(dataset: str, work: Path) -> float:
     args = ["test", "-c", str(REPO / "configs" / "simclr" / "digits.yaml"), "--model.init_args.backbone", "small_cnn"]
     if dataset == "fashion_mnist":
         args += FASHION
-    _, run = cli_run(args, Path(tempfile.mkdtemp(dir=work)), f"random-init-{dataset}")
+    _, run = cli_run(args, Path(tempfile.mkdtemp(dir=work)), f"random-init-{dataset}-{seed}", seed)
     return run.data.metrics["test/knn_top1"]
 
 
@@ -190,32 +195,56 @@ def machine() -> str:
     return f"{cpu}, {gpu}, torch {torch.__version__}"
 
 
-def below_bar(results, baselines: dict[str, float], margin: float) -> list[str]:
-    """`dataset/method` of every run whose kNN top-1 does not clear random init by `margin`."""
+def gains(runs: list[dict[str, float]], baselines: list[float]) -> list[float]:
+    """Each seed's kNN top-1 minus the random-init backbone's of the same seed."""
+    return [r["knn_top1"] - b for r, b in zip(runs, baselines)]
+
+
+def spread(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for one value)."""
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def below_bar(results, baselines: dict[str, list[float]], margin: float) -> list[str]:
+    """`dataset/method` of every method whose mean kNN gain over random init (seed by seed) is under `margin`."""
     return [
         f"{dataset}/{method}"
         for dataset, rows in results.items()
-        for method, r in rows.items()
-        if not r["knn_top1"] >= baselines[dataset] + margin
+        for method, runs in rows.items()
+        if not spread(gains(runs, baselines[dataset]))[0] >= margin
     ]
 
 
 def markdown(
-    results, baselines: dict[str, float], margin: float, epochs: dict[str, int], msc, msc_epochs, msc_fashion=()
+    results, baselines: dict[str, list[float]], margin: float, epochs: dict[str, int], msc, msc_epochs, msc_fashion=()
 ) -> str:
     lines = [f"{time.strftime('%Y-%m-%d')}, {machine()}."]
     lines += ["Same backbone (small_cnn) and epochs for every method; each method's batch size as in its config."]
-    lines += [f"vs random: kNN top-1 minus the untrained backbone's; the bar is +{margin:.3f}."]
+    lines += [
+        f"vs random: kNN top-1 minus the untrained backbone's of the same seed; the bar is a mean of +{margin:.3f}."
+    ]
     for dataset, rows in results.items():
-        base = baselines[dataset]
-        lines += ["", f"**{dataset}**, {epochs[dataset]} epochs, test split; random-init kNN top-1 {base:.3f}:", ""]
-        lines += ["| method | kNN top-1 | vs random | probe acc | alignment | uniformity | eff. rank | s/epoch |"]
-        lines += ["|---|---:|---:|---:|---:|---:|---:|---:|"]
-        for method, r in sorted(rows.items(), key=lambda kv: -kv[1]["knn_top1"]):
-            flag = "" if r["knn_top1"] >= base + margin else " (below bar)"
+        base, base_sd = spread(baselines[dataset])
+        seeds = len(baselines[dataset])
+        lines += [
+            "",
+            f"**{dataset}**, {epochs[dataset]} epochs, test split, mean ± sd over {seeds} seeds (0-{seeds - 1});",
+        ]
+        lines += [f"random-init kNN top-1 {base:.3f} ± {base_sd:.3f}:", ""]
+        lines += [
+            "| method | seeds | kNN top-1 | vs random | probe acc | alignment | uniformity | eff. rank | s/epoch |"
+        ]
+        lines += ["|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        ranked = sorted(rows.items(), key=lambda kv: -statistics.mean(r["knn_top1"] for r in kv[1]))
+        for method, runs in ranked:
+            knn, knn_sd = spread([r["knn_top1"] for r in runs])
+            gain, gain_sd = spread(gains(runs, baselines[dataset]))
+            means = {c: statistics.mean(r[c] for r in runs) for c in (*COLUMNS, "s_per_epoch")}
+            flag = "" if gain >= margin else " (below bar)"
             lines.append(
-                f"| {method} | {r['knn_top1']:.3f} | {r['knn_top1'] - base:+.3f}{flag} | {r['probe_acc']:.3f} | "
-                f"{r['alignment']:.3f} | {r['uniformity']:.2f} | {r['effective_rank']:.1f} | {r['s_per_epoch']:.2f} |"
+                f"| {method} | {len(runs)} | {knn:.3f} ± {knn_sd:.3f} | {gain:+.3f} ± {gain_sd:.3f}{flag} | "
+                f"{means['probe_acc']:.3f} | {means['alignment']:.3f} | {means['uniformity']:.2f} | "
+                f"{means['effective_rank']:.1f} | {means['s_per_epoch']:.2f} |"
             )
     if msc:
         lines += ["", f"**msc**, digits one-vs-rest, encoder: SimCLR {msc_epochs} epochs; test AUROC:", ""]
@@ -242,6 +271,7 @@ def main() -> None:
     )
     parser.add_argument("--epochs", type=int, default=20, help="digits epochs")
     parser.add_argument("--fashion-epochs", type=int, default=5)
+    parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per method and for random init")
     parser.add_argument("--msc-classes", type=int, nargs="*", default=list(range(10)), help="none to skip")
     parser.add_argument(
         "--msc-fashion-classes",
@@ -251,7 +281,9 @@ def main() -> None:
         help=f"Fashion-MNIST normal classes for MSC one-vs-rest (1: trousers), each held to AUROC >= {MSC_FASHION_BAR} "
         "before and after adaptation (default: none)",
     )
-    parser.add_argument("--margin", type=float, default=0.015, help="kNN top-1 a method must gain over random init")
+    parser.add_argument(
+        "--margin", type=float, default=0.015, help="mean kNN top-1 a method must gain over random init"
+    )
     parser.add_argument("--no-write", action="store_true", help="print the table without touching the README")
     args = parser.parse_args()
     if args.msc_fashion_classes and not (FASHION_ROOT / "train-images-idx3-ubyte.gz").is_file():
@@ -263,20 +295,23 @@ def main() -> None:
     ]
     if datasets != args.datasets:
         print(f"skipping fashion_mnist: {FASHION_ROOT} has no IDX files", file=sys.stderr)
-    results: dict[str, dict[str, dict[str, float]]] = {}
-    baselines: dict[str, float] = {}
+    seeds = range(args.seeds)
+    results: dict[str, dict[str, list[dict[str, float]]]] = {}
+    baselines: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for dataset in datasets:
             results[dataset] = {}
-            baselines[dataset] = random_init_knn(dataset, Path(tmp))
-            print(f"{dataset} random init: kNN {baselines[dataset]:.4f}", flush=True)
+            baselines[dataset] = [random_init_knn(dataset, Path(tmp), seed) for seed in seeds]
+            print(f"{dataset} random init: kNN {' '.join(f'{b:.4f}' for b in baselines[dataset])}", flush=True)
             for method in methods:
-                start = time.perf_counter()
-                results[dataset][method] = row = benchmark_method(method, dataset, epochs[dataset], Path(tmp))
-                print(
-                    f"{dataset} {method}: kNN {row['knn_top1']:.4f} ({time.perf_counter() - start:.0f} s)", flush=True
-                )
-                if not args.no_write:  # after every run, so an interrupted benchmark still leaves its figures
+                # every seed of a method before the next method, so an interrupted benchmark has whole rows
+                runs = results[dataset][method] = []
+                for seed in seeds:
+                    start = time.perf_counter()
+                    runs.append(benchmark_method(method, dataset, epochs[dataset], Path(tmp), seed))
+                    knn, took = runs[-1]["knn_top1"], time.perf_counter() - start
+                    print(f"{dataset} {method} seed {seed}: kNN {knn:.4f} ({took:.0f} s)", flush=True)
+                if not args.no_write:  # after every method, so an interrupted benchmark still leaves its figures
                     write_readme(markdown(results, baselines, args.margin, epochs, [], args.epochs))
         msc = benchmark_msc(args.msc_classes, args.epochs, Path(tmp)) if args.msc_classes else []
         msc_fashion = benchmark_msc_fashion(args.msc_fashion_classes, Path(tmp)) if args.msc_fashion_classes else []

@@ -62,7 +62,7 @@ LONGEST_FILES = (
     "tests/test_demo.py",
     "tests/platform/test_resume.py",
     "tests/sweeps/test_grid.py",
-    "tests/methods/test_multicrop.py",
+    "tests/methods/test_ddp_methods.py",
     "tests/benchmarks/test_quality.py",
     "tests/sweeps/test_ui.py",
     "tests/eval/test_eval.py",
@@ -70,7 +70,6 @@ LONGEST_FILES = (
     "tests/eval/test_eval_table.py",
     "tests/test_toy_modality.py",
     "tests/methods/test_cpc.py",
-    "tests/methods/test_guided_methods.py",
     "tests/modules/test_gradcache.py",
 )
 

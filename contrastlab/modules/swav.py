@@ -21,7 +21,8 @@ class SwAV(ContrastiveModule):
     sums), and every other view predicts them: the swapped prediction `losses.swav_loss`.
 
     Args:
-        num_prototypes: K (3000 on ImageNet; about 10x the classes on small data).
+        num_prototypes: K (3000 on ImageNet), at least proj_dim and better several times it, so that the prototypes
+            span the embedding space with no direction in which every score is nearly equal.
         temperature: tau of the predictions' softmax (0.1).
         epsilon, sinkhorn_iterations: Sinkhorn-Knopp's entropy weight (0.05) and iterations (3).
         proj_hidden_dim, proj_dim: the projector g (Linear-BN-ReLU-Linear, 2048 and 128 in the paper).
@@ -51,6 +52,15 @@ class SwAV(ContrastiveModule):
         for key, value in (("num_prototypes", num_prototypes), ("sinkhorn_iterations", sinkhorn_iterations)):
             if value < 1:
                 raise ConfigError(f"model.init_args.{key} must be >= 1, got {value}")
+        if num_prototypes < proj_dim:
+            # K prototypes span at most K of the proj_dim dimensions: an embedding in the rest scores 0 against
+            # every prototype, so its codes and predictions are uniform and the loss is log K from any view. Training
+            # finds that subspace (on digits with K=100 < 128, 97% of the embeddings' norm within 4 epochs).
+            raise ConfigError(
+                f"model.init_args.num_prototypes={num_prototypes} is below proj_dim={proj_dim}: the embeddings "
+                "collapse where no prototype reaches (uniform codes, loss log K); give num_prototypes >= proj_dim "
+                "(the paper: 3000 for 128), or a smaller proj_dim"
+            )
         if queue_size < 0 or freeze_prototypes_epochs < 0:
             raise ConfigError(
                 f"model.init_args.queue_size ({queue_size}) and freeze_prototypes_epochs "

@@ -42,16 +42,24 @@ MSC_FROM_SCRATCH = ["--model.init_args.optimizer.lr", "0.003"]
 # random init over a few steps, they move faster than the student fits them and the loss rises toward log K (the
 # paper's curves rise early too). Here they are held (momentum 1, a centre that barely moves, no temperature warm-up)
 # so that a falling loss says the student learns its targets; the centre's statistics are tests/modules/
-# test_distributed.py's, the EMA tests/modules/test_momentum.py's, and DINO's DDP fit tests/methods/test_multicrop.py's.
+# test_distributed.py's, the EMA tests/modules/test_momentum.py's, and DINO's DDP fit
+# tests/methods/test_ddp_methods.py's.
 DINO_HELD_TARGETS = [
     *("--model.init_args.momentum", "1.0", "--model.init_args.final_momentum", "null"),
     *("--model.init_args.center_momentum", "0.999", "--model.init_args.teacher_temperature_warmup_epochs", "0"),
 ]
+# The multi-crop methods encode 6 views a step and CACR and G-SimCLR weigh or cluster every pair: at small_cnn's
+# width (64-128-256) they were a minute of this file's time. A quarter of the width still checks what the test
+# promises (the loss falls, every backbone weight trains, the checkpoint round-trips).
+NARROW = ["--model.init_args.backbone_kwargs", "{widths: [16, 32, 64]}"]
 CONFIGS = {p.parent.name: p for p in sorted((REPO / "configs").glob("*/digits.yaml"))}
 EXTRA = {
     "simsiam-directpred": ("simsiam", DIRECTPRED),
     "msc": ("msc", MSC_FROM_SCRATCH),
-    "dino": ("dino", DINO_HELD_TARGETS),
+    "dino": ("dino", [*DINO_HELD_TARGETS, *NARROW]),
+    "swav": ("swav", NARROW),
+    "cacr": ("cacr", NARROW),
+    "gsimclr": ("gsimclr", NARROW),
 }
 # wav2vec 2.0 learns from raw audio: its FSDD config on the espeak-ng spoken digits (tests/speech.py), half-second
 # clips (25 latent steps), a tiny encoder and codebooks.

@@ -1,14 +1,11 @@
-"""Multi-crop through the CLI: SwAV and DINO train under 2-process DDP with their shipped digits configs (2 global
-+ 4 local crops), and methods that cannot take views of several sizes, or GradCache, refuse them in one line."""
+"""Multi-crop through the CLI: methods that cannot take views of several sizes, or GradCache, refuse them in one
+line, as does SwAV with fewer prototypes than embedding dimensions. SwAV and DINO train under 2-process DDP with their
+shipped digits configs (2 global + 4 local crops) in tests/methods/test_ddp_methods.py."""
 
 from __future__ import annotations
 
-import pytest
-import torch
-
-from tests.conftest import DIGITS_CONFIG, in_process_store, run_cli, store_client, the_error_line
-from tests.learning import build, logged_finite, untrained_weights
-from tests.methods.conftest import method_config, only_run
+from tests.conftest import DIGITS_CONFIG, in_process_store, the_error_line
+from tests.methods.conftest import method_config
 
 LOCAL_CROPS = [
     "--model.init_args.augment.init_args.local_crops",
@@ -30,39 +27,11 @@ def test_grad_cache_refuses_multi_crop_in_one_line(tmp_path, cli_here):
     assert "model.init_args.grad_cache_chunk: GradCache encodes views of one size" in line and "multi-crop" in line
 
 
-# Two epochs of two steps on each rank: SwAV's prototypes (frozen in the first epoch) and DINO's last layer then
-# move once; SwAV's queue of 64 fills in two steps of 32 and is scored from the third. No validation: it is the
-# same under DDP for every method (tests/platform/test_cli.py), and it would double these fits.
-SHORT_DDP = [
-    *("--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp"),
-    *("--trainer.max_epochs", "2", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "0"),
-    *("--data.init_args.batch_size", "32", "--model.init_args.proj_hidden_dim", "64", "--test_after_fit", "false"),
-    *("--tracking.system_metrics_interval", "0"),
-]
-EXTRA = {"swav": ["--model.init_args.queue_size", "64"], "dino": ["--model.init_args.out_dim", "128"]}
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("method", ["swav", "dino"])
-def test_multi_crop_method_trains_under_two_process_ddp(method, tmp_path):
-    args = ["-c", str(method_config(method)), *SHORT_DDP, *EXTRA[method]]
-    run_cli("fit", *args, cwd=tmp_path)
-    run = only_run(tmp_path)
-    assert run.info.status == "FINISHED" and run.data.params["trainer.devices"] == "2"
-    assert logged_finite(run.data.metrics["train/loss_epoch"])
-    artifacts = {a.path for a in store_client(tmp_path).list_artifacts(run.info.run_id)}
-    assert "views.png" in artifacts  # the preview draws global and local crops alike
-    ckpt = tmp_path / "checkpoints" / "digits" / run.info.run_id / "last.ckpt"
-    untrained = build(args)[0]
-    assert not untrained_weights(untrained, ckpt), "backbone weights that did not train"
-    state = torch.load(ckpt, weights_only=True)["state_dict"]
-    start = untrained.state_dict()
-    if method == "swav":
-        # the queues hold 64 normalised embeddings each; the prototypes moved in the second epoch only
-        assert all(int(state[f"queues.{i}.filled"]) == 64 for i in range(2))
-        assert not torch.equal(state["prototypes.weight"], start["prototypes.weight"])
-    else:
-        # the centre: a running mean of the teacher's outputs over both ranks' batches, moved from zero
-        assert torch.isfinite(state["center"]).all() and state["center"].abs().sum() > 0
-        last = "head.last_layer.parametrizations.weight.original1"
-        assert not torch.equal(state[last], start[last])
+def test_swav_with_fewer_prototypes_than_embedding_dimensions_is_one_line(tmp_path, cli_here):
+    """Its digits config once had 100 prototypes for 128 dimensions: the embeddings left the prototypes' span,
+    every score went to 0 and the loss sat at log 100 while kNN fell from 0.93 to 0.66."""
+    args = ["fit", "-c", str(method_config("swav")), "--model.init_args.num_prototypes", "100"]
+    line = the_error_line(
+        *cli_here(*args, "--model.init_args.proj_dim", "128", *in_process_store(tmp_path), cwd=tmp_path)
+    )
+    assert "model.init_args.num_prototypes=100 is below proj_dim=128" in line and "num_prototypes >= proj_dim" in line
