@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 
 PAGES = Path(__file__).resolve().parent.parent / "docs" / "benchmarks"
@@ -30,3 +31,8 @@ def write_block(name: str, text: str, heading: str) -> None:
     else:
         content = content.rstrip() + f"\n\n{heading}\n\n{block}\n"
     page.write_text(content)
+
+
+def mean_sd(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation over seeds (sd 0 for a single value)."""
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0

@@ -39,7 +39,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from figures import write_block
+from figures import mean_sd, write_block
 
 REPO = Path(__file__).resolve().parents[1]
 FASHION_ROOT = Path("/usr/share/datasets/fashion-mnist")
@@ -200,18 +200,13 @@ def gains(runs: list[dict[str, float]], baselines: list[float]) -> list[float]:
     return [r["knn_top1"] - b for r, b in zip(runs, baselines)]
 
 
-def spread(values: list[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for one value)."""
-    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-
-
 def below_bar(results, baselines: dict[str, list[float]], margin: float) -> list[str]:
     """`dataset/method` of every method whose mean kNN gain over random init (seed by seed) is under `margin`."""
     return [
         f"{dataset}/{method}"
         for dataset, rows in results.items()
         for method, runs in rows.items()
-        if not spread(gains(runs, baselines[dataset]))[0] >= margin
+        if not mean_sd(gains(runs, baselines[dataset]))[0] >= margin
     ]
 
 
@@ -224,7 +219,7 @@ def markdown(
         f"vs random: kNN top-1 minus the untrained backbone's of the same seed; the bar is a mean of +{margin:.3f}."
     ]
     for dataset, rows in results.items():
-        base, base_sd = spread(baselines[dataset])
+        base, base_sd = mean_sd(baselines[dataset])
         seeds = len(baselines[dataset])
         lines += [
             "",
@@ -237,8 +232,8 @@ def markdown(
         lines += ["|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         ranked = sorted(rows.items(), key=lambda kv: -statistics.mean(r["knn_top1"] for r in kv[1]))
         for method, runs in ranked:
-            knn, knn_sd = spread([r["knn_top1"] for r in runs])
-            gain, gain_sd = spread(gains(runs, baselines[dataset]))
+            knn, knn_sd = mean_sd([r["knn_top1"] for r in runs])
+            gain, gain_sd = mean_sd(gains(runs, baselines[dataset]))
             means = {c: statistics.mean(r[c] for r in runs) for c in (*COLUMNS, "s_per_epoch")}
             flag = "" if gain >= margin else " (below bar)"
             lines.append(

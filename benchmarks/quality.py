@@ -38,7 +38,7 @@ import yaml
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
-from figures import write_block  # noqa: E402
+from figures import mean_sd, write_block  # noqa: E402
 
 RECIPES = HERE / "quality.yaml"
 LEDGER = HERE / "quality.json"
@@ -115,11 +115,8 @@ def run_seed(recipe: Recipe, seed: int, store: str, cwd: Path) -> dict:
 
 
 def summary(values: list[float]) -> dict:
-    return {
-        "values": values,
-        "mean": statistics.fmean(values),
-        "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
-    }
+    mean, sd = mean_sd(values)
+    return {"values": values, "mean": mean, "sd": sd}
 
 
 def measure(recipe: Recipe, seeds: list[int], store: str, cwd: Path) -> dict:

@@ -22,7 +22,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from figures import PAGES, write_block  # noqa: E402
+from figures import PAGES, mean_sd, write_block  # noqa: E402
 
 LEDGER = HERE / "quality.json"
 SETS = ["GunPoint", "ArrowHead", "OSULeaf", "ACSF1", "BasicMotions", "JapaneseVowels"]
@@ -52,7 +52,8 @@ def cell(values: list[float] | None) -> str:
         return "-"
     if len(values) == 1:
         return f"{values[0]:.3f} (1 seed)"
-    return f"{statistics.fmean(values):.3f} ± {statistics.stdev(values):.3f}"
+    mean, sd = mean_sd(values)
+    return f"{mean:.3f} ± {sd:.3f}"
 
 
 def render(table: dict[str, dict[str, list[float]]], picture: Path | None) -> str:

@@ -52,7 +52,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
-from figures import write_block  # noqa: E402
+from figures import mean_sd, write_block  # noqa: E402
 from flops import conv_net_macs, count_flops, mfu, peak_tflops  # noqa: E402
 
 SMALL_CNN = {"widths": [32, 64, 128, 256], "strides": [1, 2, 2, 1], "convs_per_stage": 1}
@@ -306,11 +306,11 @@ def time_to(knn: list, target: float) -> float | None:
     return next((seconds for seconds, acc in knn if acc >= target), None)
 
 
-def mean_sd(values: list[float], digits: int = 3) -> str:
+def shown(values: list[float], digits: int = 3) -> str:
     if not values:
         return "-"
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.fmean(values):.{digits}f} ± {sd:.{digits}f}"
+    mean, sd = mean_sd(values)
+    return f"{mean:.{digits}f} ± {sd:.{digits}f}"
 
 
 def peer_section(args, out: list[str], record: dict) -> None:
@@ -365,7 +365,7 @@ def peer_section(args, out: list[str], record: dict) -> None:
             elif None in reach:
                 reach_text = f"{sum(r is None for r in reach)} of {len(reach)} not in {epochs_note}"
             else:
-                reach_text = mean_sd(reach, 1)
+                reach_text = shown(reach, 1)
             means[side] = {
                 "step": statistics.fmean(step) if step else None,
                 "epoch": statistics.fmean(epoch) if epoch else None,
@@ -374,8 +374,8 @@ def peer_section(args, out: list[str], record: dict) -> None:
             }
             out.append(
                 f"| {net} | {NETS[net]['batch']} | {macs[0] / 1e6:.1f} / {macs[1] / 1e6:.1f} | {side} | "
-                f"{mean_sd(step)} | {mean_sd(epoch, 2)} | {mean_sd(command, 1)} ({epochs_note}) | {reach_text} | "
-                f"{mean_sd(last)} |"
+                f"{shown(step)} | {shown(epoch, 2)} | {shown(command, 1)} ({epochs_note}) | {reach_text} | "
+                f"{shown(last)} |"
             )
         o, t = means["ours"], means["lightly"]
         ratios = [f"{label} {t[key] / o[key]:.2f}x" for key, label in
