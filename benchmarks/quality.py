@@ -21,6 +21,8 @@ The table of the ledger goes into docs/benchmarks/quality.md (mean ± sd beside 
 from __future__ import annotations
 
 import argparse
+import atexit
+import functools
 import json
 import os
 import platform
@@ -39,6 +41,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 from figures import mean_sd, write_block  # noqa: E402
+
+from contrastlab.platform.warm import WarmProcesses  # noqa: E402
 
 RECIPES = HERE / "quality.yaml"
 LEDGER = HERE / "quality.json"
@@ -70,19 +74,25 @@ def load_recipes(path: Path) -> dict[str, Recipe]:
     return recipes
 
 
+@functools.cache
+def warm() -> WarmProcesses:
+    """Where each command is forked: a server that imports once for every seed's fit and eval."""
+    processes = WarmProcesses(["contrastlab.platform.cli", "contrastlab.eval.cli"], entry="contrastlab.cli:main",
+                              main_module="contrastlab", cwd=REPO)  # fmt: skip
+    atexit.register(processes.close)
+    return processes
+
+
 def contrastlab(args: list[str], store: str) -> str:
     """`contrastlab ARGS` as its own process; its stdout, or SystemExit with its error's last lines."""
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "contrastlab", *args, "--tracking-uri", store],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    if proc.returncode != 0:
-        raise SystemExit(f"contrastlab {' '.join(args[:3])} ... exited {proc.returncode}:\n{proc.stderr[-3000:]}")
-    return proc.stdout
+    with tempfile.TemporaryDirectory() as folder:
+        out, err = Path(folder) / "stdout", Path(folder) / "stderr"
+        code = warm().start([*args, "--tracking-uri", store], env, out, err, cwd=REPO).wait()
+        if code != 0:
+            tail = err.read_text(errors="replace")[-3000:]
+            raise SystemExit(f"contrastlab {' '.join(args[:3])} ... exited {code}:\n{tail}")
+        return out.read_text(errors="replace")
 
 
 def run_seed(recipe: Recipe, seed: int, store: str, cwd: Path) -> dict:

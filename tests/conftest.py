@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from contrastlab.platform.cpus import share_cores
-from contrastlab.platform.warm import WarmProcesses
+from contrastlab.platform.warm import SOCKET_ENV, WarmProcesses
 
 # pytester: tests of the skip gate run small suites of their own; skip_gate: a skip not in .ci/allowed-skips.txt
 # fails the run
@@ -126,20 +126,46 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+WARM_PRELOAD = [
+    "contrastlab.platform.cli",
+    "contrastlab.sweeps.study",
+    "contrastlab.sweeps.pruning",
+    "contrastlab.eval.cli",
+]
+
+
 @functools.cache
 def warm_contrastlab() -> WarmProcesses:
     """This test process's warm server for `contrastlab` commands (contrastlab/platform/warm.py, as sweep workers
     use it): each command is a process of its own, forked from a server that has done the seconds of imports a
-    new interpreter would. tests/test_imports.py and the concurrency tests still start new interpreters."""
-    preload = [
-        "contrastlab.platform.cli",
-        "contrastlab.sweeps.study",
-        "contrastlab.sweeps.pruning",
-        "contrastlab.eval.cli",
-    ]
-    processes = WarmProcesses(preload, entry="contrastlab.cli:main", main_module="contrastlab", cwd=REPO)
+    new interpreter would. tests/test_imports.py still starts new interpreters."""
+    processes = WarmProcesses(WARM_PRELOAD, entry="contrastlab.cli:main", main_module="contrastlab", cwd=REPO)
     atexit.register(processes.close)
     return processes
+
+
+_more_clients: list[WarmProcesses] = []
+
+
+def idle_warm_client() -> WarmProcesses:
+    """A client of this test process's warm server with no command running: commands started together (a race on
+    a new store, two machines' sweeps) are forked from the one server, each by a client of its own."""
+    first = warm_contrastlab()
+    for client in [first, *_more_clients]:
+        if not client.busy:
+            return client
+    first.start_server()
+    client = WarmProcesses(WARM_PRELOAD, entry="contrastlab.cli:main", main_module="contrastlab", server=first.server)
+    _more_clients.append(client)
+    return client
+
+
+def warm_server_env() -> dict[str, str]:
+    """The variable that makes a process started here (a benchmark script, say) fork its commands from this test
+    process's warm server."""
+    first = warm_contrastlab()
+    first.start_server()
+    return {SOCKET_ENV: first.server} if first.server else {}
 
 
 class Started:
@@ -160,6 +186,10 @@ class Started:
     def wait(self, timeout: float | None = None) -> int:
         return self._handle.wait(timeout)
 
+    def printed(self) -> str:
+        """What it has printed so far, stdout then stderr."""
+        return self._out.read_text(errors="replace") + self._err.read_text(errors="replace")
+
     def communicate(self, timeout: float | None = None) -> tuple[str, str]:
         try:
             self.wait(timeout)
@@ -176,7 +206,7 @@ def start_cli(*args: str, cwd: Path, env: dict[str, str] | None = None, new_sess
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | (env or {})
     folder = Path(tempfile.mkdtemp(prefix="contrastlab-output-"))
     out, err = folder / "stdout", folder / "stderr"
-    handle = warm_contrastlab().start(list(args), env, out, err, cwd=cwd, new_session=new_session)
+    handle = idle_warm_client().start(list(args), env, out, err, cwd=cwd, new_session=new_session)
     return Started(handle, args, out, err)
 
 
@@ -210,7 +240,7 @@ def run_on_terminal(
     fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | {"TERM": "xterm"}
     tty = Path(os.ttyname(terminal))
-    handle = warm_contrastlab().start(list(args), env, stdout or tty, tty, cwd=cwd)
+    handle = idle_warm_client().start(list(args), env, stdout or tty, tty, cwd=cwd)
     shown, deadline = bytearray(), time.monotonic() + timeout
     try:
         while True:

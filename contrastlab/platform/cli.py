@@ -39,6 +39,7 @@ from contrastlab.platform.resume import AtomicCheckpointIO, ExactResume
 from contrastlab.platform.runpage import RunPage
 from contrastlab.platform.terminal import on_terminal
 from contrastlab.platform.ui import UI_BASE, page_url
+from contrastlab.platform.warm_ranks import fork_ranks_from_warm_server
 
 log = logging.getLogger("contrastlab")
 DESCRIPTION = (
@@ -217,7 +218,9 @@ class ContrastlabCLI(LightningCLI):
             kwargs["enable_progress_bar"] = on_terminal()
         self.tracking_uri, self.experiment_name = uri, experiment
         kwargs["precision"] = self._precision(cfg["trainer"])[0]  # `auto` resolved knowing the model
-        return super().instantiate_trainer(logger=logger, callbacks=callbacks, plugins=plugins, **kwargs)
+        trainer = super().instantiate_trainer(logger=logger, callbacks=callbacks, plugins=plugins, **kwargs)
+        fork_ranks_from_warm_server(trainer, entry="contrastlab.cli:main", main_module="contrastlab")
+        return trainer
 
     def _precision(self, trainer_cfg) -> tuple[str, str]:
         return precision.resolve(trainer_cfg.get("precision"), trainer_cfg.get("accelerator"), self.model)

@@ -1,13 +1,15 @@
 """Sweep workers: each takes trials from the study, one at a time, until the sweep is done.
 
 `--workers N` runs N workers, each giving its trials 1/N of the cores: one in the command's own process and N - 1
-spawned processes, each dying with the command's process. Taking a trial is serialised per machine (a file
-lock beside a SQLite storage) and a trial asked past `n_trials` by two workers at once is closed unrun.
+spawned processes, each dying with the command's process. One warm server forks every worker's trials. Taking a
+trial is serialised per machine (a file lock beside a SQLite storage) and a trial asked past `n_trials` by two
+workers at once is closed unrun.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
 import sys
 import time
 
@@ -18,6 +20,7 @@ from contrastlab.errors import find_user_error
 from contrastlab.platform.cpus import share_cores
 from contrastlab.platform.exits import USER_ERROR_EXIT
 from contrastlab.platform.parents import die_with_parent
+from contrastlab.platform.warm import SOCKET_ENV
 from contrastlab.sweeps import runs
 from contrastlab.sweeps.storage import (
     SURPLUS_ATTR,
@@ -39,17 +42,25 @@ def _run_workers(sweep: Sweep, workers: int) -> list[int]:
     to start: a worker's imports and store connections cost seconds of CPU)."""
     if workers == 1:
         return [worker_loop(sweep, 0)]
+    # One warm server forks every worker's trials: its imports are paid once, not once per worker.
+    shared = sweep.trial_processes()
+    shared.start_server()
+    if shared.server is not None:
+        os.environ[SOCKET_ENV] = shared.server  # the workers' clients connect to it
     context = multiprocessing.get_context("spawn")
     processes = [
         context.Process(target=_worker_process, args=(sweep, i, workers), name=f"sweep-worker-{i}")
         for i in range(1, workers)
     ]
-    for process in processes:
-        process.start()
-    share_cores(workers)  # after the spawns, which set their own: this worker's trials inherit it
-    codes = [_worker_code(sweep, 0)]
-    for process in processes:
-        process.join()
+    try:
+        for process in processes:
+            process.start()
+        share_cores(workers)  # after the spawns, which set their own: this worker's trials inherit it
+        codes = [_worker_code(sweep, 0)]
+        for process in processes:
+            process.join()
+    finally:
+        shared.close()
     return codes + [process.exitcode or 0 for process in processes]
 
 

@@ -1,5 +1,6 @@
 """The CLI as a user drives it: YAML config, overrides, a real MLflow store in a temporary folder."""
 
+import json
 import os
 import re
 import signal
@@ -23,6 +24,7 @@ from tests.conftest import (
     in_process_store,
     store_client,
     the_error_line,
+    warm_contrastlab,
 )
 from tests.learning import build, untrained, untrained_weights
 
@@ -263,7 +265,11 @@ def test_readme_quick_start_commands_exist():
 
 @pytest.mark.slow
 def test_two_process_ddp_fit_is_one_run(tmp_path, cli_here):
-    fit(tmp_path, "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp")
+    ddp = ["--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp"]
+    fit(tmp_path, *ddp, "--trainer.callbacks+=tests.platform.warm.ranks.RankOrigin")
+    # both ranks forked from the warm server the command came from: rank 1 did not pay a new interpreter's imports
+    origins = [json.loads((tmp_path / "ranks" / f"{rank}.json").read_text()) for rank in (0, 1)]
+    assert [origin["ppid"] for origin in origins] == [warm_contrastlab().server_pid] * 2
     client, run = only_run(tmp_path)
     assert run.info.status == "FINISHED" and run.data.params["trainer.devices"] == "2"
     # global batch 2 x 256 over 1,257 samples: 2 steps an epoch, each logged once by rank 0

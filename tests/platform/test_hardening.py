@@ -136,20 +136,10 @@ def test_a_sweep_whose_base_resumes_a_crafted_checkpoint_runs_no_code(tmp_path, 
 
 @pytest.mark.slow
 def test_four_fits_started_together_on_a_new_store_all_finish(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | {"OMP_NUM_THREADS": "1"}
     quick = [*TINY, "--trainer.max_steps", "2", "--trainer.limit_val_batches", "0"]
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "contrastlab", "fit", "-c", str(DIGITS_CONFIG), *quick],
-            cwd=tmp_path,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for _ in range(4)
-    ]
-    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    procs = [start_cli("fit", "-c", str(DIGITS_CONFIG), *quick, cwd=tmp_path, env={"OMP_NUM_THREADS": "1"})
+             for _ in range(4)]  # fmt: skip
+    outputs = ["".join(p.communicate(timeout=600)) for p in procs]
     assert [p.returncode for p in procs] == [0] * 4, "\n".join(o[-2000:] for o in outputs)
     assert not any("Traceback" in o for o in outputs)
     assert sorted(r.info.status for r in runs_of(tmp_path)) == ["FINISHED"] * 4

@@ -7,13 +7,14 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from contextlib import contextmanager
 
 import pytest
 
-from contrastlab.platform.warm import WarmProcesses, fork_unsafe_reason
+from contrastlab.platform.warm import SOCKET_ENV, WarmProcesses, fork_unsafe_reason
 from tests.conftest import REPO
 
 COMMANDS = "tests.platform.warm.commands"
@@ -169,3 +170,53 @@ def test_a_command_that_cannot_start_exits_1_and_the_server_forks_the_next(tmp_p
         code = processes.run(["report"], env(), tmp_path / "out.log", cwd=tmp_path / "no such folder")
         assert code == 1 and "FileNotFoundError" in (tmp_path / "out.log").read_text()
         assert report(processes, tmp_path)["ppid"] == processes.server_pid
+
+
+def test_clients_of_one_server_run_commands_at_the_same_time_and_its_children_find_it(tmp_path):
+    with warm() as first:
+        sleeping = first.start(["sleep", "60"], env(), tmp_path / "sleep.log")
+        with warm() as second:  # no server named: it starts one of its own
+            second.start_server()
+            assert second.server not in (None, first.server)
+        other = WarmProcesses([], entry=f"{COMMANDS}:main", main_module=COMMANDS, server=first.server)
+        try:
+            ran = report(other, tmp_path, "other", SOCKET_ENV)
+            assert ran["ppid"] == first.server_pid == other.server_pid  # forked while the first command runs
+            assert ran["env"] == {SOCKET_ENV: first.server}  # where its own commands (DDP ranks) are forked
+        finally:
+            other.close()
+        assert sleeping.poll() is None
+        sleeping.kill()
+        assert sleeping.wait(timeout=30) == -signal.SIGKILL
+
+
+def test_a_client_that_dies_takes_its_running_command_along_and_the_server_goes_on(tmp_path):
+    with warm() as processes:
+        processes.start_server()
+        log = tmp_path / "sleep.log"
+        client = f"""
+import sys, time
+from contrastlab.platform.warm import WarmProcesses
+processes = WarmProcesses([], entry="{COMMANDS}:main", main_module="{COMMANDS}", server={processes.server!r})
+command = processes.start(["sleep", "60"], {env()!r}, {str(log)!r})
+print(command.pid, flush=True)
+time.sleep(60)
+"""
+        proc = subprocess.Popen([sys.executable, "-c", client], stdout=subprocess.PIPE, text=True, cwd=REPO,
+                                env=env())  # fmt: skip
+        child = int(proc.stdout.readline())
+        assert not gone(child, within=0.5)
+        proc.kill()
+        proc.wait()
+        assert gone(child, within=10)
+        assert report(processes, tmp_path)["ppid"] == processes.server_pid
+
+
+def test_a_command_writes_to_descriptors_it_is_given(tmp_path):
+    read, write = os.pipe()
+    with warm() as processes:
+        command = processes.start(["report"], env(), write, write, cwd=tmp_path)
+        os.close(write)
+        assert command.wait(timeout=60) == 0
+        with os.fdopen(read) as pipe:
+            assert json.loads(pipe.read().splitlines()[-1])["ppid"] == processes.server_pid

@@ -12,14 +12,14 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
 
 from contrastlab.sweeps.summary import dashboard_command
-from tests.conftest import free_port, give_store, run_cli
+from tests.conftest import Started, free_port, give_store, run_cli, start_cli
 from tests.sweeps.test_sweep import FIXED, child_runs, write_sweep
 
 pytestmark = pytest.mark.slow
@@ -63,11 +63,9 @@ def postgres_url():
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def start_sweep(config: Path, storage: str, cwd: Path) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+def start_sweep(config: Path, storage: str, cwd: Path) -> Started:
     give_store(cwd)
-    command = [sys.executable, "-m", "contrastlab", "sweep", "-c", str(config), "--storage", storage]
-    return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return start_cli("sweep", "-c", str(config), "--storage", storage, cwd=cwd)
 
 
 def test_two_workers_share_one_postgresql_study_without_losing_or_repeating_a_trial(tmp_path, postgres_url):
@@ -77,14 +75,12 @@ def test_two_workers_share_one_postgresql_study_without_losing_or_repeating_a_tr
     config = write_sweep(tmp_path, name, space=space, fixed=fixed, pruner="none", n_trials=3)
     first = start_sweep(config, postgres_url, tmp_path)
     # The second joins once the first has made the study and the MLflow store, as a second machine would.
-    head = ""
-    while not head.endswith(")\n") or f"sweep '{name}'" not in head:
-        line = first.stdout.readline()
-        assert line, head
-        head += line
-    assert "study in postgresql://postgres@127.0.0.1" in head, head
+    deadline = time.monotonic() + 300
+    while f"sweep '{name}'" not in first.printed() or "study in postgresql://postgres@127.0.0.1" not in first.printed():
+        assert first.poll() is None and time.monotonic() < deadline, first.printed()[-3000:]
+        time.sleep(0.1)
     second = start_sweep(config, postgres_url, tmp_path)
-    outputs = [head + first.communicate(timeout=900)[0], second.communicate(timeout=900)[0]]
+    outputs = ["".join(first.communicate(timeout=900)), "".join(second.communicate(timeout=900))]
     assert [first.returncode, second.returncode] == [0, 0], outputs
 
     import optuna
