@@ -120,7 +120,7 @@ class LiveTable:
         self._terminal = os.fdopen(os.dup(1), "w", buffering=1, errors="replace")
         self._saved = {fd: os.dup(fd) for fd in (1, 2) if os.isatty(fd)}
         self._read, write = os.pipe()
-        for fd in self._saved:  # spawned workers inherit these, and their trials' warm servers theirs
+        for fd in self._saved:  # spawned workers inherit these, and so does the trials' warm server
             os.dup2(write, fd)
         os.close(write)
         self._thread = threading.Thread(target=self._run, name="sweep-live-table", daemon=True)

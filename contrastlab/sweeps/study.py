@@ -60,7 +60,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--fresh-processes",
         action="store_true",
-        help="start each trial in a new interpreter instead of forking it from its worker's warm server",
+        help="start each trial in a new interpreter instead of forking it from the sweep's warm server",
     )
     parser.add_argument("--n-trials", type=int, default=None, help="finished trials the study should hold")
     parser.add_argument("--timeout", type=float, default=None, help="seconds after which no new trial starts")

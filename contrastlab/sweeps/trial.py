@@ -1,7 +1,7 @@
 """One sweep trial: its `contrastlab fit` command line, its process, and how it ended.
 
 The trial runs in a process of its own (so it may use DDP, and a crash or NaN ends that trial only) that dies
-with its worker: a child forked from the worker's warm server (platform/warm.py), which has done the imports
+with its worker: a child forked from the sweep's warm server (platform/warm.py), which has done the imports
 already, or a new interpreter with `--fresh-processes`. It reports to the study itself (pruning.py), and this side
 reads what it recorded and its exit code to tell the study the outcome and close its MLflow run.
 """

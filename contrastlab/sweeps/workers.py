@@ -8,9 +8,11 @@ workers at once is closed unrun.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import sys
+import threading
 import time
 
 import numpy as np
@@ -35,6 +37,7 @@ from contrastlab.sweeps.storage import (
 from contrastlab.sweeps.trial import STOP_ATTR, Sweep, _run_trial
 
 IDLE_POLL = 1.0  # seconds between looks at the study while other workers finish the last trials
+READY_TIMEOUT = 120.0  # seconds a worker waits for the others to start before it takes a trial anyway
 
 
 def _run_workers(sweep: Sweep, workers: int) -> list[int]:
@@ -48,15 +51,18 @@ def _run_workers(sweep: Sweep, workers: int) -> list[int]:
     if shared.server is not None:
         os.environ[SOCKET_ENV] = shared.server  # the workers' clients connect to it
     context = multiprocessing.get_context("spawn")
+    # Every worker takes its first trial once all have started: N workers run N trials from the start, rather than
+    # the first worker taking the first trials while the others still import.
+    ready = context.Barrier(workers)
     processes = [
-        context.Process(target=_worker_process, args=(sweep, i, workers), name=f"sweep-worker-{i}")
+        context.Process(target=_worker_process, args=(sweep, i, workers, ready), name=f"sweep-worker-{i}")
         for i in range(1, workers)
     ]
     try:
         for process in processes:
             process.start()
         share_cores(workers)  # after the spawns, which set their own: this worker's trials inherit it
-        codes = [_worker_code(sweep, 0)]
+        codes = [_worker_code(sweep, 0, ready)]
         for process in processes:
             process.join()
     finally:
@@ -64,16 +70,16 @@ def _run_workers(sweep: Sweep, workers: int) -> list[int]:
     return codes + [process.exitcode or 0 for process in processes]
 
 
-def _worker_process(sweep: Sweep, index: int, workers: int) -> None:
+def _worker_process(sweep: Sweep, index: int, workers: int, ready) -> None:
     die_with_parent()
     share_cores(workers)  # its trials inherit the environment
-    raise SystemExit(_worker_code(sweep, index))
+    raise SystemExit(_worker_code(sweep, index, ready))
 
 
-def _worker_code(sweep: Sweep, index: int) -> int:
+def _worker_code(sweep: Sweep, index: int, ready=None) -> int:
     """`worker_loop`'s exit code: a user error is one line and USER_ERROR_EXIT, Ctrl-C 130."""
     try:
-        return worker_loop(sweep, index)
+        return worker_loop(sweep, index, ready)
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
@@ -84,8 +90,9 @@ def _worker_code(sweep: Sweep, index: int) -> int:
         return USER_ERROR_EXIT
 
 
-def worker_loop(sweep: Sweep, index: int) -> int:
-    """Run trials until the study holds n_trials finished ones, the time is up, or a trial hits a config error."""
+def worker_loop(sweep: Sweep, index: int, ready=None) -> int:
+    """Run trials until the study holds n_trials finished ones, the time is up, or a trial hits a config error;
+    the first once every worker has reached `ready` (a barrier), or after READY_TIMEOUT."""
     import optuna
 
     config = sweep.config
@@ -102,6 +109,9 @@ def worker_loop(sweep: Sweep, index: int) -> int:
     client = runs.client_for(sweep.tracking_uri)
     runs.ensure_experiment(client, sweep.tracking_uri, config.name)
     processes = sweep.trial_processes()  # its server starts with the first trial: a worker may get none
+    if ready is not None:
+        with contextlib.suppress(threading.BrokenBarrierError):  # a worker that died before it: go on without it
+            ready.wait(READY_TIMEOUT)
     try:
         while True:
             with claim_lock(sweep.storage_url):
