@@ -1,4 +1,4 @@
-"""Raw-waveform audio encoders (1-D backbones)."""
+"""Audio encoders: raw-waveform nets (1-D backbones) and log-mel nets, which read (C, n_mels, frames) views."""
 
 from __future__ import annotations
 
