@@ -156,7 +156,8 @@ def test_print_config_shows_the_composed_config(tmp_path, monkeypatch, capsys):
 
 
 # Too slow for two steps on 2 cores: CIFAR-10's ResNet-18 (25-45 s; those methods train on digits in tests/methods),
-# the log-mel and Speech Commands nets on audio (18 s each; CLMR's FSDD config trains here), SoftCLT's DTW (12 s;
+# the log-mel ResNet and Speech Commands nets on audio (18 s each; SimCLR's FSDD speech config trains here, CLMR's in
+# tests/methods/test_clmr.py), SoftCLT's DTW (12 s;
 # its series methods train in tests/methods/test_series_methods.py), wav2vec 2.0's Transformer (10 s; it trains with
 # a tiny encoder in tests/methods).
 TOO_SLOW = {"simclr/fsdd_logmel", "clmr/speech_commands", "softclt/ucr", "wav2vec2/fsdd"}
