@@ -388,12 +388,12 @@ class LogMelViews(CLMRViews):
 
     @torch.no_grad()
     def forward(self, x: Tensor) -> list[Tensor]:
-        views = []
-        for _ in range(self.num_views):
-            db = self.logmel(self.waveform_view(x))
-            db = self.spec_augment(self.mixup(db))
-            views.append((db - self.db_mean) / self.db_std)
-        return views
+        views = [self.spectrogram_view(self.logmel(self.waveform_view(x))) for _ in range(self.num_views)]
+        return [(db - self.db_mean) / self.db_std for db in views]
+
+    def spectrogram_view(self, db: Tensor) -> Tensor:
+        """What a view does to its log-mel spectrogram; a subclass adds its own ops here."""
+        return self.spec_augment(self.mixup(db))
 
     @torch.no_grad()
     def eval_view(self, x: Tensor) -> Tensor:

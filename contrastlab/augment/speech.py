@@ -88,11 +88,5 @@ class SpeechViews(LogMelViews):
         super().__init__(**logmel)
         self.resize_crop = SpecResizeCrop(freq_scale, time_scale, time_shift, p=resize_p)
 
-    @torch.no_grad()
-    def forward(self, x: Tensor) -> list[Tensor]:
-        views = []
-        for _ in range(self.num_views):
-            db = self.mixup(self.logmel(self.waveform_view(x)))
-            db = self.spec_augment(self.resize_crop(db))
-            views.append((db - self.db_mean) / self.db_std)
-        return views
+    def spectrogram_view(self, db: Tensor) -> Tensor:
+        return self.spec_augment(self.resize_crop(self.mixup(db)))
