@@ -13,7 +13,8 @@ and the baselines beside them (keys the same eval logs from the same splits, e.g
 own on a store of the ledger's (`--store`, default a temporary one), and the figures are read back from the run.
 
 The ledger (benchmarks/quality.json) holds, per recipe and figure: the metric, split and protocol, each seed's
-value, mean and sd, the baselines' values the same way, the wall seconds per seed, the commit, the machine and the
+value, mean and sd, the baselines' values the same way, the wall seconds per seed (fit and eval), the fit's
+wall and CPU seconds, the commit, the machine and the
 date. `--check` reruns and names every figure whose new mean falls below its recorded mean - max(2 sd, 0.01).
 The table of the ledger goes into docs/benchmarks/quality.md (mean ± sd beside each baseline).
 """
@@ -27,6 +28,7 @@ import json
 import os
 import platform
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -83,16 +85,24 @@ def warm() -> WarmProcesses:
     return processes
 
 
-def contrastlab(args: list[str], store: str) -> str:
-    """`contrastlab ARGS` as its own process; its stdout, or SystemExit with its error's last lines."""
+def contrastlab(args: list[str], store: str) -> tuple[str, float, float]:
+    """`contrastlab ARGS` as its own process: its stdout, wall seconds and CPU seconds (user + system, all its
+    threads), or SystemExit with its error's last lines. On a shared machine the wall says little; the CPU seconds
+    over the threads it used are the idle wall's estimate."""
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    before, started = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
     with tempfile.TemporaryDirectory() as folder:
         out, err = Path(folder) / "stdout", Path(folder) / "stderr"
-        code = warm().start([*args, "--tracking-uri", store], env, out, err, cwd=REPO).wait()
-        if code != 0:
+        command = warm().start([*args, "--tracking-uri", store], env, out, err, cwd=REPO)
+        if command.wait() != 0:
             tail = err.read_text(errors="replace")[-3000:]
-            raise SystemExit(f"contrastlab {' '.join(args[:3])} ... exited {code}:\n{tail}")
-        return out.read_text(errors="replace")
+            raise SystemExit(f"contrastlab {' '.join(args[:3])} ... exited {command.returncode}:\n{tail}")
+        wall = time.monotonic() - started
+        cpu = getattr(command, "cpu_seconds", None)  # a forked command's, as its server measured it
+        if cpu is None:  # a new interpreter's, waited on here
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        return out.read_text(errors="replace"), wall, cpu
 
 
 def run_seed(recipe: Recipe, seed: int, store: str, cwd: Path) -> dict:
@@ -104,7 +114,7 @@ def run_seed(recipe: Recipe, seed: int, store: str, cwd: Path) -> dict:
     fit = ["fit", "-c", str(REPO / recipe.config), "--seed_everything", str(seed)]
     fit += ["--tracking.experiment", f"quality-{recipe.name}", "--tracking.checkpoint_dir", str(cwd / "checkpoints")]
     fit += recipe.overrides
-    out = contrastlab(fit, store)
+    out, fit_wall, fit_cpu = contrastlab(fit, store)
     run_id = next((m.group(1) for line in out.splitlines() if (m := RUN_LINE.match(line))), None)
     if run_id is None:
         raise SystemExit(f"{recipe.name}: the fit printed no run id:\n{out[-2000:]}")
@@ -120,6 +130,8 @@ def run_seed(recipe: Recipe, seed: int, store: str, cwd: Path) -> dict:
         "figures": {name: metrics[key] for name, key in recipe.figures.items()},
         "baselines": {name: metrics[key] for name, key in recipe.baselines.items()},
         "seconds": time.monotonic() - started,
+        "fit_seconds": fit_wall,
+        "fit_cpu_seconds": fit_cpu,
         "run_id": run_id,
     }
 
@@ -135,7 +147,9 @@ def measure(recipe: Recipe, seeds: list[int], store: str, cwd: Path) -> dict:
     for seed in seeds:
         runs.append(run_seed(recipe, seed, store, cwd))
         shown = ", ".join(f"{k} {v:.4f}" for k, v in {**runs[-1]["figures"], **runs[-1]["baselines"]}.items())
-        print(f"{recipe.name} seed {seed}: {shown} ({runs[-1]['seconds']:.0f} s)", flush=True)
+        last = runs[-1]
+        seconds = f"{last['seconds']:.0f} s; fit {last['fit_seconds']:.0f} s, {last['fit_cpu_seconds']:.0f} CPU-s"
+        print(f"{recipe.name} seed {seed}: {shown} ({seconds})", flush=True)
     return {
         "config": recipe.config,
         "overrides": recipe.overrides,
@@ -150,6 +164,8 @@ def measure(recipe: Recipe, seeds: list[int], store: str, cwd: Path) -> dict:
             for name, key in recipe.baselines.items()
         },
         "seconds": [round(r["seconds"], 1) for r in runs],
+        "fit_seconds": [round(r["fit_seconds"], 1) for r in runs],
+        "fit_cpu_seconds": [round(r["fit_cpu_seconds"], 1) for r in runs],
         "commit": commit(),
         "machine": machine(),
         "date": time.strftime("%Y-%m-%d"),

@@ -35,15 +35,16 @@ class ForkedCommand:
     def __init__(self, processes: WarmProcesses, pid: int, args: list[str]) -> None:
         self._processes, self.pid, self.args = processes, pid, args
         self.returncode: int | None = None
+        self.cpu_seconds: float | None = None  # user + system, once it has ended
 
     def poll(self) -> int | None:
         if self.returncode is None:
-            self.returncode = self._processes._code(timeout=0)
+            self.returncode, self.cpu_seconds = self._processes._code(timeout=0)
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
         if self.returncode is None:
-            self.returncode = self._processes._code(timeout)
+            self.returncode, self.cpu_seconds = self._processes._code(timeout)
             if self.returncode is None:
                 raise subprocess.TimeoutExpired(self.args, timeout)
         return self.returncode
@@ -187,18 +188,19 @@ class WarmProcesses:
             return None
         return self._read(None)
 
-    def _code(self, timeout: float | None) -> int | None:
-        """The running child's exit code once the server reports it, None while it runs past `timeout`."""
+    def _code(self, timeout: float | None) -> tuple[int | None, float | None]:
+        """The running child's exit code and CPU seconds once the server reports them, (None, None) while it runs
+        past `timeout`."""
         with self._lock:
             if self._sock is None:
-                return -signal.SIGKILL  # the server died under its child, which died with it
+                return -signal.SIGKILL, None  # the server died under its child, which died with it
             reply = self._read(timeout)
             if reply == {}:
-                return None
+                return None, None
             if reply is None:
                 self._turn_off("the warm server died")
-                return -signal.SIGKILL
-            return reply["code"]
+                return -signal.SIGKILL, None
+            return reply["code"], reply.get("cpu")
 
     def _read(self, timeout: float | None) -> dict | None:
         """The server's next message: {} when none came within `timeout`, None when the server is gone."""

@@ -17,7 +17,8 @@ server kills what it forked and ends. A client that dies takes its running comma
 Protocol (JSON lines on the socket): the client says {"entry", "main_module", "preload"} and the server answers
 {"ready": true} once it has imported them. Then, per command, the client writes {"argv", "env", "cwd",
 "new_session"} with two descriptors, the command's stdout and stderr (SCM_RIGHTS); the server answers {"pid"} when
-the child has started and {"code"} when it has ended (negative: killed by that signal), or {"refused": reason}.
+the child has started and {"code", "cpu"} when it has ended (negative: killed by that signal; its CPU seconds), or
+{"refused": reason}.
 """
 
 from __future__ import annotations
@@ -176,10 +177,11 @@ class _Server:
     def _ended(self, client: _Client) -> None:
         if client not in self.clients:
             return
-        _, status = os.waitpid(client.child, 0)
+        _, status, usage = os.wait4(client.child, 0)
         os.close(client.child_fd)
         client.child = client.child_fd = None
-        self._reply(client, {"code": os.waitstatus_to_exitcode(status)})
+        cpu = usage.ru_utime + usage.ru_stime  # with the processes it waited for (its loader workers, say)
+        self._reply(client, {"code": os.waitstatus_to_exitcode(status), "cpu": cpu})
         _import_learned(client.learned)
 
     def _drop(self, client: _Client) -> None:
