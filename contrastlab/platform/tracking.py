@@ -217,7 +217,16 @@ class RunLogger(MLFlowLogger):
     def experiment(self):
         if not self._opened:
             return compat.mlflow_logger_client(self)  # a client of the same store, without touching any run
-        return super().experiment
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return super().experiment
+        except MlflowException as err:
+            # Fits started together on a new experiment: another one created it between Lightning's lookup and
+            # its create. The lookup now finds it, and this run goes into it.
+            if err.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            return super().experiment
 
     @property
     def run_id(self) -> str | None:

@@ -145,6 +145,29 @@ def test_four_fits_started_together_on_a_new_store_all_finish(tmp_path):
     assert sorted(r.info.status for r in runs_of(tmp_path)) == ["FINISHED"] * 4
 
 
+def test_a_fit_whose_experiment_another_fit_creates_first_joins_it(tmp_path, monkeypatch):
+    # the race above, made certain: the experiment appears between Lightning's lookup and its create
+    import mlflow
+
+    from contrastlab.platform.tracking import RunLogger
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    theirs = mlflow.MlflowClient(uri).create_experiment("digits")
+    lookup = mlflow.MlflowClient.get_experiment_by_name
+    missed = []
+
+    def too_early(client, name):  # the first lookup runs before the other fit's create lands
+        if not missed:
+            missed.append(name)
+            return None
+        return lookup(client, name)
+
+    monkeypatch.setattr(mlflow.MlflowClient, "get_experiment_by_name", too_early)
+    logger = RunLogger(experiment_name="digits", tracking_uri=uri)
+    assert logger.experiment_id == theirs and missed == ["digits"]
+    assert mlflow.MlflowClient(uri).get_run(logger.run_id).info.experiment_id == theirs
+
+
 # -- 3. --ckpt_path is --resume --------------------------------------------------------------------------------
 
 
