@@ -147,15 +147,15 @@ def nn_dtw(train, train_y: Tensor, test, test_y: Tensor, window: float | None = 
 
 
 def logistic(train, train_y, val, val_y, test, test_y, num_classes: int) -> dict[str, float]:
-    """The linear probe on the features: `acc` (multi-label: `map`), `l2` chosen on val, `auroc` where the
-    test split holds two classes."""
+    """The linear probe on the features: `acc` (multi-label: `map`), `l2` chosen on val, and `auroc` where the
+    test split holds two classes (of the penalty best by val AUROC, as the `auroc` protocol chooses it)."""
     longest = max(np.shape(s)[-1] for s in [*train, *val, *test])
     train, val, test = (flat(x, longest).float() for x in (train, val, test))
     fit = P.linear_probe(train, train_y, val, val_y, test, test_y, num_classes)
     name = "map" if is_multilabel(train_y) else "top1"
     metrics = {"acc" if name == "top1" else name: fit.metrics[name], "l2": fit.metrics["l2"]}
     try:
-        metrics["auroc"] = P.auroc_ap(fit.test_scores, test_y[labelled(test_y)], num_classes)["auroc"]
+        metrics["auroc"] = P.probe_auroc(fit, test_y, num_classes)["auroc"]
     except UnsupportedProtocol:  # one class in test
         pass
     return metrics

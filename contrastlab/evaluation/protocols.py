@@ -5,7 +5,7 @@
   regularisation chosen on the validation split (the linear evaluation of SimCLR/CLIP).
 - `svm_rbf`: an RBF-SVM whose C is chosen by cross-validation on train (TS2Vec's time-series protocol).
 - `auroc_ap`: AUROC and average precision from a probe's scores: binary, multi-label, or macro
-  one-vs-rest over the classes of a single-label set.
+  one-vs-rest over the classes of a single-label set; `probe_auroc`: those of the probe best by val AUROC.
 - `stratified_subset`: the seeded labelled subsets (1%, 10%, ...) that fine-tuning trains on.
 
 Labels are `(N,)` class indices, -1 for an unlabelled sample, or `(N, L)` 0/1 rows for multi-label
@@ -15,6 +15,7 @@ data. A protocol the labels cannot support raises `UnsupportedProtocol` naming i
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,7 +29,10 @@ from contrastlab.metrics.knn import knn_accuracy
 KNN_KS = (1, 5, 20, 200)
 # Penalties on the mean loss, from strong to weak: each fit starts from the previous one's solution.
 LINEAR_L2_GRID = tuple(10.0**e for e in range(0, -7, -1))
-SVM_C_GRID = tuple(10.0**e for e in range(-4, 5))
+# TS2Vec's grid, a hard margin (C = inf) included.
+SVM_C_GRID = (*(10.0**e for e in range(-4, 5)), math.inf)
+# TS2Vec fits a hard margin, without a search, below this many training samples or per class.
+SVM_SEARCH_MIN_SAMPLES, SVM_SEARCH_MIN_PER_CLASS = 50, 5
 
 
 class UnsupportedProtocol(ContrastlabError):
@@ -154,6 +158,17 @@ class LinearResult:
     model: LogisticModel
     test_scores: Tensor
     val_scores_by_l2: dict[float, float] = field(default_factory=dict)
+    # Each penalty's probe's (val, test) probabilities, and the labelled val split's labels: another
+    # metric can choose the penalty on val without refitting (`best_by`).
+    probabilities_by_l2: dict[float, tuple[Tensor, Tensor]] = field(default_factory=dict)
+    val_y: Tensor | None = None
+
+    def best_by(self, score: Callable[[Tensor, Tensor], float]) -> tuple[float, Tensor]:
+        """The penalty whose probe is best by `score(val probabilities, val labels)` (ties: the stronger
+        penalty) and that probe's test probabilities."""
+        strongest_first = sorted(self.probabilities_by_l2, reverse=True)
+        l2 = max(strongest_first, key=lambda l2: score(self.probabilities_by_l2[l2][0], self.val_y))
+        return l2, self.probabilities_by_l2[l2][1]
 
 
 def linear_probe(
@@ -186,20 +201,22 @@ def linear_probe(
     best: tuple[float, float, tuple[Tensor, Tensor]] | None = None
     solution = None
     by_l2: dict[float, float] = {}
+    probabilities: dict[float, tuple[Tensor, Tensor]] = {}
     for l2 in sorted(l2_grid, reverse=True):
         solution = fit_logistic(txs, ty, num_outputs, l2, multilabel, init=solution, max_iter=max_iter)
         probe = LogisticModel(*solution, mean, std, multilabel)
-        score = _probe_score(probe.scores(vx), vy, multilabel)
+        probabilities[l2] = probe.scores(vx), probe.scores(sx)
+        score = _probe_score(probabilities[l2][0], vy, multilabel)
         by_l2[l2] = score
         if best is None or score > best[0]:  # ties keep the stronger penalty
             best = (score, l2, solution)
     assert best is not None, "the l2 grid is empty"
     val_score, l2, solution = best
     probe = LogisticModel(*solution, mean, std, multilabel)
-    test_scores = probe.scores(sx)
+    test_scores = probabilities[l2][1]
     name = "map" if multilabel else "top1"
     metrics = {name: _probe_score(test_scores, sy, multilabel), f"val_{name}": val_score, "l2": l2}
-    return LinearResult(metrics, probe, test_scores, by_l2)
+    return LinearResult(metrics, probe, test_scores, by_l2, probabilities, vy)
 
 
 def _probe_score(scores: Tensor, y: Tensor, multilabel: bool) -> float:
@@ -244,6 +261,16 @@ def auroc_ap(scores: Tensor, y: Tensor, num_classes: int) -> dict[str, float]:
     return {"auroc": float(np.mean(aurocs)), "ap": float(np.mean(aps))}
 
 
+def probe_auroc(fit: LinearResult, test_y: Tensor, num_classes: int) -> dict[str, float]:
+    """`auroc_ap` on test of the probe whose penalty is best by AUROC on val, and that penalty (`l2`): the
+    probe reports the metric it was chosen on. Where val holds one class, the probe's own choice (by accuracy)."""
+    try:
+        l2, scores = fit.best_by(lambda val_scores, val_y: auroc_ap(val_scores, val_y, num_classes)["auroc"])
+    except UnsupportedProtocol:
+        l2, scores = fit.metrics["l2"], fit.test_scores
+    return {**auroc_ap(scores.cpu(), test_y[labelled(test_y)].cpu(), num_classes), "l2": l2}
+
+
 # -- RBF-SVM ----------------------------------------------------------------------------------------------
 
 
@@ -259,9 +286,10 @@ def svm_rbf(
 ) -> dict[str, float]:
     """Test accuracy of an RBF-SVM (gamma "scale") with C chosen by stratified k-fold CV on train.
 
-    As TS2Vec does: at most `max_train_samples` training samples (a seeded stratified subset), and a
-    hard margin (C = inf) when some class has fewer than two samples, too few to cross-validate.
-    Returns `acc` and the chosen `C`.
+    As TS2Vec's `fit_svm` does: at most `max_train_samples` training samples (a seeded stratified subset),
+    and a hard margin (C = inf) without a search when train holds fewer than 50 samples or fewer than 5 per
+    class on average (ArrowHead, GunPoint's 40 after the holdout), or when some class has fewer than two
+    samples to cross-validate. Returns `acc` and the chosen `C`.
     """
     from sklearn.model_selection import GridSearchCV, StratifiedKFold
     from sklearn.svm import SVC
@@ -275,8 +303,10 @@ def svm_rbf(
     if len(y) > max_train_samples:
         chosen = stratified_subset(torch.from_numpy(y), max_train_samples / len(y), seed).numpy()
         x, y = x[chosen], y[chosen]
-    smallest = int(np.bincount(y)[np.unique(y)].min())
-    if smallest < 2:
+    classes = np.unique(y)
+    smallest = int(np.bincount(y)[classes].min())
+    too_few = len(y) < SVM_SEARCH_MIN_SAMPLES or len(y) // len(classes) < SVM_SEARCH_MIN_PER_CLASS
+    if too_few or smallest < 2:
         svm, c = SVC(C=math.inf, kernel="rbf", gamma="scale").fit(x, y), math.inf
     else:
         cv = StratifiedKFold(n_splits=min(folds, smallest), shuffle=True, random_state=seed)

@@ -71,6 +71,7 @@ def test_eval_logs_every_protocol_into_the_run(trained, cli_here):
         "eval/finetune_10pct/labels",
         "eval/auroc/auroc",
         "eval/auroc/ap",
+        "eval/auroc/l2",  # its penalty, chosen by val AUROC
         # the practitioner's baselines beside: raw pixels, and the same net from random init, fine-tuned alike
         "eval/baseline_raw_nn/acc",
         "eval/baseline_raw_logistic/acc",

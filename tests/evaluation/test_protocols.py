@@ -81,6 +81,35 @@ def test_linear_probe_reports_on_test_the_fit_that_was_best_on_val():
     assert out.metrics["top1"] == pytest.approx(by_hand, abs=0.011)  # warm starts may end a hair apart
 
 
+def test_probe_auroc_chooses_the_penalty_by_val_auroc_and_reports_its_test_auroc():
+    g = torch.Generator().manual_seed(0)
+    x, vx, tx = (torch.randn(n, 30, generator=g) for n in (200, 100, 300))
+    noisy = lambda z: ((z[:, 0] + 0.5 * z[:, 1] + 1.5 * torch.randn(len(z), generator=g)) > 0).long()  # noqa: E731
+    y, vy, ty = noisy(x), noisy(vx), noisy(tx)
+    grid = (10.0, 1.0, 1e-1, 1e-2, 1e-4)
+    fit = P.linear_probe(x, y, vx, vy, tx, ty, 2, l2_grid=grid)
+    out = P.probe_auroc(fit, ty, 2)
+    # by hand with scikit-learn on train-standardised features: the best val AUROC, its test AUROC. C = 2 / (l2 N):
+    # the probe's two softmax columns each carry half the binary weight, so their penalty is half the binary one's.
+    mean, std = x.mean(dim=0), x.std(dim=0)
+    z, vz, tz = (((a - mean) / std).double().numpy() for a in (x, vx, tx))
+    fits = {l2: LogisticRegression(C=2 / (l2 * len(y)), max_iter=5000).fit(z, y) for l2 in grid}
+    val_auroc = {l2: roc_auc_score(vy, f.predict_proba(vz)[:, 1]) for l2, f in fits.items()}
+    chosen = max(sorted(grid, reverse=True), key=val_auroc.get)
+    assert out["l2"] == chosen
+    assert out["auroc"] == pytest.approx(roc_auc_score(ty, fits[chosen].predict_proba(tz)[:, 1]), abs=2e-3)
+    assert len({round(v, 4) for v in val_auroc.values()}) > 1  # the penalties differ on val: the choice matters
+
+
+def test_probe_auroc_keeps_the_accuracy_choice_when_val_holds_one_class():
+    x, y = blobs(20, 2, spread=2.0)
+    tx, ty = blobs(10, 2, spread=2.0, seed=2)
+    fit = P.linear_probe(x, y, x[:5], y[:5], tx, ty, 2)  # val: five samples of class 0
+    out = P.probe_auroc(fit, ty, 2)
+    assert out["l2"] == fit.metrics["l2"]
+    assert out["auroc"] == P.auroc_ap(fit.test_scores, ty, 2)["auroc"]
+
+
 def test_multilabel_probe_reports_mean_average_precision():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(300, 6, generator=g)
@@ -118,7 +147,7 @@ def test_auroc_refuses_a_test_split_of_one_class():
 
 
 def test_svm_chooses_c_by_cross_validation_like_sklearn():
-    x, y = blobs(15, 3, spread=2.0)
+    x, y = blobs(20, 3, spread=2.0)
     tx, ty = blobs(10, 3, spread=2.0, seed=3)
     out = P.svm_rbf(x, y, tx, ty, c_grid=(0.01, 1.0, 100.0), folds=3, seed=0)
     cv = StratifiedKFold(n_splits=3, shuffle=True, random_state=0)
@@ -126,6 +155,22 @@ def test_svm_chooses_c_by_cross_validation_like_sklearn():
     assert out["C"] == ref.best_params_["C"]
     assert out["acc"] == pytest.approx((ref.predict(tx.double().numpy()) == ty.numpy()).mean())
     assert out["acc"] > 0.8
+
+
+@pytest.mark.parametrize("per_class, classes", [(16, 3), (4, 13)])
+def test_svm_uses_a_hard_margin_on_small_train_sets_as_ts2vec_does(per_class, classes):
+    # 48 samples (under 50), then 52 samples of 13 classes (4 per class, under 5): no search.
+    x, y = blobs(per_class, classes, dim=16, spread=2.0)
+    out = P.svm_rbf(x, y, x, y)
+    ref = SVC(C=math.inf, kernel="rbf", gamma="scale").fit(x.double().numpy(), y)
+    assert out["C"] == math.inf
+    assert out["acc"] == pytest.approx((ref.predict(x.double().numpy()) == y.numpy()).mean())
+
+
+def test_svm_searches_c_from_50_samples_with_5_per_class():
+    x, y = blobs(25, 2, spread=2.0)
+    out = P.svm_rbf(x, y, x, y, c_grid=(0.01, 1.0), folds=3)
+    assert out["C"] in (0.01, 1.0)
 
 
 def test_svm_uses_a_hard_margin_when_a_class_is_too_small_to_cross_validate():

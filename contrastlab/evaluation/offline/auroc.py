@@ -1,4 +1,5 @@
-"""`auroc`: AUROC and average precision of the linear probe's test scores (see `protocols.auroc_ap`)."""
+"""`auroc`: AUROC and average precision of the linear probe's test scores, its penalty chosen by AUROC on val
+(see `protocols.probe_auroc`)."""
 
 from __future__ import annotations
 
@@ -15,4 +16,4 @@ class AUROC(Protocol):
     order = 30  # after linear, whose probe it reads
 
     def run(self, ctx: Context) -> dict[str, float]:
-        return P.auroc_ap(probe(ctx).test_scores.cpu(), ctx.feats["test"]["y"], ctx.num_classes)
+        return P.probe_auroc(probe(ctx), ctx.feats["test"]["y"], ctx.num_classes)
