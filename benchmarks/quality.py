@@ -11,6 +11,8 @@ protocols to run on its checkpoint, the figures to record (MLflow keys the eval 
 and the baselines beside them (keys the same eval logs from the same splits, e.g. the raw-pixel 1-NN). Each seed is
 `contrastlab fit -c CONFIG --seed_everything S ...` then `contrastlab eval --run RUN ...`, each a process of its
 own on a store of the ledger's (`--store`, default a temporary one), and the figures are read back from the run.
+`--keep DIR` keeps the checkpoints under DIR (by default they go with a temporary folder), so that a run can be
+evaluated again: `contrastlab eval --run RUN --tracking-uri STORE --checkpoint last`.
 
 The ledger (benchmarks/quality.json) holds, per recipe and figure: the metric, split and protocol, each seed's
 value, mean and sd, the baselines' values the same way, the wall seconds per seed (fit and eval), the fit's
@@ -224,6 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recipes", type=Path, default=RECIPES)
     parser.add_argument("--ledger", type=Path, default=LEDGER)
     parser.add_argument("--store", help="MLflow store of the runs (default: a temporary one)")
+    parser.add_argument(
+        "--keep", type=Path, help="keep the runs' checkpoints (and eval's feature caches) under this folder"
+    )
     parser.add_argument("--write-docs", action="store_true", help="also rewrite the table in the benchmark docs")
     args = parser.parse_args(argv)
     recipes = load_recipes(args.recipes)
@@ -244,7 +249,8 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="quality-") as folder:
         store = args.store or f"sqlite:///{Path(folder) / 'mlflow.db'}"
-        rerun = {name: measure(recipes[name], args.seeds, store, Path(folder)) for name in names}
+        where = args.keep or Path(folder)
+        rerun = {name: measure(recipes[name], args.seeds, store, where) for name in names}
 
     if args.check:
         fallen = regressions(recorded, rerun)

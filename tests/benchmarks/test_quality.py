@@ -57,9 +57,11 @@ def test_check_reruns_a_recipe_and_exits_1_naming_the_figure_that_fell(tmp_path)
     (tmp_path / "ledger.json").write_text(json.dumps(ledger))
     command = [sys.executable, str(REPO / "benchmarks" / "quality.py"), "--check", "--seeds", "0"]
     command += ["--recipes", str(tmp_path / "recipes.yaml"), "--ledger", str(tmp_path / "ledger.json")]
+    command += ["--keep", str(tmp_path / "kept")]
     env = {**os.environ, **warm_server_env()}  # its fit and eval forked from this process's warm server
     proc = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "REGRESSION tiny/knn: " in proc.stderr and "below 1.4900" in proc.stderr
     assert "tiny/knn1" not in proc.stderr and "tiny/knn1: " in proc.stdout and " held" in proc.stdout
     assert json.loads((tmp_path / "ledger.json").read_text()) == ledger  # a check writes nothing
+    assert len(list((tmp_path / "kept" / "checkpoints" / "quality-tiny").glob("*/last.ckpt"))) == 1  # --keep
