@@ -44,6 +44,8 @@ def main(argv: list[str], more_pages: Callable[[str, str], list[str]] | None = N
     parser.add_argument("--tracking-uri", default=None, help="store to browse (default: the runs' default store)")
     parser.add_argument("--port", type=int, default=5000)
     parser.add_argument("--host", default="127.0.0.1", help="keep 127.0.0.1 unless you mean to share it")
+    # MLflow's default is 4 worker processes, each importing mlflow (about 250 MB): one person browsing needs one.
+    parser.add_argument("--workers", type=int, default=1, help="server processes (default 1; more for a team)")
     args = parser.parse_args(argv)
     try:
         uri = tracking.resolve_uri(args.tracking_uri)
@@ -67,6 +69,8 @@ def main(argv: list[str], more_pages: Callable[[str, str], list[str]] | None = N
         args.host,
         "--port",
         str(args.port),
+        "--workers",
+        str(args.workers),
     ]
     url = page_url(f"http://{args.host}:{args.port}")
     print(f"MLflow UI for {uri} at {url} (Ctrl-C to stop)", flush=True)
