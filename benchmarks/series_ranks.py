@@ -6,8 +6,10 @@ numerics as `contrastlab eval --datasets`).
     .venv/bin/python benchmarks/quality.py --only gunpoint-ts2vec,...     # record the recipes first
     .venv/bin/python benchmarks/series_ranks.py [--no-write]              # then the table, from the ledger
 
-Ranks are over the sets where every ranked method has a figure; a method missing on some set is shown and left
-out of the ranks (said under the table). The picture goes to docs/benchmarks/series_cd.png.
+Two tables, one per protocol: the holdout (`<set>-<method>`: 20% of train held out for validation, the checkpoint
+best on it) and the papers' (`<set>-<method>-papers`: all of train, the last checkpoint). Ranks are over the sets
+where every ranked method has a figure; a method missing on some set is shown and left out of the ranks (said under
+the table). The pictures go to docs/benchmarks/series_cd.png and series_cd_papers.png.
 """
 
 from __future__ import annotations
@@ -28,16 +30,20 @@ LEDGER = HERE / "quality.json"
 SETS = ["GunPoint", "ArrowHead", "OSULeaf", "ACSF1", "BasicMotions", "JapaneseVowels"]
 METHODS = {"ts2vec": "TS2Vec", "softclt": "SoftCLT", "tstcc": "TS-TCC"}
 BASELINES = {"raw_1nn": "1-NN Euclidean", "dtw_1nn": "1-NN DTW", "minirocket": "MiniRocket"}
-PICTURE = PAGES / "series_cd.png"
+# protocol -> (the recipes' suffix, the docs block, the picture)
+PROTOCOLS = {
+    "holdout": ("", "series-ranks", PAGES / "series_cd.png"),
+    "papers": ("-papers", "series-ranks-papers", PAGES / "series_cd_papers.png"),
+}
 
 
-def collect(ledger: dict) -> dict[str, dict[str, list[float]]]:
+def collect(ledger: dict, suffix: str = "") -> dict[str, dict[str, list[float]]]:
     """set -> column -> the seeds' values: each method's SVM figure, and the baselines (the same splits for every
-    method of a set; the first recorded method's are taken)."""
+    method of a set; the first recorded method's are taken). `suffix` picks the protocol's recipes."""
     table: dict[str, dict[str, list[float]]] = {}
     for name in SETS:
         for method, label in METHODS.items():
-            entry = ledger.get(f"{name.lower()}-{method}")
+            entry = ledger.get(f"{name.lower()}-{method}{suffix}")
             if entry is None:
                 continue
             row = table.setdefault(name, {})
@@ -56,7 +62,7 @@ def cell(values: list[float] | None) -> str:
     return f"{mean:.3f} ± {sd:.3f}"
 
 
-def render(table: dict[str, dict[str, list[float]]], picture: Path | None) -> str:
+def render(table: dict[str, dict[str, list[float]]], picture: Path | None, protocol: str = "holdout") -> str:
     from contrastlab.evaluation.plots import cd_diagram
     from contrastlab.evaluation.ranks import rank_methods
 
@@ -79,10 +85,11 @@ def render(table: dict[str, dict[str, list[float]]], picture: Path | None) -> st
         )
         notes.append(
             f"- ranks over {len(sets)} sets (1 = best): Friedman p = {ranking.p_value:.3g}; Nemenyi CD = "
-            f"{ranking.cd:.2f} at alpha 0.05 for {len(ranked)} methods (the picture: series_cd.png)"
+            f"{ranking.cd:.2f} at alpha 0.05 for {len(ranked)} methods (the picture: {PROTOCOLS[protocol][2].name})"
         )
         if picture is not None:
-            cd_diagram(ranking, picture, f"SVM / baseline accuracy, average rank over {len(sets)} UCR/UEA sets")
+            title = f"SVM / baseline accuracy, average rank over {len(sets)} UCR/UEA sets ({protocol} protocol)"
+            cd_diagram(ranking, picture, title)
     return "\n".join(lines + ([""] + notes if notes else [])) + "\n"
 
 
@@ -91,13 +98,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ledger", type=Path, default=LEDGER)
     parser.add_argument("--no-write", action="store_true", help="print the table, write neither docs nor picture")
     args = parser.parse_args(argv)
-    table = collect(json.loads(args.ledger.read_text()))
-    if not table:
+    ledger = json.loads(args.ledger.read_text())
+    tables = {protocol: collect(ledger, suffix) for protocol, (suffix, _, _) in PROTOCOLS.items()}
+    if not any(tables.values()):
         parser.error(f"{args.ledger} records no <set>-<method> series recipe; run benchmarks/quality.py first")
-    text = render(table, None if args.no_write else PICTURE)
-    if not args.no_write:
-        write_block("series-ranks", text, "## Time series at the papers' size: `benchmarks/series_ranks.py`")
-    print(text)
+    for protocol, table in tables.items():
+        if not table:
+            continue
+        _, block, picture = PROTOCOLS[protocol]
+        text = render(table, None if args.no_write else picture, protocol)
+        if not args.no_write:
+            write_block(block, text, f"## Time series, the {protocol} protocol: `benchmarks/series_ranks.py`")
+        print(f"{protocol} protocol:\n{text}")
     return 0
 
 

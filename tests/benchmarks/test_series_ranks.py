@@ -38,3 +38,15 @@ def test_the_ledger_becomes_one_table_with_ranks_and_a_picture(tmp_path):
     assert lines[5] == "| **average rank** | 2.00 | - | 3.50 | 3.50 | 1.00 |"
     assert "- TS-TCC: not run on GunPoint" in text and "Nemenyi CD = 3.32" in text  # 2.569 sqrt(4 * 5 / 12)
     assert (tmp_path / "cd.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_papers_protocol_recipes_make_their_own_table():
+    ledger = {
+        "gunpoint-ts2vec": entry([0.98, 0.96, 0.97], 0.85, 0.87, 1.0),
+        "gunpoint-ts2vec-papers": entry([0.99, 0.99, 0.98], 0.91, 0.91, 1.0),  # all of train: other baselines too
+        "arrowhead-ts2vec-papers": entry([0.85], 0.80, 0.70, 0.86),
+    }
+    holdout, papers = collect(ledger), collect(ledger, "-papers")
+    assert list(holdout) == ["GunPoint"] and holdout["GunPoint"]["TS2Vec"] == [0.98, 0.96, 0.97]
+    assert list(papers) == ["GunPoint", "ArrowHead"] and papers["GunPoint"]["1-NN Euclidean"] == [0.91] * 3
+    assert "| GunPoint | 0.987 ± 0.006 | 0.910 ± 0.000 |" in render(papers, None, "papers")
