@@ -74,14 +74,20 @@ def knn_grid(
     num_classes: int,
     ks: tuple[int, ...] = KNN_KS,
     temperature: float = 0.07,
+    standardize: bool = False,
 ) -> dict[str, float]:
     """Weighted kNN top-1 for each k: `{"top1_k20": 0.97, ...}` (cosine similarity, weights exp(s/T)).
 
+    `standardize`: each feature z-scored with the train split's mean and sd first, as TS2Vec's 1-NN protocol and
+    the MFCC baseline do, so that a few large-scale dimensions (a pooled std beside a mean) do not decide the cosine.
     (MLflow metric names refuse `@` and `=`, hence `top1_k20` rather than `top1@k=20`.)"""
     if is_multilabel(train_y):
         raise UnsupportedProtocol("knn", "multi-label data: kNN top-1 needs one class per sample")
     require_classes("knn", train_y, "train")
     require_classes("knn", test_y, "test", minimum=1)
+    if standardize:
+        mean, std = train_x.float().mean(dim=0), train_x.float().std(dim=0).clamp(min=1e-6)
+        train_x, test_x = (train_x.float() - mean) / std, (test_x.float() - mean) / std
     return {
         f"top1_k{k}": knn_accuracy(train_x, train_y, test_x, test_y, num_classes, k=k, temperature=temperature)
         for k in ks

@@ -54,6 +54,19 @@ def test_lbfgs_logistic_regression_matches_sklearn():
     assert np.abs(ours.numpy() - ref.predict_proba(x.numpy())).max() < 2e-3
 
 
+def test_knn_standardized_ignores_loud_dimensions_that_decide_the_raw_cosine():
+    x, y = blobs(20, 3, spread=0.5)
+    q, qy = blobs(10, 3, spread=0.5, seed=1)
+    g = torch.Generator().manual_seed(2)
+    loud = lambda n: 20 * torch.randn(n, 4, generator=g)  # noqa: E731  pure noise, 4x the class signal's scale
+    x, q = torch.cat([x, loud(len(x))], dim=1), torch.cat([q, loud(len(q))], dim=1)
+    raw = P.knn_grid(x, y, q, qy, 3, ks=(1,))["top1_k1"]
+    standardized = P.knn_grid(x, y, q, qy, 3, ks=(1,), standardize=True)["top1_k1"]
+    assert raw < 0.5 and standardized > 0.9
+    mean, std = x.mean(dim=0), x.std(dim=0)  # by hand: the same vote on z-scored features
+    assert standardized == knn_accuracy((x - mean) / std, y, (q - mean) / std, qy, 3, k=1)
+
+
 def test_linear_probe_chooses_the_penalty_on_val_and_reports_test():
     x, y = blobs(30, 4)
     vx, vy = blobs(10, 4, seed=1)

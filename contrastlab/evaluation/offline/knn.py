@@ -1,4 +1,5 @@
-"""`knn`: the weighted kNN vote (cosine similarity, weights exp(s/T)) of test against train, for each k."""
+"""`knn`: the weighted kNN vote (cosine similarity, weights exp(s/T)) of test against train, for each k; with
+`--knn-standardize`, on features z-scored with train's statistics."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ class KNN(Protocol):
                 ctx.num_classes,
                 tuple(ctx.options.k),
                 ctx.options.knn_temperature,
+                ctx.options.knn_standardize,
             )
 
     def headline_of(self, metrics):
@@ -39,6 +41,11 @@ class KNN(Protocol):
         )
         parser.add_argument(
             "--knn-temperature", type=float, default=0.07, help="kNN vote weights exp(s/T) (default 0.07)"
+        )
+        parser.add_argument(
+            "--knn-standardize",
+            action="store_true",
+            help="z-score each feature with train's mean and sd before the cosine vote (TS2Vec's 1-NN protocol)",
         )
 
     def check_options(self, options) -> None:
