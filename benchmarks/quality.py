@@ -247,10 +247,21 @@ def main(argv: list[str] | None = None) -> int:
         if not names:
             parser.error(f"--check: {args.ledger} records no recipe; run without --check first")
 
+    rerun, failed = {}, []
     with tempfile.TemporaryDirectory(prefix="quality-") as folder:
         store = args.store or f"sqlite:///{Path(folder) / 'mlflow.db'}"
         where = args.keep or Path(folder)
-        rerun = {name: measure(recipes[name], args.seeds, store, where) for name in names}
+        for name in names:
+            try:
+                rerun[name] = measure(recipes[name], args.seeds, store, where)
+            except SystemExit as failure:  # one recipe's failure costs neither the others nor what they measured
+                print(f"FAILED {name}: {failure}", file=sys.stderr, flush=True)
+                failed.append(name)
+                continue
+            if not args.check:
+                record(args.ledger, name, rerun[name])
+    if failed:
+        print(f"FAILED {len(failed)} of {len(names)} recipes: {', '.join(failed)}", file=sys.stderr)
 
     if args.check:
         fallen = regressions(recorded, rerun)
@@ -262,14 +273,23 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name}/{figure}: {now['mean']:.4f} ± {now['sd']:.4f}{was}{held}")
         for line in fallen:
             print(f"REGRESSION {line}", file=sys.stderr)
-        return 1 if fallen else 0
-    ledger = {**recorded, **rerun}
-    args.ledger.write_text(json.dumps(ledger, indent=1) + "\n")
-    print(f"wrote {args.ledger}")
+        return 1 if fallen or failed else 0
+    ledger = json.loads(args.ledger.read_text()) if args.ledger.is_file() else {}
+    print(f"wrote {', '.join(rerun) or 'no recipe'} to {args.ledger}")
     if args.write_docs:
         write_block("quality", table(ledger), "## The quality ledger: `benchmarks/quality.py`")
     print(table(ledger))
-    return 0
+    return 1 if failed else 0
+
+
+def record(ledger: Path, name: str, entry: dict) -> None:
+    """`entry` into the ledger file as `name`, read afresh (another run may have written to it meanwhile) and
+    replaced in one step, so that a reader never sees half a file."""
+    current = json.loads(ledger.read_text()) if ledger.is_file() else {}
+    current[name] = entry
+    partial = ledger.with_name(f".{ledger.name}.{os.getpid()}")
+    partial.write_text(json.dumps(current, indent=1) + "\n")
+    os.replace(partial, ledger)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import yaml
 from tests.conftest import DIGITS_CONFIG, REPO, warm_server_env
 
 sys.path.insert(0, str(REPO / "benchmarks"))
-from quality import TOLERANCE, regressions  # noqa: E402
+from quality import TOLERANCE, record, regressions  # noqa: E402
 
 
 def entry(mean: float, sd: float, commit: str = "abc") -> dict:
@@ -35,9 +35,19 @@ def test_a_figure_falls_below_its_mean_minus_two_sd_or_a_hundredth(before, now, 
     assert bool(fallen) == falls and all(line.startswith("r/knn: ") for line in fallen)
 
 
+def test_each_recipe_is_recorded_as_it_ends_beside_what_the_ledger_holds(tmp_path):
+    ledger = tmp_path / "quality.json"
+    ledger.write_text(json.dumps({"a": entry(0.9, 0.01)}))
+    record(ledger, "b", entry(0.8, 0.02))
+    record(ledger, "a", entry(0.95, 0.0))
+    assert json.loads(ledger.read_text()) == {"a": entry(0.95, 0.0), "b": entry(0.8, 0.02)}
+    assert [p.name for p in tmp_path.iterdir()] == ["quality.json"]  # no partial file left behind
+
+
 def test_check_reruns_a_recipe_and_exits_1_naming_the_figure_that_fell(tmp_path):
     """A tiny digits recipe, fit and eval as real processes; the ledger holds its 5-NN accuracy far higher than it
-    can reach and its 1-NN accuracy far lower: the check fails on the first and says the second held."""
+    can reach and its 1-NN accuracy far lower: the check fails on the first and says the second held. A broken
+    recipe before it fails in one line and costs the others nothing."""
     recipe = {
         "tiny": {
             "config": str(DIGITS_CONFIG.relative_to(REPO)),
@@ -52,8 +62,10 @@ def test_check_reruns_a_recipe_and_exits_1_naming_the_figure_that_fell(tmp_path)
             "baselines": {"pixels_1nn": "eval/baseline_raw_nn/acc"},
         }
     }  # fmt: skip
-    (tmp_path / "recipes.yaml").write_text(yaml.safe_dump(recipe))
+    recipe["broken"] = {**recipe["tiny"], "overrides": ["--model.init_args.no_such_key", "1"]}
+    (tmp_path / "recipes.yaml").write_text(yaml.safe_dump(recipe))  # keys sorted: broken runs first
     ledger = {"tiny": {"figures": {"knn": {"mean": 1.5, "sd": 0.0}, "knn1": {"mean": 0.0, "sd": 0.0}}}}
+    ledger["broken"] = ledger["tiny"]
     (tmp_path / "ledger.json").write_text(json.dumps(ledger))
     command = [sys.executable, str(REPO / "benchmarks" / "quality.py"), "--check", "--seeds", "0"]
     command += ["--recipes", str(tmp_path / "recipes.yaml"), "--ledger", str(tmp_path / "ledger.json")]
@@ -63,5 +75,6 @@ def test_check_reruns_a_recipe_and_exits_1_naming_the_figure_that_fell(tmp_path)
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "REGRESSION tiny/knn: " in proc.stderr and "below 1.4900" in proc.stderr
     assert "tiny/knn1" not in proc.stderr and "tiny/knn1: " in proc.stdout and " held" in proc.stdout
+    assert "FAILED broken: contrastlab fit " in proc.stderr and "no_such_key" in proc.stderr
     assert json.loads((tmp_path / "ledger.json").read_text()) == ledger  # a check writes nothing
     assert len(list((tmp_path / "kept" / "checkpoints" / "quality-tiny").glob("*/last.ckpt"))) == 1  # --keep
