@@ -63,6 +63,11 @@ def require_classes(protocol: str, y: Tensor, split: str, minimum: int = 2) -> N
         )
 
 
+def train_statistics(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Each feature's mean and sd over the train split (sd at least 1e-6), to standardise every split with."""
+    return x.mean(dim=0), x.std(dim=0).clamp(min=1e-6)
+
+
 # -- kNN ----------------------------------------------------------------------------------------------
 
 
@@ -86,7 +91,7 @@ def knn_grid(
     require_classes("knn", train_y, "train")
     require_classes("knn", test_y, "test", minimum=1)
     if standardize:
-        mean, std = train_x.float().mean(dim=0), train_x.float().std(dim=0).clamp(min=1e-6)
+        mean, std = train_statistics(train_x.float())
         train_x, test_x = (train_x.float() - mean) / std, (test_x.float() - mean) / std
     return {
         f"top1_k{k}": knn_accuracy(train_x, train_y, test_x, test_y, num_classes, k=k, temperature=temperature)
@@ -200,8 +205,7 @@ def linear_probe(
     (tx, ty), (vx, vy), (sx, sy) = (
         (x[k].float(), y[k]) for x, y, k in zip((train_x, val_x, test_x), (train_y, val_y, test_y), keep)
     )
-    mean = tx.mean(dim=0)
-    std = tx.std(dim=0).clamp(min=1e-6)
+    mean, std = train_statistics(tx)
     num_outputs = train_y.shape[1] if multilabel else num_classes
     txs = (tx - mean) / std
     best: tuple[float, float, tuple[Tensor, Tensor]] | None = None
