@@ -21,7 +21,8 @@ mark padding); features of unequal length are zero-padded to the longest for `nn
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -270,11 +271,25 @@ class _Splits:
     def transformed(self, features: str, split: str, seed: int):
         if features not in self.features:
             hand = self.datamodule.hand_features()[features]
-            self.features[features] = hand.fit(self.split("train").samples, seed)
+            with torch_threads_kept():
+                self.features[features] = hand.fit(self.split("train").samples, seed)
         key = (features, split)
         if key not in self.features:
-            self.features[key] = self.features[features](self.split(split).samples)
+            with torch_threads_kept():
+                self.features[key] = self.features[features](self.split(split).samples)
         return self.features[key], self.split(split).y
+
+
+@contextmanager
+def torch_threads_kept() -> Iterator[None]:
+    """Run a hand feature's library, then give PyTorch back its thread count: Numba's OpenMP layer (aeon's
+    MiniRocket) shares libgomp with PyTorch and leaves one thread per core behind, so that a process held to one
+    intra-op thread beside another (`OMP_NUM_THREADS=1`, two at once) spun on both cores, five times slower."""
+    threads = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _hand(datamodule, splits: _Splits, name: str, opts: BaselineOptions) -> dict[str, float]:
