@@ -27,7 +27,7 @@ import torch
 
 from contrastlab.errors import ConfigError
 from contrastlab.eval.export import register
-from contrastlab.eval.report import log_results, results_markdown
+from contrastlab.eval.report import eval_options, log_results, results_markdown
 from contrastlab.eval.targets import Target, build
 from contrastlab.evaluation import baselines as B
 from contrastlab.evaluation import registry
@@ -176,11 +176,12 @@ def evaluate_target(
                 max_points=args.tsne_points,
                 seed=args.seed,
             )
-    log_results(client, target, results, skipped, picture, labels)
+    options = eval_options(args)
+    log_results(client, target, results, skipped, picture, labels, options)
     if args.register:
         example = next(iter(datamodule.eval_loader("test" if feats.get("test") is not None else "train")))["x"][:2]
         version = register(model, target, args.register, uri, client, example)
         print(f"registered the encoder as models:/{args.register}/{version}", flush=True)
-    print(results_markdown(target, results, skipped, labels), flush=True)
+    print(results_markdown(target, results, skipped, labels, options), flush=True)
     print(f"logged into run {target.run_id} ({stores.redact(uri)})", flush=True)
     return Evaluated(results, skipped, datamodule, sources, labels)

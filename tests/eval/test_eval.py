@@ -91,9 +91,16 @@ def test_eval_logs_every_protocol_into_the_run(trained, cli_here):
     ckpt = next(folder.glob("best-*.ckpt"))
     assert [m.step for m in client.get_metric_history(run_id, "eval/knn/top1_k20")] == [4]
     artifacts = {a.path for a in client.list_artifacts(run_id, "eval")}
-    assert artifacts == {"eval/results.md", "eval/results.csv", "eval/tsne.png"}
+    assert artifacts == {
+        "eval/results.md",
+        "eval/results.csv",
+        "eval/options.json",
+        "eval/tsne.png",
+        "eval/history",
+    }
     table = Path(client.download_artifacts(run_id, "eval/results.md", str(cwd))).read_text()
     assert ckpt.name in table and "| learned | svm | acc |" in table and "| finetune_100pct | top1 |" in table
+    assert "`k=[1, 20]`" in table and "`finetune_epochs=1`" in table  # the options the figures came from
     assert (
         "| raw, 1-NN | baseline_raw_nn | acc |" in table and "| raw, logistic | baseline_raw_logistic | acc |" in table
     )
@@ -105,6 +112,28 @@ def test_eval_logs_every_protocol_into_the_run(trained, cli_here):
         "train",
         "val",
     ]
+
+
+def test_a_second_eval_with_other_options_keeps_the_first_ones_figures_and_options(trained, cli_here, tmp_path):
+    import json
+
+    cwd, run_id, folder = trained
+    ckpt = str(folder / "last.ckpt")
+    for extra in (["--k", "5"], ["--k", "5", "--knn-standardize"]):
+        code, err = cli_here(
+            "eval", "--ckpt", ckpt, "--protocols", "knn", "--tsne-points", "0", *NO_BASELINES, *extra, cwd=cwd
+        )
+        assert code == 0, err[-3000:]
+    client = store_client(cwd)
+    options = json.loads(Path(client.download_artifacts(run_id, "eval/options.json", str(tmp_path))).read_text())
+    assert options["k"] == [5] and options["knn_standardize"] is True and options["protocols"] == ["knn"]
+    assert "tracking_uri" not in options and "ckpt" not in options  # where things are is not an option
+    history = sorted(a.path for a in client.list_artifacts(run_id, "eval/history"))
+    tables = [Path(client.download_artifacts(run_id, path, str(tmp_path))).read_text() for path in history[-2:]]
+    assert ["`knn_standardize=false`" in t for t in tables] == [True, False]
+    assert ["`knn_standardize=true`" in t for t in tables] == [False, True]
+    logged = {f"{m.value:.4g}" for m in client.get_metric_history(run_id, "eval/knn/top1_k5")}
+    assert {re.search(r"\| knn \| top1_k5 \| ([0-9.]+) \|", t).group(1) for t in tables} <= logged
 
 
 def test_a_second_eval_reads_the_cached_features(trained, cli_here, monkeypatch):
