@@ -192,6 +192,19 @@ def regressions(recorded: dict, rerun: dict) -> list[str]:
     return fallen
 
 
+def verdict(recorded: dict, rerun: dict) -> str:
+    """Each figure of `rerun` beside its recorded one, one line each: `held` unless it fell (see `regressions`)."""
+    fallen = regressions(recorded, rerun)
+    lines = []
+    for name, entry in rerun.items():
+        for figure, now in entry["figures"].items():
+            before = recorded[name]["figures"].get(figure)
+            held = "" if any(line.startswith(f"{name}/{figure}:") for line in fallen) else " held"
+            was = f" (recorded {before['mean']:.4f} ± {before['sd']:.4f})" if before else " (not recorded)"
+            lines.append(f"{name}/{figure}: {now['mean']:.4f} ± {now['sd']:.4f}{was}{held}")
+    return "\n".join(lines)
+
+
 def table(ledger: dict) -> str:
     lines = [
         "| recipe | split | figure | ours (mean ± sd) | baselines (mean ± sd) | seeds | s per seed | commit |",
@@ -258,19 +271,15 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"FAILED {name}: {failure}", file=sys.stderr, flush=True)
                 failed.append(name)
                 continue
-            if not args.check:
+            if args.check:  # said as each recipe ends: a check of many recipes runs for hours
+                print(verdict(recorded, {name: rerun[name]}), flush=True)
+            else:
                 record(args.ledger, name, rerun[name])
     if failed:
         print(f"FAILED {len(failed)} of {len(names)} recipes: {', '.join(failed)}", file=sys.stderr)
 
     if args.check:
         fallen = regressions(recorded, rerun)
-        for name, entry in rerun.items():
-            for figure, now in entry["figures"].items():
-                before = recorded[name]["figures"].get(figure)
-                held = "" if any(line.startswith(f"{name}/{figure}:") for line in fallen) else " held"
-                was = f" (recorded {before['mean']:.4f} ± {before['sd']:.4f})" if before else " (not recorded)"
-                print(f"{name}/{figure}: {now['mean']:.4f} ± {now['sd']:.4f}{was}{held}")
         for line in fallen:
             print(f"REGRESSION {line}", file=sys.stderr)
         return 1 if fallen or failed else 0
