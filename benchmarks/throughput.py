@@ -431,7 +431,7 @@ class Parts:
         return self.inclusive[label] - self.children[label]
 
 
-def build_our_module(net: str, device: str, **options):
+def build_our_module(net: str, device: str, size: int = SIZE, **options):
     from contrastlab.augment.vision import ImageViews
     from contrastlab.datamodules.vision import Digits
     from contrastlab.modules import SimCLR
@@ -445,7 +445,7 @@ def build_our_module(net: str, device: str, **options):
         temperature=TEMPERATURE,
         proj_hidden_dim=HIDDEN,
         proj_dim=PROJ,
-        augment=ImageViews(size=SIZE),
+        augment=ImageViews(size=size),
         data_info=data.info,
         optimizer=OptimizerConfig(name="adamw", lr=LR, weight_decay=WEIGHT_DECAY, warmup_epochs=1),
         **backbone,
@@ -731,16 +731,20 @@ PRECISION_CASES = {
 
 
 def precision_section(args, out: list[str], record: dict) -> None:
-    out.append(f"### Precision and compilation, our SimCLR step, {args.precision_steps} timed steps after the first\n")
+    size = args.precision_size or SIZE
+    out.append(
+        f"### Precision and compilation, our SimCLR step at {size} px, "
+        f"{args.precision_steps} timed steps after the first\n"
+    )
     out.append("| net | setting | first step s (compiles) | s/step | vs float32 | model TFLOP/s | MFU |")
     out.append("|---|---|---:|---:|---:|---:|---:|")
     record["precision"] = {}
     device_name = torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or "cpu"
     for net in args.precision_nets:
         base = None
-        flops = step_flops(net, args.device)
+        flops = step_flops(net, args.device, size)
         for label, (options, precision) in PRECISION_CASES.items():
-            model, data = build_our_module(net, args.device, **options)
+            model, data = build_our_module(net, args.device, size, **options)
             timer = StepTimer(sync_cuda=args.device == "cuda")
             trainer = L.Trainer(
                 accelerator=args.device,
@@ -777,9 +781,9 @@ def precision_section(args, out: list[str], record: dict) -> None:
     out.append("")
 
 
-def step_flops(net: str, device: str) -> int:
+def step_flops(net: str, device: str, size: int = SIZE) -> int:
     """Model FLOPs of one training step (both views, forward and backward, projector and loss) by FlopCounterMode."""
-    model, data = build_our_module(net, device)
+    model, data = build_our_module(net, device, size)
     model.to(device)
     n = NETS[net]["batch"]
     x = (torch.rand(n, 1, 8, 8) * 255).to(torch.uint8).to(device)
@@ -825,6 +829,9 @@ def main() -> None:
     parser.add_argument("--profile-steps", type=int, default=6)
     parser.add_argument("--precision-nets", nargs="+", default=list(NETS), choices=list(NETS))
     parser.add_argument("--precision-steps", type=int, default=5)
+    parser.add_argument(
+        "--precision-size", type=int, default=0, help=f"the views' side in px for the precision section (0: {SIZE})"
+    )
     parser.add_argument("--peak-tflops", type=float, default=None, help="the CPU's peak, for an MFU on CPU")
     parser.add_argument("--json", default="", help="also write every figure to this JSON file")
     parser.add_argument("--write", action="store_true", help="rewrite the figures in docs/benchmarks/speed.md")
