@@ -31,7 +31,7 @@ from contrastlab.eval.report import eval_options, log_results, results_markdown
 from contrastlab.eval.targets import Target, build
 from contrastlab.evaluation import baselines as B
 from contrastlab.evaluation import registry
-from contrastlab.evaluation.features import FeatureCache, Features, extract_features
+from contrastlab.evaluation.features import FeatureCache, Features, extract_features, split_loader
 from contrastlab.evaluation.plots import tsne_png
 from contrastlab.evaluation.protocols import UnsupportedProtocol
 from contrastlab.evaluation.registry import timed
@@ -73,11 +73,8 @@ def features(args: argparse.Namespace, target: Target, model, datamodule, reques
     for split in SPLITS:
         if split not in wanted:
             continue
-        try:
-            loader = datamodule.eval_loader(split)
-        except (KeyError, ValueError, NotImplementedError):  # data with no such split
-            loader = None
-        if loader is None or len(loader.dataset) == 0:
+        loader = split_loader(datamodule.eval_loader, split)
+        if loader is None:
             feats[split] = None
             continue
         shown = bar(loader, f"features of {split}")

@@ -32,6 +32,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from contrastlab.evaluation import protocols as P
+from contrastlab.evaluation.features import split_loader
 from contrastlab.evaluation.finetune import FINETUNE_DEFAULTS, finetune_fractions
 from contrastlab.evaluation.protocols import UnsupportedProtocol, is_multilabel, labelled, require_classes
 
@@ -52,6 +53,7 @@ class BaselineOptions:
     finetune_epochs: int = FINETUNE_DEFAULTS["epochs"]
     finetune_lr: float = FINETUNE_DEFAULTS["lr"]
     finetune_batch_size: int = FINETUNE_DEFAULTS["batch_size"]
+    finetune_schedule: str = FINETUNE_DEFAULTS["schedule"]
 
     @classmethod
     def of(cls, options: Any) -> BaselineOptions:
@@ -327,7 +329,8 @@ def _supervised(datamodule, splits: _Splits, model, opts: BaselineOptions, devic
 
         model.to(device).eval()
         feature_dim = model.embed(move_data_to_device(next(iter(train_loader)), device)).shape[1]
+    num_classes, val_loader = datamodule.info.num_classes, split_loader(datamodule.eval_loader, "val")
     groups = finetune_fractions(
-        model, train.y, train.idx, train_loader, test_loader, feature_dim, datamodule.info.num_classes, opts, device
+        model, train.y, train.idx, train_loader, test_loader, feature_dim, num_classes, opts, device, val_loader
     )
     return {name.replace("finetune", SUPERVISED, 1): metrics for name, metrics in groups.items()}

@@ -20,6 +20,15 @@ from torch.utils.data import DataLoader
 Features = dict[str, Tensor]  # {"features": (N, D) float, "y": (N,) or (N, L), "idx": (N,)}
 
 
+def split_loader(eval_loader: Callable[[str], DataLoader], split: str) -> DataLoader | None:
+    """`eval_loader(split)` (a DataModule's), or None where the data has no such split or it is empty."""
+    try:
+        loader = eval_loader(split)
+    except (KeyError, ValueError, NotImplementedError):
+        return None
+    return loader if loader is not None and len(loader.dataset) > 0 else None
+
+
 @torch.no_grad()
 def extract_features(model: nn.Module, loader: DataLoader, device: torch.device | str) -> Features:
     """`model.embed(batch)` over a loader, in its order, with the labels and sample indices beside."""

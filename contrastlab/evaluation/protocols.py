@@ -272,13 +272,19 @@ def auroc_ap(scores: Tensor, y: Tensor, num_classes: int) -> dict[str, float]:
 
 
 def probe_auroc(fit: LinearResult, test_y: Tensor, num_classes: int) -> dict[str, float]:
-    """`auroc_ap` on test of the probe whose penalty is best by AUROC on val, and that penalty (`l2`): the
-    probe reports the metric it was chosen on. Where val holds one class, the probe's own choice (by accuracy)."""
+    """`auroc_ap` on test of the probe whose penalty is best by AUROC on val, that penalty (`l2`) and its AUROC on
+    val (`val_auroc`): the probe reports the metric it was chosen on. Where val holds one class, the probe's own
+    choice (by accuracy), and no `val_auroc`."""
+
+    def on_val(val_scores: Tensor, val_y: Tensor) -> float:
+        return auroc_ap(val_scores, val_y, num_classes)["auroc"]
+
     try:
-        l2, scores = fit.best_by(lambda val_scores, val_y: auroc_ap(val_scores, val_y, num_classes)["auroc"])
+        l2, scores = fit.best_by(on_val)
+        val = {"val_auroc": on_val(fit.probabilities_by_l2[l2][0], fit.val_y)}
     except UnsupportedProtocol:
-        l2, scores = fit.metrics["l2"], fit.test_scores
-    return {**auroc_ap(scores.cpu(), test_y[labelled(test_y)].cpu(), num_classes), "l2": l2}
+        l2, scores, val = fit.metrics["l2"], fit.test_scores, {}
+    return {**auroc_ap(scores.cpu(), test_y[labelled(test_y)].cpu(), num_classes), "l2": l2, **val}
 
 
 # -- RBF-SVM ----------------------------------------------------------------------------------------------

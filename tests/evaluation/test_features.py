@@ -1,5 +1,6 @@
 """Feature extraction and its cache, fine-tuning on a labelled subset, and the t-SNE picture."""
 
+import math
 import os
 
 import pytest
@@ -8,7 +9,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from contrastlab.datamodules.base import TensorSamples
-from contrastlab.evaluation.features import FeatureCache, RawEncoder, extract_features
+from contrastlab.evaluation.features import FeatureCache, RawEncoder, extract_features, split_loader
 from contrastlab.evaluation.finetune import finetune, subset_loader
 from contrastlab.evaluation.plots import tsne_png
 from contrastlab.evaluation.protocols import stratified_subset
@@ -89,6 +90,48 @@ def test_finetune_learns_from_the_labelled_subset_and_leaves_the_model_alone():
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     again = finetune(model, loader, DataLoader(test, batch_size=32), 6, 2, epochs=3, lr=0.05)
     assert again == out  # seeded
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "constant"])
+def test_finetune_decays_its_rate_to_zero_on_a_cosine_or_holds_it(monkeypatch, schedule):
+    rates = []
+    step = torch.optim.AdamW.step
+
+    def recorded(self, *args, **kwargs):
+        rates.append(self.param_groups[0]["lr"])
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", recorded)
+    loader = DataLoader(toy_samples(64), batch_size=16)  # 4 steps an epoch
+    finetune(TinyEncoder(), loader, DataLoader(toy_samples(20, seed=1)), 6, 2, epochs=2, lr=0.1, schedule=schedule)
+    assert len(rates) == 8 and rates[0] == pytest.approx(0.1)
+    if schedule == "constant":
+        assert rates == [pytest.approx(0.1)] * 8
+    else:  # 0.1 * (1 + cos(pi * i / 8)) / 2 at step i: down to 0.004 at the last step, 0 after it
+        assert rates == pytest.approx([0.05 * (1 + math.cos(math.pi * i / 8)) for i in range(8)])
+
+
+def test_finetune_reports_val_beside_test_given_a_val_loader():
+    train, test, val = toy_samples(100), toy_samples(40, seed=1), toy_samples(30, seed=2)
+    loader = DataLoader(train, batch_size=16)
+    both = finetune(TinyEncoder(), loader, DataLoader(test), 6, 2, epochs=2, lr=0.05, val_loader=DataLoader(val))
+    alone = finetune(TinyEncoder(), loader, DataLoader(test), 6, 2, epochs=2, lr=0.05)
+    assert set(both) == {"top1", "auroc", "val_top1", "val_auroc"}
+    assert {k: both[k] for k in alone} == alone  # val is read after training: test's figures do not move
+    on_val = finetune(TinyEncoder(), loader, DataLoader(val), 6, 2, epochs=2, lr=0.05)
+    assert (both["val_top1"], both["val_auroc"]) == (on_val["top1"], on_val["auroc"])
+
+
+def test_split_loader_is_none_for_a_missing_or_empty_split():
+    loaders = {"train": DataLoader(toy_samples(4)), "test": DataLoader(toy_samples(0))}
+    assert split_loader(loaders.__getitem__, "train") is loaders["train"]
+    assert split_loader(loaders.__getitem__, "val") is None  # KeyError: no such split
+    assert split_loader(loaders.__getitem__, "test") is None  # empty
+
+
+def test_finetune_refuses_an_unknown_schedule():
+    with pytest.raises(ValueError, match="'linear': expected one of cosine, constant"):
+        finetune(TinyEncoder(), DataLoader(toy_samples(8)), DataLoader(toy_samples(8)), 6, 2, schedule="linear")
 
 
 def test_subset_loader_never_leaves_a_batch_of_one():

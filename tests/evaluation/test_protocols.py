@@ -111,6 +111,7 @@ def test_probe_auroc_chooses_the_penalty_by_val_auroc_and_reports_its_test_auroc
     chosen = max(sorted(grid, reverse=True), key=val_auroc.get)
     assert out["l2"] == chosen
     assert out["auroc"] == pytest.approx(roc_auc_score(ty, fits[chosen].predict_proba(tz)[:, 1]), abs=2e-3)
+    assert out["val_auroc"] == pytest.approx(val_auroc[chosen], abs=2e-3)  # what it was chosen on, reported
     assert len({round(v, 4) for v in val_auroc.values()}) > 1  # the penalties differ on val: the choice matters
 
 
@@ -121,6 +122,7 @@ def test_probe_auroc_keeps_the_accuracy_choice_when_val_holds_one_class():
     out = P.probe_auroc(fit, ty, 2)
     assert out["l2"] == fit.metrics["l2"]
     assert out["auroc"] == P.auroc_ap(fit.test_scores, ty, 2)["auroc"]
+    assert "val_auroc" not in out
 
 
 def test_multilabel_probe_reports_mean_average_precision():

@@ -4,7 +4,8 @@ train (one group of metrics per fraction: `finetune_1pct`, `finetune_10pct`, ...
 from __future__ import annotations
 
 from contrastlab.errors import ConfigError
-from contrastlab.evaluation.finetune import FINETUNE_DEFAULTS, finetune_fractions
+from contrastlab.evaluation.features import split_loader
+from contrastlab.evaluation.finetune import FINETUNE_DEFAULTS, SCHEDULES, finetune_fractions
 from contrastlab.evaluation.registry import Context, Needs, Protocol, number_list, register
 
 
@@ -28,6 +29,7 @@ class Finetune(Protocol):
             ctx.num_classes,
             ctx.options,
             ctx.device,
+            split_loader(ctx.loader, "val"),
         )
 
     def add_options(self, parser) -> None:
@@ -57,6 +59,13 @@ class Finetune(Protocol):
             type=int,
             default=defaults["batch_size"],
             help=f"fine-tuning batch (default {defaults['batch_size']})",
+        )
+        parser.add_argument(
+            "--finetune-schedule",
+            choices=SCHEDULES,
+            default=defaults["schedule"],
+            help=f"the learning rate over the fine-tuning: decayed to zero on a cosine, or held "
+            f"(default {defaults['schedule']})",
         )
 
     def check_options(self, options) -> None:
