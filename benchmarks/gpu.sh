@@ -68,7 +68,6 @@ else
 fi
 for log in "$WORK"/*.log; do cp "$log" "$OUT/fit-$(basename "$log" .log)-$STAMP.log"; done
 
-
 echo -e "\n## 2. Throughput on CUDA\n" | tee -a "$REPORT"
 if ! timeout "$THROUGHPUT_TIMEOUT" "$PY" benchmarks/throughput.py --device cuda --quick --nets small_cnn resnet18 \
     --resnet-epochs 1 --seeds $SEEDS --precision-nets small_cnn resnet18 --profile-nets small_cnn resnet18 \
