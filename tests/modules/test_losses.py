@@ -61,6 +61,19 @@ def test_multi_positive_info_nce_is_supcon_with_label_positives(temperature):
     assert torch.allclose(torch.autograd.grad(ours, z)[0], torch.autograd.grad(ref, z)[0], rtol=1e-8, atol=1e-12)
 
 
+@pytest.mark.parametrize("name", ["multi_positive_info_nce", "nt_xent"])
+def test_the_loss_reads_no_value_back_from_the_device(name):
+    """On a GPU every read of a value (`.item()`, `if t.any()`, a boolean index) waits for the device, each step.
+    A meta tensor has no values: any such read raises, forward or backward."""
+    z = torch.randn(8, 4, device="meta", requires_grad=True)
+    if name == "nt_xent":
+        loss = losses.nt_xent(z[:4], z[4:], temperature=0.2)
+    else:
+        loss = losses.multi_positive_info_nce(z, losses.view_positives(4, 2).to("meta"), 0.2)
+    loss.backward()
+    assert loss.shape == () and z.grad.shape == z.shape
+
+
 def test_nt_xent_of_identical_views_is_near_its_lower_bound():
     # Aligned positives, orthogonal negatives: loss = log(1 + (2N-2) e^{-1/T})
     z = torch.eye(4, dtype=torch.float64) * 10

@@ -56,9 +56,12 @@ def multi_positive_info_nce(
     n_pos = positives.sum(dim=1)
     per_anchor = -log_prob.masked_fill(~positives, 0.0).sum(dim=1) / n_pos.clamp(min=1)
     has_pos = n_pos > 0
-    if not has_pos.any():
+    # Reading a flag back waits for the device, so only a CPU checks it; on a GPU a batch with no positive at all
+    # gives 0/0, a NaN loss that ends the fit (DivergenceGuard). The masked mean needs no sync either, where
+    # `per_anchor[has_pos]` would (its size is data-dependent), forward and backward.
+    if z.device.type == "cpu" and not has_pos.any():
         raise ValueError("no anchor has a positive: check the views or labels given to the loss")
-    return per_anchor[has_pos].mean()
+    return (per_anchor * has_pos).sum() / has_pos.sum()
 
 
 @in_float32
