@@ -13,6 +13,7 @@ so it never changes the encoder) and cross-rank gathering. A method subclasses i
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import lightning as L
@@ -278,6 +279,11 @@ class ContrastiveModule(L.LightningModule):
                 }
             )
         optimizer = optim.build_optimizer(cfg, groups, lr)
+        if math.isinf(self.trainer.estimated_stepping_batches):
+            raise ConfigError(
+                "trainer.max_epochs=-1 and trainer.max_steps=-1 train without end, but the learning rate's cosine "
+                "schedule needs its length: give trainer.max_epochs or trainer.max_steps"
+            )
         total = max(1, int(self.trainer.estimated_stepping_batches))
         epochs = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else 1
         warmup = int(cfg.warmup_epochs * total / epochs)
