@@ -13,20 +13,21 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 # Dense (no sparsity) peak TFLOP/s from the vendors' data sheets, by a substring of torch.cuda.get_device_name().
+# "tf32": float32 on tensor cores, as cuDNN runs float32 convolutions by default (torch.backends.cudnn.allow_tf32).
 PEAK_TFLOPS = {
-    "H200": {"bf16": 989.0, "fp32": 67.0},
-    "H100 SXM": {"bf16": 989.0, "fp32": 67.0},
-    "H100 PCIe": {"bf16": 756.0, "fp32": 51.0},
-    "H100": {"bf16": 989.0, "fp32": 67.0},
-    "A100": {"bf16": 312.0, "fp32": 19.5},
-    "L40S": {"bf16": 362.0, "fp32": 91.6},
-    "A10": {"bf16": 125.0, "fp32": 31.2},
-    "V100": {"bf16": 125.0, "fp32": 15.7},  # no bf16 tensor cores: fp16's figure
+    "H200": {"bf16": 989.0, "tf32": 494.0, "fp32": 67.0},
+    "H100 SXM": {"bf16": 989.0, "tf32": 494.0, "fp32": 67.0},
+    "H100 PCIe": {"bf16": 756.0, "tf32": 378.0, "fp32": 51.0},
+    "H100": {"bf16": 989.0, "tf32": 494.0, "fp32": 67.0},
+    "A100": {"bf16": 312.0, "tf32": 156.0, "fp32": 19.5},
+    "L40S": {"bf16": 362.0, "tf32": 183.0, "fp32": 91.6},
+    "A10": {"bf16": 125.0, "tf32": 62.5, "fp32": 31.2},
+    "V100": {"bf16": 125.0, "tf32": 15.7, "fp32": 15.7},  # no bf16 or tf32 tensor cores: fp16's and fp32's figures
 }
 
 
 def peak_tflops(device_name: str, dtype: str) -> float | None:
-    """The chip's dense peak for `dtype` ("bf16" or "fp32"), None when the chip is not in the table."""
+    """The chip's dense peak for `dtype` ("bf16", "tf32" or "fp32"), None when the chip is not in the table."""
     for key, peaks in PEAK_TFLOPS.items():  # longest keys first where one contains another (H100 SXM before H100)
         if key in device_name:
             return peaks[dtype]

@@ -42,7 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -71,8 +71,8 @@ class StepTimer(L.Callback):
     to its last batch's end, so validation is not in it.
     """
 
-    def __init__(self, out: str = "", sync_cuda: bool = False):
-        self.out, self.sync_cuda = out, sync_cuda
+    def __init__(self, out: str = "", sync_cuda: bool = False, stop_after: int = 0):
+        self.out, self.sync_cuda, self.stop_after = out, sync_cuda, stop_after
         self.steps: list[float] = []
         self.first_steps: list[float] = []
         self.epochs: list[float] = []
@@ -92,6 +92,8 @@ class StepTimer(L.Callback):
         (self.first_steps if self.first else self.steps).append(now - self.last)
         self.first, self.last = False, now
         self.epoch_end = now
+        if self.stop_after and len(self.steps) >= self.stop_after:
+            trainer.should_stop = True
 
     def on_validation_end(self, trainer, module):
         if trainer.sanity_checking or not hasattr(self, "epoch_start"):
@@ -431,16 +433,16 @@ class Parts:
         return self.inclusive[label] - self.children[label]
 
 
-def build_our_module(net: str, device: str, size: int = SIZE, **options):
+def build_our_module(net: str, device: str, size: int = SIZE, batch: int = 0, **options):
     from contrastlab.augment.vision import ImageViews
     from contrastlab.datamodules.vision import Digits
     from contrastlab.modules import SimCLR
     from contrastlab.modules.core.optim import OptimizerConfig
 
-    data = Digits(batch_size=NETS[net]["batch"])
+    data = Digits(batch_size=batch or NETS[net]["batch"])
     backbone = {"backbone": "small_cnn", "backbone_kwargs": SMALL_CNN} if net == "small_cnn" else {}
-    if net == "resnet18":
-        backbone = {"backbone": "resnet18", "backbone_kwargs": {"cifar_stem": True}}
+    if net == "resnet18":  # the small-image stem at CIFAR sizes, ImageNet's stride-4 stem above them, as recipes do
+        backbone = {"backbone": "resnet18", "backbone_kwargs": {"cifar_stem": size <= 64}}
     model = SimCLR(
         temperature=TEMPERATURE,
         proj_hidden_dim=HIDDEN,
@@ -510,7 +512,7 @@ def profile_one(net: str, args, out: list[str], record: dict) -> None:
     if args.device == "cuda":
         activities.append(torch.profiler.ProfilerActivity.CUDA)
     try:
-        with torch.profiler.profile(activities=activities) as prof:
+        with torch.profiler.profile(activities=activities, with_stack=True) as prof:
             trainer.fit(model, data)
     finally:
         iterator.__next__ = original_next
@@ -539,6 +541,43 @@ def profile_one(net: str, args, out: list[str], record: dict) -> None:
     out.append(
         "\nTop operators by self time (torch.profiler, the whole short fit):\n\n```\n" + table.strip() + "\n```\n"
     )
+    syncs = sync_points(prof)
+    record["profile"][net]["syncs"] = syncs
+    what = "copies from the device to the host" if args.device == "cuda" else f"`{SYNC_OPS[0]}` calls"
+    out.append(f"Where the host waited on the device: {what} over the whole short fit, by caller:\n")
+    out.append("| calls | caller (innermost frame outside torch; else the op and its parents) |")
+    out.append("|---:|---|")
+    out.extend(f"| {calls} | `{caller}` |" for caller, calls in syncs[:12])
+    out.append("")
+
+
+SYNC_OPS = ("aten::_local_scalar_dense",)  # .item(), bool(t), float(t): each waits for the device to finish
+
+
+def sync_points(prof) -> list[tuple[str, int]]:
+    """The callers that read the device's tensors on the host, most calls first: on a GPU each read waits.
+
+    On a GPU they are the ops that launched a device-to-host copy (`.item()`, `.cpu()`, `.tolist()`, a boolean
+    index); on a CPU, which has no such copies, the `.item()`-like reads, which would be those copies on a GPU.
+    With `with_stack`, the profiler records Python calls as an op's ancestors ("file.py(12): name"); a caller is
+    named by its innermost frame outside torch and, when that is not ours, the innermost of contrastlab's; with no
+    Python frame (an op run by autograd's or a loader's thread) by the op's own chain."""
+    events = prof.events()
+    copies = [e for e in events if any("DtoH" in k.name for k in e.kernels)]
+    callers: Counter = Counter()
+    for event in copies if copies else [e for e in events if e.name in SYNC_OPS]:
+        frames, ops, parent = [], [event.name], event.cpu_parent
+        while parent is not None:
+            if ".py(" in parent.name:
+                if not parent.name.startswith("torch/") and "/torch/" not in parent.name:
+                    frames.append(parent.name.replace(f"{Path(__file__).resolve().parents[1]}/", ""))
+            elif not frames:
+                ops.append(parent.name)
+            parent = parent.cpu_parent
+        ours = next((f for f in frames if "contrastlab" in f), None)
+        named = frames[0] if frames else f"{' <- '.join(ops[:5])} (thread {event.thread})"
+        callers[named if ours in (None, named) else f"{named} <- {ours}"] += 1
+    return callers.most_common()
 
 
 # -- GradCache: memory and gradients -----------------------------------------------------------------------------
@@ -725,6 +764,7 @@ PRECISION_CASES = {
     "float32": ({}, "32-true"),
     "bf16-mixed": ({}, "bf16-mixed"),
     "channels_last": ({"channels_last": True}, "32-true"),
+    "bf16 + channels_last": ({"channels_last": True}, "bf16-mixed"),
     "compile_backbone": ({"compile_backbone": True}, "32-true"),
     "bf16 + channels_last + compile": ({"channels_last": True, "compile_backbone": True}, "bf16-mixed"),
 }
@@ -733,8 +773,9 @@ PRECISION_CASES = {
 def precision_section(args, out: list[str], record: dict) -> None:
     size = args.precision_size or SIZE
     out.append(
-        f"### Precision and compilation, our SimCLR step at {size} px, "
-        f"{args.precision_steps} timed steps after the first\n"
+        f"### Precision and compilation, our SimCLR step at {size} px, batch "
+        f"{args.precision_batch or ' / '.join(str(NETS[n]['batch']) for n in args.precision_nets)}, "
+        f"median of {args.precision_steps} steps (each epoch's first left out)\n"
     )
     out.append("| net | setting | first step s (compiles) | s/step | vs float32 | model TFLOP/s | MFU |")
     out.append("|---|---|---:|---:|---:|---:|---:|")
@@ -742,16 +783,16 @@ def precision_section(args, out: list[str], record: dict) -> None:
     device_name = torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or "cpu"
     for net in args.precision_nets:
         base = None
-        flops = step_flops(net, args.device, size)
-        for label, (options, precision) in PRECISION_CASES.items():
-            model, data = build_our_module(net, args.device, size, **options)
-            timer = StepTimer(sync_cuda=args.device == "cuda")
+        flops = step_flops(net, args.device, size, args.precision_batch)
+        for label in args.precision_cases:
+            options, precision = PRECISION_CASES[label]
+            model, data = build_our_module(net, args.device, size, args.precision_batch, **options)
+            timer = StepTimer(sync_cuda=args.device == "cuda", stop_after=args.precision_steps)
             trainer = L.Trainer(
                 accelerator=args.device,
                 devices=1,
                 precision=precision,
-                max_epochs=1,
-                limit_train_batches=args.precision_steps + 1,
+                max_epochs=1000,  # the timer stops it: big batches take several epochs of digits
                 limit_val_batches=0,
                 logger=False,
                 enable_checkpointing=False,
@@ -763,7 +804,7 @@ def precision_section(args, out: list[str], record: dict) -> None:
             step = statistics.median(timer.steps)
             base = base or step
             peak = (
-                peak_tflops(device_name, "bf16" if precision.startswith("bf16") else "fp32")
+                peak_tflops(device_name, "bf16" if precision.startswith("bf16") else float32_kind())
                 if args.device == "cuda"
                 else args.peak_tflops
             )
@@ -781,11 +822,16 @@ def precision_section(args, out: list[str], record: dict) -> None:
     out.append("")
 
 
-def step_flops(net: str, device: str, size: int = SIZE) -> int:
+def float32_kind() -> str:
+    """What a float32 step's convolutions run as: TF32 on tensor cores where cuDNN is allowed to (its default)."""
+    return "tf32" if torch.backends.cudnn.allow_tf32 else "fp32"
+
+
+def step_flops(net: str, device: str, size: int = SIZE, batch: int = 0) -> int:
     """Model FLOPs of one training step (both views, forward and backward, projector and loss) by FlopCounterMode."""
-    model, data = build_our_module(net, device, size)
+    model, data = build_our_module(net, device, size, batch)
     model.to(device)
-    n = NETS[net]["batch"]
+    n = batch or NETS[net]["batch"]
     x = (torch.rand(n, 1, 8, 8) * 255).to(torch.uint8).to(device)
     with stepping_alone(model):
         batch = model.on_after_batch_transfer({"x": x, "y": torch.zeros(n, dtype=torch.long, device=device)}, 0)
@@ -829,6 +875,8 @@ def main() -> None:
     parser.add_argument("--profile-steps", type=int, default=6)
     parser.add_argument("--precision-nets", nargs="+", default=list(NETS), choices=list(NETS))
     parser.add_argument("--precision-steps", type=int, default=5)
+    parser.add_argument("--precision-batch", type=int, default=0, help="the precision section's batch (0: the net's)")
+    parser.add_argument("--precision-cases", nargs="+", default=list(PRECISION_CASES), choices=list(PRECISION_CASES))
     parser.add_argument(
         "--precision-size", type=int, default=0, help=f"the views' side in px for the precision section (0: {SIZE})"
     )

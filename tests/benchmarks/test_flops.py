@@ -34,6 +34,7 @@ def test_mfu_is_achieved_over_peak():
 def test_peaks_by_device_name():
     assert flops.peak_tflops("NVIDIA H200", "bf16") == 989.0
     assert flops.peak_tflops("NVIDIA A100-SXM4-80GB", "fp32") == 19.5
+    assert flops.peak_tflops("NVIDIA H200", "tf32") == 494.0
     assert flops.peak_tflops("Intel Xeon", "bf16") is None
 
 
