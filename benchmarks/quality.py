@@ -16,7 +16,7 @@ evaluated again: `contrastlab eval --run RUN --tracking-uri STORE --checkpoint l
 
 The ledger (benchmarks/quality.json) holds, per recipe and figure: the metric, split and protocol, each seed's
 value, mean and sd, the baselines' values the same way, the wall seconds per seed (fit and eval), the fit's
-wall and CPU seconds, the commit, the machine and the
+wall and CPU seconds, the commit (`-dirty` when tracked files differ from it), the machine and the
 date. `--check` reruns and names every figure whose new mean falls below its recorded mean - max(2 sd, 0.01).
 The table of the ledger goes into docs/benchmarks/quality.md (mean ± sd beside each baseline).
 """
@@ -216,15 +216,25 @@ def table(ledger: dict) -> str:
             lines.append(
                 f"| {recipe} | {entry['split']} | {name} | {figure['mean']:.3f} ± {figure['sd']:.3f} | "
                 f"{baselines or '-'} | {len(figure['values'])} | {statistics.fmean(entry['seconds']):.0f} | "
-                f"{entry['commit'][:8]} |"
+                f"{short(entry['commit'])} |"
             )
     notes = [f"- **{recipe}**: {entry['note']}" for recipe, entry in ledger.items() if entry.get("note")]
     return "\n".join(lines + ([""] + notes if notes else [])) + "\n"
 
 
-def commit() -> str:
-    proc = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True)
-    return proc.stdout.strip() or "unknown"
+def commit(repo: Path = REPO) -> str:
+    """HEAD's hash, with "-dirty" when tracked files differ from it: the figures then came from code no commit holds."""
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
+    if not head:
+        return "unknown"
+    changed = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo, capture_output=True, text=True
+    )
+    return f"{head}-dirty" if changed.stdout.strip() else head
+
+
+def short(commit: str) -> str:
+    return commit[:8] + (" (dirty)" if commit.endswith("-dirty") else "")
 
 
 def machine() -> str:

@@ -13,7 +13,7 @@ import yaml
 from tests.conftest import DIGITS_CONFIG, REPO, warm_server_env
 
 sys.path.insert(0, str(REPO / "benchmarks"))
-from quality import TOLERANCE, record, regressions  # noqa: E402
+from quality import TOLERANCE, commit, record, regressions  # noqa: E402
 
 
 def entry(mean: float, sd: float, commit: str = "abc") -> dict:
@@ -33,6 +33,24 @@ def entry(mean: float, sd: float, commit: str = "abc") -> dict:
 def test_a_figure_falls_below_its_mean_minus_two_sd_or_a_hundredth(before, now, falls):
     fallen = regressions({"r": before}, {"r": now})
     assert bool(fallen) == falls and all(line.startswith("r/knn: ") for line in fallen)
+
+
+def test_figures_from_an_edited_tree_are_recorded_as_dirty(tmp_path):
+    def git(*args: str) -> str:
+        identity = ["-c", "user.name=t", "-c", "user.email=t@t"]
+        return subprocess.run(
+            ["git", *identity, *args], cwd=tmp_path, check=True, capture_output=True, text=True
+        ).stdout
+
+    git("init", "-q")
+    (tmp_path / "recipe.yaml").write_text("epochs: 1\n")
+    git("add", "recipe.yaml")
+    git("commit", "-qm", "a recipe")
+    head = git("rev-parse", "HEAD").strip()
+    (tmp_path / "notes.txt").write_text("untracked: not code that ran\n")
+    assert commit(tmp_path) == head
+    (tmp_path / "recipe.yaml").write_text("epochs: 2\n")
+    assert commit(tmp_path) == f"{head}-dirty"
 
 
 def test_each_recipe_is_recorded_as_it_ends_beside_what_the_ledger_holds(tmp_path):
