@@ -834,8 +834,8 @@ def step_flops(net: str, device: str, size: int = SIZE, batch: int = 0) -> int:
     n = batch or NETS[net]["batch"]
     x = (torch.rand(n, 1, 8, 8) * 255).to(torch.uint8).to(device)
     with stepping_alone(model):
-        batch = model.on_after_batch_transfer({"x": x, "y": torch.zeros(n, dtype=torch.long, device=device)}, 0)
-        return count_flops(lambda: model.training_step(batch, 0).backward())
+        views = model.on_after_batch_transfer({"x": x, "y": torch.zeros(n, dtype=torch.long, device=device)}, 0)
+        return count_flops(lambda: model.training_step(views, 0).backward())
 
 
 # -- main --------------------------------------------------------------------------------------------------------
