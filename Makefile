@@ -13,7 +13,7 @@ UV := .venv/uv/bin/uv
 
 $(STAMP): pyproject.toml $(LOCK) $(HF_LOCK) $(UV_LOCK)
 	test -x $(PY) || python3 -m venv .venv
-	# uv installs the lock: it fetches and unpacks in parallel, about 45 s here against pip's 3 minutes (most of it
+	# uv installs the lock: it fetches and unpacks in parallel, under a minute here against pip's 2-3 (most of it
 	# torch's CUDA wheels). It lives beside the venv's packages, in .venv/uv, as pip's own tool would.
 	$(PY) -m pip install -q --disable-pip-version-check --upgrade --target .venv/uv -r $(UV_LOCK)
 	# One resolve, every package pinned by the lock (torch and torchvision among them). The venv is byte-compiled:

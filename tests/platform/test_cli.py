@@ -190,7 +190,7 @@ def test_truncated_last_checkpoint_falls_back_then_fails_clearly(tmp_path, cli_h
         (["--trainer.max_epochs", "many"], "Parser key \"trainer.max_epochs\": Expected a <class 'int'>"),
         (["--resume", "0123456789abcdef"], "--resume='0123456789abcdef' is neither"),
         (["--tracking-uri", "file:./mlruns"], "MLflow's file store is no longer supported"),
-        (["--trainer.max_epochs", "-1"], "trainer.max_epochs=-1 and trainer.max_steps=-1 train without end"),
+        (["--trainer.max_epochs", "-1"], "the fit has no end (trainer.max_epochs=-1 and trainer.max_steps=-1"),
     ],
     ids=["backbone", "data-path", "config-key", "value-type", "resume-target", "file-store", "endless"],
 )

@@ -281,8 +281,8 @@ class ContrastiveModule(L.LightningModule):
         optimizer = optim.build_optimizer(cfg, groups, lr)
         if math.isinf(self.trainer.estimated_stepping_batches):
             raise ConfigError(
-                "trainer.max_epochs=-1 and trainer.max_steps=-1 train without end, but the learning rate's cosine "
-                "schedule needs its length: give trainer.max_epochs or trainer.max_steps"
+                "the fit has no end (trainer.max_epochs=-1 and trainer.max_steps=-1, or a loader without a length), "
+                "but the learning rate's cosine schedule needs its length: give trainer.max_steps or trainer.max_epochs"
             )
         total = max(1, int(self.trainer.estimated_stepping_batches))
         epochs = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else 1
