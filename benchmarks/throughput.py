@@ -570,7 +570,7 @@ def sync_points(prof) -> list[tuple[str, int]]:
         while parent is not None:
             if ".py(" in parent.name:
                 if not parent.name.startswith("torch/") and "/torch/" not in parent.name:
-                    frames.append(parent.name.replace(f"{Path(__file__).resolve().parents[1]}/", ""))
+                    frames.append(parent.name.replace(f"{REPO}/", ""))
             elif not frames:
                 ops.append(parent.name)
             parent = parent.cpu_parent

@@ -279,12 +279,13 @@ class ContrastiveModule(L.LightningModule):
                 }
             )
         optimizer = optim.build_optimizer(cfg, groups, lr)
-        if math.isinf(self.trainer.estimated_stepping_batches):
+        stepping = self.trainer.estimated_stepping_batches
+        if math.isinf(stepping):
             raise ConfigError(
                 "the fit has no end (trainer.max_epochs=-1 and trainer.max_steps=-1, or a loader without a length), "
                 "but the learning rate's cosine schedule needs its length: give trainer.max_steps or trainer.max_epochs"
             )
-        total = max(1, int(self.trainer.estimated_stepping_batches))
+        total = max(1, int(stepping))
         epochs = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else 1
         warmup = int(cfg.warmup_epochs * total / epochs)
         schedule = optim.warmup_cosine(total, warmup, cfg.min_lr_ratio)
