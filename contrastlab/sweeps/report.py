@@ -180,7 +180,9 @@ def write_summary(client, parent_run_id: str, study, sweep: SweepConfig) -> Any:
                 files.append(out / PLOTS_PAGE)
         for path in files:
             client.log_artifact(parent_run_id, str(path))
-    client.set_tag(parent_run_id, "mlflow.note.content", parent_note(sweep, rows, best, experiment_id))
+    _once_more_if_raced(
+        client.set_tag, parent_run_id, "mlflow.note.content", parent_note(sweep, rows, best, experiment_id)
+    )
     _share_dataset_inputs(client, parent_run_id, best)
     if best is not None:
         client.log_metric(parent_run_id, "best_value", best.value)
@@ -188,10 +190,10 @@ def write_summary(client, parent_run_id: str, study, sweep: SweepConfig) -> Any:
         seed_values = list((best.user_attrs.get(SEED_VALUES_ATTR) or {}).values())
         if len(seed_values) > 1:
             client.log_metric(parent_run_id, f"best/{sweep.metric}_sd", statistics.stdev(seed_values))
-        client.set_tag(parent_run_id, "best.trial", str(best.number))
-        client.set_tag(parent_run_id, "best.run_id", str(best.user_attrs.get(RUN_ATTR)))
+        _once_more_if_raced(client.set_tag, parent_run_id, "best.trial", str(best.number))
+        _once_more_if_raced(client.set_tag, parent_run_id, "best.run_id", str(best.user_attrs.get(RUN_ATTR)))
         for key, value in best.params.items():
-            client.set_tag(parent_run_id, f"best.{key}", str(value))
+            _once_more_if_raced(client.set_tag, parent_run_id, f"best.{key}", str(value))
     return best
 
 
@@ -201,7 +203,20 @@ def _share_dataset_inputs(client, parent_run_id: str, best) -> None:
     if run_id:
         inputs = client.get_run(run_id).inputs.dataset_inputs
         if inputs:
-            client.log_inputs(parent_run_id, datasets=inputs)
+            _once_more_if_raced(client.log_inputs, parent_run_id, datasets=inputs)
+
+
+def _once_more_if_raced(write, *args, **kwargs) -> None:
+    """A first write of a tag or input to the parent run, which another worker finishing at the same moment may
+    be writing too: MLflow checks for the row, then inserts, and the later insert breaks a unique constraint.
+    Written again, MLflow finds the row and updates it (a tag) or skips it (an input); other errors raise again."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        write(*args, **kwargs)
+    except MlflowException as err:
+        log.info("sweep: writing the parent run again after %s", str(err).splitlines()[0])
+        write(*args, **kwargs)
 
 
 def _best_trial(study):

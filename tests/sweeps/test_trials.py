@@ -219,3 +219,47 @@ def test_workers_take_trials_from_a_sqlite_storage_one_at_a_time(tmp_path):
     assert subprocess.run([sys.executable, "-c", probe, lock_file]).returncode == 0
     with claim_lock("postgresql://u@localhost/db"), claim_lock("sqlite://"):
         pass  # PostgreSQL locks the rows itself; an in-memory SQLite database has one process
+
+
+def test_two_workers_sharing_the_best_trials_dataset_with_the_parent_do_not_collide(tmp_path):
+    """Two workers that finish together both log the best trial's dataset on the parent run; the second insert
+    breaks MLflow's unique constraint (seen in CI with two workers on PostgreSQL). The loser of that race goes on."""
+    import mlflow
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.data.sources import LocalArtifactDatasetSource
+    from mlflow.entities import DatasetInput
+    from mlflow.exceptions import MlflowException
+
+    from contrastlab.sweeps.report import _share_dataset_inputs
+    from contrastlab.sweeps.storage import RUN_ATTR
+
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.create_experiment("digits", artifact_location=str(tmp_path / "artifacts"))
+    parent, child = (client.create_run(experiment).info.run_id for _ in range(2))
+    dataset = MetaDataset(LocalArtifactDatasetSource(str(tmp_path)), name="digits", digest="abc")
+    client.log_inputs(child, datasets=[DatasetInput(dataset._to_mlflow_entity())])
+
+    class OtherWorkerFirst(mlflow.MlflowClient):
+        """The other worker's insert lands between MLflow's check for held inputs and this worker's insert."""
+
+        raced = False
+
+        def log_inputs(self, run_id, datasets=None, models=None):
+            super().log_inputs(run_id, datasets=datasets)
+            if not OtherWorkerFirst.raced:
+                OtherWorkerFirst.raced = True
+                raise MlflowException("UNIQUE constraint failed: inputs.source_type, inputs.source_id")
+
+    class AlwaysFails(mlflow.MlflowClient):
+        def log_inputs(self, run_id, datasets=None, models=None):
+            raise MlflowException("UNIQUE constraint failed: inputs.source_type, inputs.source_id")
+
+    class Best:
+        user_attrs = {RUN_ATTR: child}
+
+    _share_dataset_inputs(OtherWorkerFirst(client.tracking_uri), parent, Best())
+    (held,) = client.get_run(parent).inputs.dataset_inputs
+    assert held.dataset.name == "digits"
+    # an error that a second write does not clear is not the race: it stands
+    with pytest.raises(MlflowException, match="UNIQUE"):
+        _share_dataset_inputs(AlwaysFails(client.tracking_uri), client.create_run(experiment).info.run_id, Best())
