@@ -7,6 +7,7 @@ import argparse
 
 from contrastlab.errors import ConfigError
 from contrastlab.evaluation import registry
+from contrastlab.evaluation.features import SPACES
 
 DESCRIPTION = (
     "`contrastlab eval`: evaluate a checkpoint, or a run's best checkpoint, offline with the protocols the\n"
@@ -68,6 +69,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--protocols",
         default=None,
         help=f"comma-separated, from {','.join(registry.names())} (default: all the data supports)",
+    )
+    parser.add_argument(
+        "--features",
+        choices=SPACES,
+        default="backbone",
+        help="what the protocols on frozen features read: the backbone's output (default), or the projector's "
+        "after it, the space the loss compares (keeps less of what the views vary, e.g. the speaker)",
     )
     for protocol in registry.protocols():
         protocol.add_options(parser)

@@ -78,7 +78,8 @@ def features(args: argparse.Namespace, target: Target, model, datamodule, reques
             feats[split] = None
             continue
         shown = bar(loader, f"features of {split}")
-        feats[split] = cache.get(split, lambda shown=shown: extract_features(model, shown, device))
+        cached = split if args.features == "backbone" else f"{split}-{args.features}"
+        feats[split] = cache.get(cached, lambda shown=shown: extract_features(model, shown, device, args.features))
     if cache.hits:
         print(f"features of {', '.join(cache.hits)} read from the cache in {cache.folder}", flush=True)
     return feats

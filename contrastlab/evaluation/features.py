@@ -29,16 +29,25 @@ def split_loader(eval_loader: Callable[[str], DataLoader], split: str) -> DataLo
     return loader if loader is not None and len(loader.dataset) > 0 else None
 
 
+SPACES = ("backbone", "projector")  # where features are read: the representation, or the loss's space after it
+
+
 @torch.no_grad()
-def extract_features(model: nn.Module, loader: DataLoader, device: torch.device | str) -> Features:
-    """`model.embed(batch)` over a loader, in its order, with the labels and sample indices beside."""
+def extract_features(
+    model: nn.Module, loader: DataLoader, device: torch.device | str, space: str = "backbone"
+) -> Features:
+    """`model.embed(batch)` over a loader, in its order, with the labels and sample indices beside; with `space`
+    "projector", `model.project` of them."""
+    if space not in SPACES:
+        raise ValueError(f"feature space {space!r}: expected one of {SPACES}")
     was_training = model.training
     model.eval()
     feats, ys, idxs = [], [], []
     try:
         for batch in loader:
             batch = move_data_to_device(batch, device)
-            feats.append(model.embed(batch).float().cpu())
+            features = model.embed(batch)
+            feats.append((model.project(features) if space == "projector" else features).float().cpu())
             ys.append(batch["y"].cpu())
             idxs.append(torch.as_tensor(batch["idx"]).cpu())
     finally:

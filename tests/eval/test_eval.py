@@ -1,5 +1,6 @@
 """`contrastlab eval` and the predict embeddings, as a user drives them, on one short digits run."""
 
+import json
 import re
 import shutil
 import sys
@@ -134,6 +135,26 @@ def test_a_second_eval_with_other_options_keeps_the_first_ones_figures_and_optio
     assert ["`knn_standardize=true`" in t for t in tables] == [False, True]
     logged = {f"{m.value:.4g}" for m in client.get_metric_history(run_id, "eval/knn/top1_k5")}
     assert {re.search(r"\| knn \| top1_k5 \| ([0-9.]+) \|", t).group(1) for t in tables} <= logged
+
+
+def test_features_after_the_projector_are_evaluated_and_cached_apart(trained, cli_here, tmp_path):
+    """`--features projector`: the protocols read SimCLR's projector outputs (its 128-wide z, not the backbone's
+    256), cached beside the backbone's, and the options say which features the figures are of."""
+    cwd, run_id, folder = trained
+    ckpt = str(folder / "last.ckpt")
+    figures = {}
+    for space in ("backbone", "projector"):
+        args = ["--protocols", "knn", "--k", "5", "--tsne-points", "0", *NO_BASELINES, "--features", space]
+        code, err = cli_here("eval", "--ckpt", ckpt, *args, cwd=cwd)
+        assert code == 0, err[-3000:]
+        client = store_client(cwd)
+        options = json.loads(Path(client.download_artifacts(run_id, "eval/options.json", str(tmp_path))).read_text())
+        assert options["features"] == space
+        figures[space] = client.get_run(run_id).data.metrics["eval/knn/top1_k5"]
+    cached = (folder / "eval-cache").glob("features-test*.pt")
+    widths = sorted({torch.load(path, weights_only=True)["features"].shape[1] for path in cached})
+    assert widths == [128, 256], widths  # both kept: neither overwrote the other
+    assert figures["backbone"] != figures["projector"], figures
 
 
 def test_a_second_eval_reads_the_cached_features(trained, cli_here, monkeypatch):

@@ -245,6 +245,17 @@ class ContrastiveModule(L.LightningModule):
         view (normalised by the pipeline) through `encode`. Call `model.eval()` first for inference."""
         return self.encode(batch, [self.augment.eval_view(batch[SAMPLE])])[0]
 
+    def project(self, features: Tensor) -> Tensor:
+        """The projector's output (B, proj_dim) for `embed`'s features: the space the loss compares, which keeps less
+        of what the views vary than the backbone's (a speaker, where the views vary the speaker). Methods whose
+        loss reads no `projector` refuse in one line."""
+        projector = getattr(self, "projector", None)
+        if not isinstance(projector, nn.Module):
+            raise ConfigError(
+                f"{type(self).__name__} has no projector to read features after; evaluate its backbone's features"
+            )
+        return projector(features)
+
     def predict_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Tensor]:
         features = self.encode(batch, [batch[EVAL_VIEW]])[0]
         return {"features": features, LABEL: batch[LABEL], INDEX: batch[INDEX]}
