@@ -61,7 +61,10 @@ def data_for(config, spoken_digits) -> list[str]:
     if data == "contrastlab.datamodules.speakers.FSDDSpeakers":
         return ["--data.init_args.root", str(spoken_digits)]
     if data.startswith("contrastlab.datamodules.audio."):
-        return ["--data", "contrastlab.datamodules.audio.FSDD", "--data.root", str(spoken_digits)]
+        args = ["--data", "contrastlab.datamodules.audio.FSDD", "--data.root", str(spoken_digits)]
+        if ((raw(config).get("data") or {}).get("init_args") or {}).get("test_speakers"):
+            args += ["--data.init_args.test_speakers", '["3"]']  # the spoken digits' voices are named 0-3
+        return args
     return ["--data", "contrastlab.datamodules.vision.Digits"]
 
 
