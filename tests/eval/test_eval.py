@@ -145,13 +145,14 @@ def test_features_after_the_projector_are_evaluated_and_cached_apart(trained, cl
     figures = {}
     for space in ("backbone", "projector"):
         args = ["--protocols", "knn", "--k", "5", "--tsne-points", "0", *NO_BASELINES, "--features", space]
+        args += ["--cache-dir", str(tmp_path / "cache")]  # the module's other tests read the checkpoint's own cache
         code, err = cli_here("eval", "--ckpt", ckpt, *args, cwd=cwd)
         assert code == 0, err[-3000:]
         client = store_client(cwd)
         options = json.loads(Path(client.download_artifacts(run_id, "eval/options.json", str(tmp_path))).read_text())
         assert options["features"] == space
         figures[space] = client.get_run(run_id).data.metrics["eval/knn/top1_k5"]
-    cached = (folder / "eval-cache").glob("features-test*.pt")
+    cached = (tmp_path / "cache").glob("features-test*.pt")
     widths = sorted({torch.load(path, weights_only=True)["features"].shape[1] for path in cached})
     assert widths == [128, 256], widths  # both kept: neither overwrote the other
     assert figures["backbone"] != figures["projector"], figures
