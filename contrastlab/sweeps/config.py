@@ -120,10 +120,7 @@ class SweepConfig:
 
     def base_config(self, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """The base run config (of a trial with `params`) as a mapping, read from its file when a path."""
-        base = self.base_of(params)
-        if isinstance(base, dict):
-            return base
-        return yaml.safe_load(base.read_text()) or {}
+        return read_base(self.base_of(params))
 
     def run_keys(self, params: dict[str, Any]) -> dict[str, Any]:
         """A trial's values that are run-config keys: all but the grid's `base`."""
@@ -249,7 +246,27 @@ def load_sweep(path: str | Path) -> SweepConfig:
             getattr(sweep, f"make_{name}")()
         except (TypeError, ValueError) as err:
             raise fail(f"{name}: {err}") from None
+    _refuse_resume(sweep, fail)
     return sweep
+
+
+def _refuse_resume(sweep: SweepConfig, fail) -> None:
+    """Each trial starts a run of its own: a base (or `fixed`) that resumes a checkpoint would make every trial
+    resume the same run. Refused before any worker starts or any checkpoint is read."""
+    if sweep.fixed.get("resume") is not None:
+        raise fail(f"fixed.resume={sweep.fixed['resume']}: each trial starts a run of its own, so a sweep resumes "
+                   "none; drop it (run the same sweep command again to resume a sweep)")  # fmt: skip
+    for base in sweep.all_bases():
+        resume = read_base(base).get("resume")
+        if resume is not None:
+            raise fail(f"base {base if isinstance(base, Path) else '(inline)'} resumes {resume}: each trial starts "
+                       "a run of its own, so a sweep resumes none; drop `resume` from the base (run the same sweep "
+                       "command again to resume a sweep)")  # fmt: skip
+
+
+def read_base(base: Path | dict[str, Any]) -> dict[str, Any]:
+    """A base run config as a mapping, read from its file when a path."""
+    return base if isinstance(base, dict) else yaml.safe_load(base.read_text()) or {}
 
 
 def _parse_seeds(raw: Any, fail) -> list[int]:

@@ -93,6 +93,8 @@ def test_the_docs_sweep_example_is_a_valid_sweep(tmp_path):
         ),
         ({"seeds": [0, 0]}, "seeds=[0, 0]: a seed is listed twice"),
         ({"seeds": 3}, "seeds=3: expected a list of whole numbers"),
+        ({"fixed": {"resume": "last.ckpt"}}, "fixed.resume=last.ckpt: each trial starts a run of its own"),
+        ({"base": {"resume": "last.ckpt"}}, "base (inline) resumes last.ckpt: each trial starts a run of its own"),
     ],
 )
 def test_mistakes_name_the_entry(tmp_path, changes, message):
