@@ -32,7 +32,7 @@ from contrastlab.platform.callbacks import (
     SystemMetrics,
     mlflow_logger,
 )
-from contrastlab.platform.compose import BASE_ENTRY, expand_bases
+from contrastlab.platform.compose import BASE_ENTRY, config_files, dropped_dict_keys, expand_bases
 from contrastlab.platform.exits import user_error_exit
 from contrastlab.platform.preemption import Preempted, Preemption
 from contrastlab.platform.resume import AtomicCheckpointIO, ExactResume
@@ -58,8 +58,11 @@ class ContrastlabArgumentParser(LightningArgumentParser):
     `base:` files are read before it (`expand_bases`)."""
 
     def parse_args(self, args=None, *rest, **kwargs):
-        args = list(sys.argv[1:] if args is None else args)
-        return super().parse_args(expand_bases(args), *rest, **kwargs)
+        args = expand_bases(list(sys.argv[1:] if args is None else args))
+        parsed = super().parse_args(args, *rest, **kwargs)
+        for note in dropped_dict_keys(config_files(args), parsed):
+            log.warning(note)
+        return parsed
 
     def parse_string(self, content: str, *rest, **kwargs):
         return super().parse_string(BASE_ENTRY.sub("", content), *rest, **kwargs)

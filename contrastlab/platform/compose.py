@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import yaml
+from jsonargparse import Namespace
 
 from contrastlab.errors import ConfigError
 
@@ -20,29 +21,37 @@ def expand_bases(args: list[str]) -> list[str]:
 
     A base is a path, looked up from the working directory, then from FILE's folder and its parents, then from
     this checkout of contrastlab, so `base: configs/recipes/digits.yaml` works from anywhere, as a sweep's does.
+    Expanded arguments stay as they are (LightningCLI's verb parser is given them after the main parser): bases
+    that already come just before FILE are not read twice.
     """
     out: list[str] = []
     i = 0
     while i < len(args):
         arg = args[i]
         if arg in ("-c", "--config") and i + 1 < len(args):
-            out += [x for base in _bases(Path(args[i + 1]), ()) for x in (arg, str(base))] + [arg, args[i + 1]]
-            i += 2
+            name, i = args[i + 1], i + 2
+
+            def given(file: str, flag: str = arg) -> list[str]:
+                return [flag, file]
+        elif arg.startswith("--config="):
+            name, i = arg.split("=", 1)[1], i + 1
+
+            def given(file: str) -> list[str]:
+                return [f"--config={file}"]
+        else:
+            out.append(arg)
+            i += 1
             continue
-        if arg.startswith("--config="):
-            out += [f"--config={base}" for base in _bases(Path(arg.split("=", 1)[1]), ())]
-        out.append(arg)
-        i += 1
+        bases = [x for base in _bases(Path(name), ()) for x in given(str(base))]
+        if not bases or out[-len(bases) :] != bases:
+            out += bases
+        out += given(name)
     return out
 
 
 def _bases(path: Path, seen: tuple[Path, ...]) -> list[Path]:
     """The files `path` starts from, in reading order (a base's own bases before it)."""
-    try:
-        is_file = path.is_file()
-    except OSError:  # a config given as YAML text, too long for a file name
-        is_file = False
-    if not is_file:
+    if not _is_file(path):
         return []  # jsonargparse reports a missing file, or reads a config given as a string
     text = path.read_text()
     names = (yaml.safe_load(text) or {}).get("base") if BASE_ENTRY.search(text) else None
@@ -65,3 +74,52 @@ def _find_base(name: str, config: Path) -> Path:
         if candidate.is_file():
             return candidate
     raise ConfigError(f"{config}: base: {name} not found (looked in the working directory, {folder} and above)")
+
+
+def config_files(args: list[str]) -> list[Path]:
+    """The files `-c`/`--config` name in (expanded) arguments, in reading order; YAML given inline is left out."""
+    named = [args[i + 1] for i, arg in enumerate(args[:-1]) if arg in ("-c", "--config")]
+    named += [arg.split("=", 1)[1] for arg in args if arg.startswith("--config=")]
+    return [Path(name) for name in named if _is_file(Path(name))]
+
+
+def dropped_dict_keys(files: list[Path], parsed: Namespace) -> list[str]:
+    """One line for each dict-valued option whose keys a config file gives and the resolved config lacks.
+
+    jsonargparse merges nested options (trainer:, a class's init_args) key by key, but a dict-typed one
+    (`backbone_kwargs`) given again, by a later file or an override, replaces the earlier dict whole: a config
+    that sets `backbone_kwargs: {depth: 4}` over a base's `{hidden_dims: 64, depth: 10}` builds the net with
+    its default width. Nothing else says so, and the run would differ from what both files read as.
+    """
+    root = parsed.get(parsed.get("subcommand")) if parsed.get("subcommand") else parsed
+    notes: list[str] = []
+    for path in files:
+        given = yaml.safe_load(path.read_text()) or {}
+        if isinstance(given, dict) and isinstance(root, Namespace):
+            given.pop("base", None)
+            notes += _dropped(given, root, path, ())
+    return notes
+
+
+def _dropped(given: dict, resolved: Namespace, path: Path, keys: tuple[str, ...]) -> list[str]:
+    notes = []
+    for key, value in given.items():
+        final = resolved.get(key) if isinstance(key, str) else None
+        if not isinstance(value, dict) or final is None:
+            continue
+        name = ".".join((*keys, key))
+        if isinstance(final, Namespace):
+            notes += _dropped(value, final, path, (*keys, key))
+        elif isinstance(final, dict) and (lost := [str(k) for k in value if k not in final]):
+            notes.append(
+                f"{path}: {name}: {', '.join(lost)} dropped, because a later file or override gives {name} whole "
+                "(a dict is replaced, not merged); restate them there to keep them"
+            )
+    return notes
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # a config given as YAML text, too long for a file name
+        return False

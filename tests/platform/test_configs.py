@@ -14,6 +14,7 @@ configs in tests/methods/test_paired.py, the volume configs in tests/test_medica
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import warnings
 from pathlib import Path
@@ -91,9 +92,11 @@ def resolved(config: Path) -> dict:
     return flat(dumped)
 
 
-def test_every_config_resolves_as_recorded():
+def test_every_config_resolves_as_recorded(caplog):
     """Key by key against the record; keys a newer Lightning or jsonargparse adds are not compared. To record a
-    deliberate change: python -c 'from tests.platform.test_configs import record; record()'."""
+    deliberate change: python -c 'from tests.platform.test_configs import record; record()'. No shipped config
+    drops a key of its bases' dicts (`dropped_dict_keys`)."""
+    caplog.set_level(logging.WARNING, logger="contrastlab")
     recorded = json.loads(SNAPSHOT.read_text())
     assert sorted(recorded) == [name_of(p) for p in ALL], "a config was added or removed: record() again"
     changed = {}
@@ -103,6 +106,7 @@ def test_every_config_resolves_as_recorded():
         if diff:
             changed[name_of(config)] = diff
     assert not changed, changed
+    assert not [r.message for r in caplog.records if "dropped" in r.message]
 
 
 def record() -> None:
@@ -143,6 +147,40 @@ def test_a_bad_base_is_one_line_naming_the_file(base, message, tmp_path, cli_her
     config.write_text(f"base: {base}\nmodel:\n  class_path: contrastlab.modules.SimCLR\n")
     line = the_error_line(*cli_here("fit", "-c", str(config), "--print_config", cwd=tmp_path))
     assert str(config) in line and message in line, line
+
+
+def test_a_dict_a_later_file_gives_whole_names_the_keys_it_drops(tmp_path, cli_here, caplog):
+    """A dict-typed option is replaced, not merged, by a later file: the keys of the base that the run loses are
+    named, with the file and the key; nested options (trainer:, init_args:) merge and say nothing."""
+    caplog.set_level(logging.WARNING, logger="contrastlab")
+    config = tmp_path / "deeper.yaml"
+    config.write_text(
+        "base: configs/ts2vec/ucr.yaml\ntrainer: {max_steps: 3}\nmodel: {init_args: {backbone_kwargs: {depth: 4}}}\n"
+    )
+    code, err = cli_here("fit", "-c", str(config), "--print_config", cwd=tmp_path)
+    notes = [r.message for r in caplog.records if "dropped" in r.message]
+    assert code == 0 and len(notes) == 1, err
+    assert "configs/shared/methods/ts2vec.yaml: model.init_args.backbone_kwargs: hidden_dims, output_dims" in notes[0]
+
+    caplog.clear()
+    config.write_text(
+        "base: configs/ts2vec/ucr.yaml\n"
+        "model: {init_args: {backbone_kwargs: {hidden_dims: 64, output_dims: 320, depth: 4}}}\n"
+    )
+    code, err = cli_here(
+        "fit", "-c", str(config), "--model.init_args.instance_weight", "0.4", "--print_config", cwd=tmp_path
+    )
+    assert code == 0 and not [r for r in caplog.records if "dropped" in r.message], err
+
+
+def test_expanding_bases_twice_reads_each_file_once():
+    """LightningCLI gives the verb's parser the arguments its main parser expanded: a base is not read again after
+    the file that overrides it."""
+    from contrastlab.platform.compose import expand_bases
+
+    once = expand_bases(["-c", str(REPO / "configs" / "ts2vec" / "ucr.yaml")])
+    assert [Path(a).name for a in once[1::2]] == ["ts2vec.yaml", "ucr.yaml"]
+    assert expand_bases(once) == once
 
 
 def test_print_config_shows_the_composed_config(tmp_path, monkeypatch, capsys):
