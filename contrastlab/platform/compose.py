@@ -69,11 +69,21 @@ def _bases(path: Path, seen: tuple[Path, ...]) -> list[Path]:
 
 
 def _find_base(name: str, config: Path) -> Path:
-    folder = config.resolve().parent
+    found = find_config(name, config)
+    if found is None:
+        folder = config.resolve().parent
+        raise ConfigError(f"{config}: base: {name} not found (looked in the working directory, {folder} and above)")
+    return found
+
+
+def find_config(name: str, beside: Path) -> Path | None:
+    """The config file `name` as a `base:` in the file `beside` means it: from the working directory, then from
+    `beside`'s folder and its parents, then from this checkout of contrastlab; None when none holds it."""
+    folder = beside.resolve().parent
     for candidate in (Path(name), *(d / name for d in (folder, *folder.parents)), CHECKOUT / name):
         if candidate.is_file():
             return candidate
-    raise ConfigError(f"{config}: base: {name} not found (looked in the working directory, {folder} and above)")
+    return None
 
 
 def config_files(args: list[str]) -> list[Path]:

@@ -40,6 +40,7 @@ from typing import Any
 import yaml
 
 from contrastlab.errors import ConfigError
+from contrastlab.platform.compose import find_config
 from contrastlab.sweeps.space import Param, parse_grid, parse_space
 
 KEYS = (
@@ -295,20 +296,20 @@ def _parse_enqueue(raw: Any, space: dict[str, Param], fail) -> list[dict[str, An
 
 
 def _resolve_base(base: Any, sweep_path: Path) -> Path | dict[str, Any]:
-    """A base path is looked up from the working directory, then from the sweep config's folder and its
-    parents, so `base: configs/simclr/digits.yaml` works from any directory of a checkout."""
+    """A base path is found as a run config's `base:` is (`find_config`): from the working directory, the sweep
+    config's folder and its parents, then the contrastlab checkout, so `base: configs/simclr/digits.yaml` works
+    from anywhere."""
     if isinstance(base, dict):
         return base
     if not isinstance(base, str):
         raise ConfigError(f"sweep config {sweep_path}: base: expected a config path or an inline run config")
-    folder = sweep_path.resolve().parent
-    for candidate in (Path(base), *(d / base for d in (folder, *folder.parents))):
-        if candidate.is_file():
-            return candidate
-    raise ConfigError(
-        f"sweep config {sweep_path}: base: {base} not found (looked in the working directory, in "
-        f"{sweep_path.parent} and above); give the run config's path, e.g. configs/simclr/digits.yaml"
-    )
+    found = find_config(base, sweep_path)
+    if found is None:
+        raise ConfigError(
+            f"sweep config {sweep_path}: base: {base} not found (looked in the working directory, in "
+            f"{sweep_path.parent} and above); give the run config's path, e.g. configs/simclr/digits.yaml"
+        )
+    return found
 
 
 def _component(value: Any, key: str, default: str, classes: dict[str, Any], fail) -> dict[str, Any]:

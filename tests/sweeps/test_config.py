@@ -49,6 +49,13 @@ def test_the_demo_sweep_config_loads():
     assert sweep.metric == "val/knn_top1" and sweep.n_trials
 
 
+def test_a_base_named_from_the_checkout_is_found_from_any_folder(tmp_path, monkeypatch):
+    """As a run config's `base:`: a sweep written outside the checkout names a shipped config by its path in it."""
+    monkeypatch.chdir(tmp_path)
+    sweep = load_sweep(write(tmp_path, base="configs/ts2vec/ucr.yaml"))
+    assert sweep.base == REPO / "configs" / "ts2vec" / "ucr.yaml"
+
+
 def test_the_docs_sweep_example_is_a_valid_sweep(tmp_path):
     readme = (REPO / "docs" / "sweeps.md").read_text()
     block = readme.split("# every key of a sweep config")[1].split("```")[0]
