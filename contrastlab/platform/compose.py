@@ -29,24 +29,23 @@ def expand_bases(args: list[str]) -> list[str]:
     while i < len(args):
         arg = args[i]
         if arg in ("-c", "--config") and i + 1 < len(args):
-            name, i = args[i + 1], i + 2
-
-            def given(file: str, flag: str = arg) -> list[str]:
-                return [flag, file]
+            name, flag, i = args[i + 1], arg, i + 2
         elif arg.startswith("--config="):
-            name, i = arg.split("=", 1)[1], i + 1
-
-            def given(file: str) -> list[str]:
-                return [f"--config={file}"]
+            name, flag, i = arg.split("=", 1)[1], "--config=", i + 1
         else:
             out.append(arg)
             i += 1
             continue
-        bases = [x for base in _bases(Path(name), ()) for x in given(str(base))]
+        bases = [x for base in _bases(Path(name), ()) for x in _given(flag, str(base))]
         if not bases or out[-len(bases) :] != bases:
             out += bases
-        out += given(name)
+        out += _given(flag, name)
     return out
+
+
+def _given(flag: str, file: str) -> list[str]:
+    """`-c FILE` or `--config=FILE`, as the user wrote it."""
+    return [flag + file] if flag.endswith("=") else [flag, file]
 
 
 def _bases(path: Path, seen: tuple[Path, ...]) -> list[Path]:
