@@ -126,8 +126,11 @@ def linked_rows(rows: list[dict[str, Any]], experiment_id: str) -> list[dict[str
     return linked
 
 
-def parent_note(sweep: SweepConfig, rows: list[dict[str, Any]], best: Any, experiment_id: str) -> str:
-    """The parent run's description (markdown): the objective, the best value and a link to the best trial."""
+def parent_note(
+    sweep: SweepConfig, rows: list[dict[str, Any]], best: Any, experiment_id: str, tied: list[int] = ()
+) -> str:
+    """The parent run's description (markdown): the objective, the best value and a link to the best trial (and
+    the trials `tied` with it)."""
     states = [row["state"] for row in rows]
     counts = ", ".join(f"{states.count(s)} {s}" for s in ("complete", "pruned", "failed", "killed") if s in states)
     goal = f"{sweep.direction} `{sweep.metric}`"
@@ -140,7 +143,7 @@ def parent_note(sweep: SweepConfig, rows: list[dict[str, Any]], best: Any, exper
         )
         name = trial_run_name(best.number, method_of(sweep.base_config(best.params)), "complete")
         target = f"[{name}]({run_link(experiment_id, run_id)})" if run_id else name
-        lines.append(f"**Best**: `{sweep.metric}` = **{mean_sd(best)}** in {target}")
+        lines.append(f"**Best**: `{sweep.metric}` = **{mean_sd(best)}** in {target}{ties(list(tied))}")
         lines.append(
             "Artifacts: `best_config.yaml` (the base config with these values: `contrastlab fit -c best_config.yaml`), "
             f"`trials.md` (every trial, linked), `{PLOTS_PAGE}` (Optuna's plots), `sweep.yaml` (the study's settings)."
@@ -181,7 +184,10 @@ def write_summary(client, parent_run_id: str, study, sweep: SweepConfig) -> Any:
         for path in files:
             client.log_artifact(parent_run_id, str(path))
     _once_more_if_raced(
-        client.set_tag, parent_run_id, "mlflow.note.content", parent_note(sweep, rows, best, experiment_id)
+        client.set_tag,
+        parent_run_id,
+        "mlflow.note.content",
+        parent_note(sweep, rows, best, experiment_id, tied_with(study, best)),
     )
     _share_dataset_inputs(client, parent_run_id, best)
     if best is not None:
@@ -223,6 +229,22 @@ def _best_trial(study):
     from optuna.trial import TrialState
 
     return study.best_trial if study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) else None
+
+
+def tied_with(study, best) -> list[int]:
+    """The other complete trials whose objective equals the best's. Which of them Optuna names best is the
+    storage's order, not a difference, so a researcher choosing settings is shown them all."""
+    from optuna.trial import TrialState
+
+    if best is None:
+        return []
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return [t.number for t in complete if t.value == best.value and t.number != best.number]
+
+
+def ties(tied: list[int]) -> str:
+    """`, tied with trials 3, 5` (empty without a tie)."""
+    return f", tied with trial{'s' if len(tied) > 1 else ''} {', '.join(map(str, tied))}" if tied else ""
 
 
 def plots_page(study, title: str) -> str | None:

@@ -26,6 +26,7 @@ from contrastlab.platform.stores import redact
 from contrastlab.sweeps import devices, runs
 from contrastlab.sweeps.config import SweepConfig, load_sweep
 from contrastlab.sweeps.live import live_table
+from contrastlab.sweeps.report import tied_with
 from contrastlab.sweeps.space import check_keys
 from contrastlab.sweeps.storage import open_storage, recover_dead_trials, resolve_storage
 from contrastlab.sweeps.summary import _print_best, _summarise
@@ -172,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
     if any(codes):
         print(f"contrastlab: a sweep worker exited with {max(codes)}; rerun the command to resume", file=sys.stderr)
         return 1
-    _print_best(best, config, tracking_uri, storage_url, experiment_id, parent)
+    _print_best(best, config, tracking_uri, storage_url, experiment_id, parent, tied_with(study, best))
     return 0
 
 

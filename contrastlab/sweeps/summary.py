@@ -6,7 +6,7 @@ from contrastlab.platform import tracking
 from contrastlab.platform.stores import redact, sqlite_path
 from contrastlab.platform.ui import UI_BASE, page_url
 from contrastlab.sweeps.config import SweepConfig
-from contrastlab.sweeps.report import mean_sd
+from contrastlab.sweeps.report import mean_sd, ties
 from contrastlab.sweeps.runs import ROLE_TAG, objective_metric
 from contrastlab.sweeps.storage import JOURNAL_PREFIX, RUN_ATTR
 
@@ -58,7 +58,13 @@ def dashboard_command(storage_url: str) -> str:
 
 
 def _print_best(
-    best, config: SweepConfig, tracking_uri: str, storage_url: str, experiment_id: str | None = None, parent: str = ""
+    best,
+    config: SweepConfig,
+    tracking_uri: str,
+    storage_url: str,
+    experiment_id: str | None = None,
+    parent: str = "",
+    tied: list[int] = (),
 ) -> None:
     if best is None:
         print(f"sweep {config.name!r}: no trial completed yet")
@@ -68,7 +74,8 @@ def _print_best(
     trials = trials_url(UI_BASE, experiment_id, config.metric, config.direction)
     store = "" if default else f" --tracking-uri {redact(tracking_uri)}"
     print(
-        f"best trial {best.number}: {config.metric} = {mean_sd(best)} (MLflow run {best.user_attrs.get(RUN_ATTR)})\n"
+        f"best trial {best.number}: {config.metric} = {mean_sd(best)}{ties(list(tied))}"
+        f" (MLflow run {best.user_attrs.get(RUN_ATTR)})\n"
         f"{params}\n"
         f"best config: the parent run's artifact best_config.yaml; trials table: trials.md\n"
         f"browse it: contrastlab ui{store}  (then open {trials}: its trials, best first; the parent run:"

@@ -171,3 +171,37 @@ def test_a_grid_runs_each_combination_once_with_its_bases_as_an_axis(tmp_path):
         seen.add(tuple(trial.params.values()))
         study.tell(trial, 0.5)
     assert len(seen) == 4
+
+
+def test_a_best_value_that_other_trials_share_names_them(tmp_path, capsys):
+    """Which of tied trials Optuna calls best is the storage's order: the printed best and the parent's description
+    name the others, so a researcher sees that validation did not choose between them."""
+    import optuna
+
+    from contrastlab.sweeps.report import parent_note, tied_with
+    from contrastlab.sweeps.summary import _print_best
+
+    sweep = load_sweep(write(tmp_path))
+    study = optuna.create_study(direction="maximize")
+    distribution = optuna.distributions.FloatDistribution(0.05, 0.5, log=True)
+    for temperature, value in ((0.1, 0.8049), (0.2, 0.7805), (0.3, 0.8049), (0.4, 0.8049)):
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"model.temperature": temperature},
+                distributions={"model.temperature": distribution},
+                value=value,
+            )
+        )
+    best = study.best_trial
+    tied = tied_with(study, best)
+    assert sorted([best.number, *tied]) == [0, 2, 3]
+    _print_best(best, sweep, f"sqlite:///{tmp_path / 'mlflow.db'}", "sqlite:///optuna.db", "1", "", tied)
+    line = capsys.readouterr().out.splitlines()[0]
+    others = ", ".join(map(str, tied))
+    assert line.startswith(f"best trial {best.number}: val/knn_top1 = 0.8049, tied with trials {others} (MLflow"), line
+    assert f"**0.8049** in trial-{best.number}" in parent_note(sweep, [], best, "1", tied)
+    assert f", tied with trials {others}" in parent_note(sweep, [], best, "1", tied)
+
+    lone = optuna.create_study(direction="maximize")
+    lone.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=0.5))
+    assert tied_with(lone, lone.best_trial) == [] and tied_with(lone, None) == []
