@@ -70,9 +70,13 @@ def _bases(path: Path, seen: tuple[Path, ...]) -> list[Path]:
 def _find_base(name: str, config: Path) -> Path:
     found = find_config(name, config)
     if found is None:
-        folder = config.resolve().parent
-        raise ConfigError(f"{config}: base: {name} not found (looked in the working directory, {folder} and above)")
+        raise ConfigError(f"{config}: base: {name} not found (looked in {places_looked(config)})")
     return found
+
+
+def places_looked(beside: Path) -> str:
+    """Where `find_config` looks, in words, for an error that a config was not found."""
+    return f"the working directory, {beside.resolve().parent} and above, and {CHECKOUT}"
 
 
 def find_config(name: str, beside: Path) -> Path | None:

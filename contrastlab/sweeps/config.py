@@ -40,7 +40,7 @@ from typing import Any
 import yaml
 
 from contrastlab.errors import ConfigError
-from contrastlab.platform.compose import find_config
+from contrastlab.platform.compose import find_config, places_looked
 from contrastlab.sweeps.space import Param, parse_grid, parse_space
 
 KEYS = (
@@ -306,8 +306,8 @@ def _resolve_base(base: Any, sweep_path: Path) -> Path | dict[str, Any]:
     found = find_config(base, sweep_path)
     if found is None:
         raise ConfigError(
-            f"sweep config {sweep_path}: base: {base} not found (looked in the working directory, in "
-            f"{sweep_path.parent} and above); give the run config's path, e.g. configs/simclr/digits.yaml"
+            f"sweep config {sweep_path}: base: {base} not found (looked in {places_looked(sweep_path)}); give the "
+            "run config's path, e.g. configs/simclr/digits.yaml"
         )
     return found
 
